@@ -1,0 +1,37 @@
+"""The FastAPI application: routers, error handlers and the per-process context."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+
+from api.context import AppContext
+from api.errors import install_error_handlers
+from api.routes import accounts, instance, oauth
+from config import get_settings
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    app.state.ctx = await AppContext.create(get_settings())
+    try:
+        yield
+    finally:
+        await app.state.ctx.close()
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="raygram",
+        description="Instagram-style photo and video sharing, Mastodon-compatible API.",
+        version="0.1.0",
+        default_response_class=ORJSONResponse,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (oauth, accounts, instance):
+        app.include_router(module.router)
+    return app

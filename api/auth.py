@@ -1,0 +1,44 @@
+"""Bearer-token authentication as FastAPI dependencies."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from api.context import AppContext
+from services.auth import Principal
+from services.errors import Forbidden, Unauthorized
+
+
+def context(request: Request) -> AppContext:
+    return request.app.state.ctx
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.query_params.get("access_token") or None
+
+
+async def optional_principal(request: Request) -> Principal | None:
+    token = bearer_token(request)
+    if token is None:
+        return None
+    return await context(request).auth.principal(token)
+
+
+async def app_principal(request: Request) -> Principal:
+    """Any valid token: an app's own (client_credentials) or a user's."""
+    principal = await optional_principal(request)
+    if principal is None:
+        raise Unauthorized("The access token is invalid")
+    return principal
+
+
+async def user_principal(request: Request) -> Principal:
+    """A token that acts for a user; app-only tokens are refused."""
+    principal = await app_principal(request)
+    if principal.account_id is None:
+        raise Forbidden("This method requires an authenticated user")
+    return principal

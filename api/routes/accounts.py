@@ -1,0 +1,88 @@
+"""Accounts: sign-up, credentials, profiles, look-up."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import ORJSONResponse
+from pydantic import BaseModel, Field
+
+from api.auth import app_principal, context, user_principal
+from api.entities import account_entity, credential_account_entity
+from api.params import parse
+from services.auth import Principal
+from services.errors import NotFound, RateLimited
+
+router = APIRouter()
+
+
+class SignUpForm(BaseModel):
+    username: str = Field(max_length=200)
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1000)
+    agreement: bool = False
+    locale: str = Field(default="en", max_length=16)
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class UpdateCredentialsForm(BaseModel):
+    display_name: str | None = Field(default=None, max_length=1000)
+    note: str | None = Field(default=None, max_length=5000)
+    locked: bool | None = None
+    bot: bool | None = None
+    discoverable: bool | None = None
+
+
+class LookupQuery(BaseModel):
+    acct: str = Field(min_length=1, max_length=400)
+
+
+def parse_id(raw: str) -> int:
+    """Path ids are decimal snowflakes; anything else cannot name a record."""
+    if not raw.isdigit() or len(raw) > 19:
+        raise NotFound("Record not found")
+    return int(raw)
+
+
+@router.post("/api/v1/accounts")
+async def sign_up(request: Request, principal: Principal = Depends(app_principal)) -> ORJSONResponse:
+    ctx = context(request)
+    form = await parse(request, SignUpForm)
+    client = request.client.host if request.client else "unknown"
+    decision = await ctx.rate_limiter.hit(
+        "signup", client, ctx.settings.signup_rate_limit, ctx.settings.rate_limit_window_seconds
+    )
+    if not decision.allowed:
+        raise RateLimited("Too many requests", headers=decision.headers())
+    account = await ctx.accounts.sign_up(form.username, form.email, form.password, form.agreement, form.locale)
+    app = await ctx.auth.app_by_id(principal.app_id)
+    assert app is not None  # the token was just validated against it
+    token = await ctx.auth.issue_token(app, account["id"], list(principal.scopes) or app["scopes"].split())
+    return ORJSONResponse(token, headers=decision.headers())
+
+
+@router.get("/api/v1/accounts/verify_credentials")
+async def verify_credentials(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+    ctx = context(request)
+    account = await ctx.accounts.get(principal.account_id)  # type: ignore[arg-type]
+    return ORJSONResponse(credential_account_entity(account, ctx.settings))
+
+
+@router.patch("/api/v1/accounts/update_credentials")
+async def update_credentials(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+    ctx = context(request)
+    form = await parse(request, UpdateCredentialsForm)
+    account = await ctx.accounts.update_profile(principal.account_id, form.model_dump(exclude_none=True))  # type: ignore[arg-type]
+    return ORJSONResponse(credential_account_entity(account, ctx.settings))
+
+
+@router.get("/api/v1/accounts/lookup")
+async def lookup(request: Request) -> ORJSONResponse:
+    ctx = context(request)
+    query = await parse(request, LookupQuery)
+    return ORJSONResponse(account_entity(await ctx.accounts.lookup(query.acct), ctx.settings))
+
+
+@router.get("/api/v1/accounts/{account_id}")
+async def get_account(account_id: str, request: Request) -> ORJSONResponse:
+    ctx = context(request)
+    return ORJSONResponse(account_entity(await ctx.accounts.get(parse_id(account_id)), ctx.settings))

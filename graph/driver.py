@@ -1,0 +1,83 @@
+"""A thin async client over the official ``neo4j`` driver.
+
+Every statement runs in a managed transaction (``execute_read`` /
+``execute_write``): the driver retries transient conflicts, and ArcadeDB's
+auto-commit ``UNWIND … MERGE`` is neither atomic nor reliable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import neo4j
+from neo4j import AsyncGraphDatabase, AsyncManagedTransaction
+
+T = TypeVar("T")
+Row = dict[str, Any]
+
+
+class GraphClient:
+    """Runs Cypher against one database; one instance per process."""
+
+    def __init__(self, uri: str, user: str, password: str, database: str) -> None:
+        self.database = database
+        self.driver = AsyncGraphDatabase.driver(
+            uri, auth=(user, password), max_connection_pool_size=50, connection_acquisition_timeout=30
+        )
+
+    async def close(self) -> None:
+        await self.driver.close()
+
+    async def read(self, query: str, **params: Any) -> list[Row]:
+        async def work(tx: AsyncManagedTransaction) -> list[Row]:
+            return await (await tx.run(query, params)).data()
+
+        async with self.driver.session(database=self.database) as session:
+            return await session.execute_read(work)
+
+    async def write(self, query: str, **params: Any) -> list[Row]:
+        async def work(tx: AsyncManagedTransaction) -> list[Row]:
+            return await (await tx.run(query, params)).data()
+
+        async with self.driver.session(database=self.database) as session:
+            return await session.execute_write(work)
+
+    async def write_transaction(self, work: Callable[[AsyncManagedTransaction], Awaitable[T]]) -> T:
+        """Run several statements as one atomic, retried write transaction."""
+        async with self.driver.session(database=self.database) as session:
+            return await session.execute_write(work)
+
+    async def ping(self) -> bool:
+        rows = await self.read("RETURN 1 AS ok")
+        return bool(rows and rows[0]["ok"] == 1)
+
+
+def wait_for_graph(uri: str, user: str, password: str, database: str, timeout: float = 60.0) -> None:
+    """Block until ``database`` answers a query (the embedded server creates it on first start)."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    with neo4j.GraphDatabase.driver(uri, auth=(user, password)) as driver:
+        while time.monotonic() < deadline:
+            try:
+                with driver.session(database=database) as session:
+                    session.execute_read(lambda tx: tx.run("RETURN 1").consume())
+                return
+            except Exception as exc:
+                last_error = exc
+                time.sleep(0.25)
+    raise TimeoutError(f"graph database {database!r} at {uri} not ready: {last_error}")
+
+
+async def async_wait_for_graph(client: GraphClient, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await client.ping()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.25)

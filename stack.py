@@ -1,0 +1,142 @@
+"""Bring the whole stack up and down: embedded services, schema, Ray, Serve.
+
+Used by ``raygram up`` and by the test fixtures, so that what the tests run is
+what users run. Only what this module started is ever stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from config import Settings
+from graph.driver import wait_for_graph
+from graph.schema import apply_schema
+from graph.server import start_graph_server
+from launcher import ManagedProcess, ServiceStartError, port_is_open
+from redis_store.server import start_redis_server
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    started: list[ManagedProcess] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    ray_started: bool = False
+
+    @property
+    def state_dir(self) -> Path:
+        return self.settings.state_dir.resolve()
+
+    def _reuse_or_start(self, name: str, pid_file: str, port: int, start) -> None:
+        existing = ManagedProcess(name, self.state_dir / pid_file, self.state_dir / f"{name}.log")
+        if existing.running_pid() is not None and port_is_open("127.0.0.1", port):
+            print(f"  reusing the running {name} (pid {existing.running_pid()}) on 127.0.0.1:{port}")
+            return
+        if port_is_open("127.0.0.1", port):
+            raise ServiceStartError(
+                f"port {port} is taken by a process raygram did not start; "
+                f"set the port setting or point raygram at that server by URL"
+            )
+        print(f"  starting {name} on 127.0.0.1:{port} …", flush=True)
+        self.started.append(start())
+
+    def start_services(self) -> None:
+        """Start Redis and the graph server unless URLs are configured; apply the schema."""
+        s = self.settings
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if not s.redis_url:
+            self._reuse_or_start("redis", "redis.pid", s.redis_port,
+                                 lambda: start_redis_server(self.state_dir, port=s.redis_port))
+            s.redis_url = f"redis://127.0.0.1:{s.redis_port}/0"
+        if not s.neo4j_uri:
+            self._reuse_or_start(
+                "graph", "graph.pid", s.graph_bolt_port,
+                lambda: start_graph_server(self.state_dir, bolt_port=s.graph_bolt_port, http_port=s.graph_http_port,
+                                           password=s.neo4j_password, database=s.neo4j_database, heap=s.graph_heap),
+            )
+            s.neo4j_uri = f"bolt://127.0.0.1:{s.graph_bolt_port}"
+        wait_for_graph(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database, timeout=90)
+        apply_schema(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database)
+        self.env = {
+            "REDIS_URL": s.redis_url,
+            "NEO4J_URI": s.neo4j_uri,
+            "NEO4J_USER": s.neo4j_user,
+            "NEO4J_PASSWORD": s.neo4j_password,
+            "NEO4J_DATABASE": s.neo4j_database,
+            "HTTP_HOST": s.http_host,
+            "HTTP_PORT": str(s.http_port),
+            "STATE_DIR": str(self.state_dir),
+        }
+        for key in ("PUBLIC_URL", "CELEBRITY_THRESHOLD", "INBOX_SHARDS", "TIMELINE_MAX", "INACTIVE_DAYS",
+                    "ARGON2_TIME_COST", "ARGON2_MEMORY_KIB", "SERVE_REPLICAS"):
+            if key in os.environ:
+                self.env[key] = os.environ[key]
+        os.environ.update(self.env)
+
+    def start_ray(self, *, dashboard: bool = True, num_cpus: int | None = None) -> None:
+        import ray
+
+        runtime_env = {"env_vars": self.env}  # every worker reads the same settings
+        if self.settings.ray_address:
+            ray.init(address=self.settings.ray_address, namespace=self.settings.ray_namespace,
+                     runtime_env=runtime_env, log_to_driver=False)
+        else:
+            ray.init(
+                namespace=self.settings.ray_namespace,
+                runtime_env=runtime_env,
+                include_dashboard=dashboard,
+                dashboard_host="127.0.0.1",
+                num_cpus=num_cpus,
+                object_store_memory=300 * 1024 * 1024,
+                log_to_driver=False,
+            )
+            self.ray_started = True
+
+    def deploy(self) -> None:
+        from ray import serve
+
+        import serve_app
+
+        serve.start(http_options={"host": self.settings.http_host, "port": self.settings.http_port})
+        serve.run(serve_app.app, name="raygram", route_prefix="/")
+
+    def dashboard_url(self) -> str | None:
+        import ray
+
+        context = ray.get_runtime_context()
+        url = getattr(context, "dashboard_url", None) or ray._private.worker.get_dashboard_url()
+        return f"http://{url}" if url and not url.startswith("http") else url
+
+    def stop(self) -> None:
+        """Stop Serve and Ray if this process started them, then the services it started, newest first."""
+        if self.ray_started:
+            import ray
+            from ray import serve
+
+            try:
+                serve.shutdown()
+            finally:
+                ray.shutdown()
+            self.ray_started = False
+        for proc in reversed(self.started):
+            proc.stop()
+        self.started.clear()
+
+
+def wait_for_http(url: str, timeout: float = 120.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except Exception as exc:
+            last = exc
+        time.sleep(0.3)
+    raise ServiceStartError(f"{url} did not answer 200 within {timeout:.0f}s: {last}")
