@@ -48,14 +48,23 @@ class Stack:
         s = self.settings
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if not s.redis_url:
-            self._reuse_or_start("redis", "redis.pid", s.redis_port,
-                                 lambda: start_redis_server(self.state_dir, port=s.redis_port))
+            self._reuse_or_start(
+                "redis", "redis.pid", s.redis_port, lambda: start_redis_server(self.state_dir, port=s.redis_port)
+            )
             s.redis_url = f"redis://127.0.0.1:{s.redis_port}/0"
         if not s.neo4j_uri:
             self._reuse_or_start(
-                "graph", "graph.pid", s.graph_bolt_port,
-                lambda: start_graph_server(self.state_dir, bolt_port=s.graph_bolt_port, http_port=s.graph_http_port,
-                                           password=s.neo4j_password, database=s.neo4j_database, heap=s.graph_heap),
+                "graph",
+                "graph.pid",
+                s.graph_bolt_port,
+                lambda: start_graph_server(
+                    self.state_dir,
+                    bolt_port=s.graph_bolt_port,
+                    http_port=s.graph_http_port,
+                    password=s.neo4j_password,
+                    database=s.neo4j_database,
+                    heap=s.graph_heap,
+                ),
             )
             s.neo4j_uri = f"bolt://127.0.0.1:{s.graph_bolt_port}"
         wait_for_graph(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database, timeout=90)
@@ -70,10 +79,9 @@ class Stack:
             "HTTP_PORT": str(s.http_port),
             "STATE_DIR": str(self.state_dir),
         }
-        for key in ("PUBLIC_URL", "CELEBRITY_THRESHOLD", "INBOX_SHARDS", "TIMELINE_MAX", "INACTIVE_DAYS",
-                    "ARGON2_TIME_COST", "ARGON2_MEMORY_KIB", "SERVE_REPLICAS"):
-            if key in os.environ:
-                self.env[key] = os.environ[key]
+        for name in Settings.model_fields:  # pass every other setting given by environment on
+            if name.upper() in os.environ and name.upper() not in self.env:
+                self.env[name.upper()] = os.environ[name.upper()]
         os.environ.update(self.env)
 
     def start_ray(self, *, dashboard: bool = True, num_cpus: int | None = None) -> None:
@@ -81,8 +89,12 @@ class Stack:
 
         runtime_env = {"env_vars": self.env}  # every worker reads the same settings
         if self.settings.ray_address:
-            ray.init(address=self.settings.ray_address, namespace=self.settings.ray_namespace,
-                     runtime_env=runtime_env, log_to_driver=False)
+            ray.init(
+                address=self.settings.ray_address,
+                namespace=self.settings.ray_namespace,
+                runtime_env=runtime_env,
+                log_to_driver=False,
+            )
         else:
             ray.init(
                 namespace=self.settings.ray_namespace,

@@ -59,15 +59,14 @@ class AccountGraph:
                 created_at=created_at,
             )
         except neo4j.exceptions.ConstraintError as exc:
-            if "email" in str(exc).lower():
+            # Neo4j names the constraint, ArcadeDB the index ("Account[email_key]").
+            if "email" in (exc.message or "").lower():
                 raise EmailTaken from exc
             raise UsernameTaken from exc
         return rows[0]["account"]
 
     async def username_exists(self, username: str) -> bool:
-        rows = await self.graph.read(
-            "MATCH (a:Account {username_key: $key}) RETURN a.id AS id", key=username.lower()
-        )
+        rows = await self.graph.read("MATCH (a:Account {username_key: $key}) RETURN a.id AS id", key=username.lower())
         return bool(rows)
 
     async def email_exists(self, email: str) -> bool:

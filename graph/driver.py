@@ -71,8 +71,9 @@ def wait_for_graph(uri: str, user: str, password: str, database: str, timeout: f
     raise TimeoutError(f"graph database {database!r} at {uri} not ready: {last_error}")
 
 
-async def async_wait_for_graph(client: GraphClient, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
+async def async_wait_for_graph(client: GraphClient, patience: float = 60.0) -> None:
+    """Wait until the graph answers; a replica may start before the database exists."""
+    deadline = time.monotonic() + patience
     while True:
         try:
             await client.ping()

@@ -22,9 +22,7 @@ def arcadedb_home() -> Path:
     return Path(spec.origin).parent
 
 
-def server_argv(
-    root: Path, *, bolt_port: int, http_port: int, password: str, database: str, heap: str
-) -> list[str]:
+def server_argv(root: Path, *, bolt_port: int, http_port: int, password: str, database: str, heap: str) -> list[str]:
     home = arcadedb_home()
     settings = {
         "arcadedb.server.rootPath": root,

@@ -29,14 +29,22 @@ def start_redis_server(state_dir: Path, *, port: int, timeout: float = 30.0) -> 
     proc = ManagedProcess("redis server", state_dir / "redis.pid", state_dir / "redis.log")
     argv = [
         server_binary(),
-        "--bind", "127.0.0.1",
-        "--port", str(port),
-        "--dir", str(data.resolve()),
-        "--appendonly", "yes",
-        "--appendfsync", "everysec",
-        "--save", "",
-        "--protected-mode", "yes",
-        "--daemonize", "no",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(data.resolve()),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--protected-mode",
+        "yes",
+        "--daemonize",
+        "no",
     ]
     proc.start(argv)
     proc.wait_ready(lambda: port_is_open("127.0.0.1", port), timeout)

@@ -60,6 +60,8 @@ class AccountService:
         self.check_signup(username, email, password, agreement)
         if await self.graph.username_exists(username):  # fast path; the constraint is the real guard
             raise field_error("username", "ERR_TAKEN", "has been taken")
+        if await self.graph.email_exists(email):
+            raise field_error("email", "ERR_TAKEN", "has been taken")
         password_hash = await self.passwords.hash(password)
         try:
             return await self.graph.create_account(
@@ -93,10 +95,16 @@ class AccountService:
     async def update_profile(self, account_id: int, changes: dict) -> dict:
         s = self.settings
         if "display_name" in changes and len(changes["display_name"]) > s.display_name_max:
-            raise field_error("display_name", "ERR_TOO_LONG", f"is too long (maximum is {s.display_name_max} characters)")
+            raise field_error(
+                "display_name", "ERR_TOO_LONG", f"is too long (maximum is {s.display_name_max} characters)"
+            )
         if "note" in changes and len(changes["note"]) > s.note_max:
             raise field_error("note", "ERR_TOO_LONG", f"is too long (maximum is {s.note_max} characters)")
-        account = await self.graph.update_profile(account_id, changes) if changes else await self.graph.get_account(account_id)
+        account = (
+            await self.graph.update_profile(account_id, changes)
+            if changes
+            else await self.graph.get_account(account_id)
+        )
         if account is None:
             raise NotFound("Record not found")
         return account

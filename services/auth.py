@@ -104,10 +104,17 @@ class AuthService:
 
     async def authenticate_client(self, client_id: str | None, client_secret: str | None) -> dict:
         app = await self.accounts.get_app_by_client_id(client_id) if client_id else None
-        if app is None or not client_secret or not hmac.compare_digest(
-            app["client_secret_hash"], token_hash(client_secret)
+        if (
+            app is None
+            or not client_secret
+            or not hmac.compare_digest(app["client_secret_hash"], token_hash(client_secret))
         ):
-            raise OAuthError("invalid_client", "Client authentication failed due to unknown client, no client authentication included, or unsupported authentication method.", 401)
+            raise OAuthError(
+                "invalid_client",
+                "Client authentication failed due to unknown client, no client authentication included, "
+                "or unsupported authentication method.",
+                401,
+            )
         return app
 
     # -- tokens -----------------------------------------------------------
@@ -147,7 +154,8 @@ class AuthService:
         if account_id is None:
             raise OAuthError(
                 "invalid_grant",
-                "The provided authorization grant is invalid, expired, revoked, does not match the redirection URI used in the authorization request, or was issued to another client.",
+                "The provided authorization grant is invalid, expired, revoked, does not match the "
+                "redirection URI used in the authorization request, or was issued to another client.",
             )
         return await self.issue_token(app, account_id, scopes)
 
@@ -161,7 +169,9 @@ class AuthService:
         raw = await self.redis.getdel(f"oauth:code:{token_hash(code)}")  # single use
         grant = orjson.loads(raw) if raw else None
         if grant is None or grant["app_id"] != app["id"] or (redirect_uri and redirect_uri != grant["redirect_uri"]):
-            raise OAuthError("invalid_grant", "The authorization code is invalid, expired or was issued to another client.")
+            raise OAuthError(
+                "invalid_grant", "The authorization code is invalid, expired or was issued to another client."
+            )
         return await self.issue_token(app, grant["account_id"], grant["scopes"])
 
     async def revoke(self, app: dict, raw_token: str) -> None:

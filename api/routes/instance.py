@@ -19,8 +19,15 @@ def configuration(ctx_settings) -> dict:
         "accounts": {"max_featured_tags": 10, "max_pinned_statuses": 5},
         "statuses": {"max_characters": 2200, "max_media_attachments": 10, "characters_reserved_per_url": 23},
         "media_attachments": {
-            "supported_mime_types": ["image/jpeg", "image/png", "image/webp", "image/gif", "video/mp4",
-                                     "video/quicktime", "video/webm"],
+            "supported_mime_types": [
+                "image/jpeg",
+                "image/png",
+                "image/webp",
+                "image/gif",
+                "video/mp4",
+                "video/quicktime",
+                "video/webm",
+            ],
             "image_size_limit": 16 * 1024 * 1024,
             "image_matrix_limit": 33_177_600,
             "video_size_limit": 100 * 1024 * 1024,
@@ -34,48 +41,52 @@ def configuration(ctx_settings) -> dict:
 @router.get("/api/v1/instance")
 async def instance_v1(request: Request) -> ORJSONResponse:
     s = context(request).settings
-    return ORJSONResponse({
-        "uri": s.instance_domain,
-        "title": s.instance_title,
-        "short_description": s.instance_description,
-        "description": s.instance_description,
-        "email": s.contact_email,
-        "version": VERSION,
-        "urls": {"streaming_api": s.base_url.replace("http", "ws", 1)},
-        "stats": {"user_count": 0, "status_count": 0, "domain_count": 1},
-        "thumbnail": None,
-        "languages": ["en"],
-        "registrations": True,
-        "approval_required": False,
-        "invites_enabled": False,
-        "configuration": configuration(s),
-        "contact_account": None,
-        "rules": [],
-    })
+    return ORJSONResponse(
+        {
+            "uri": s.instance_domain,
+            "title": s.instance_title,
+            "short_description": s.instance_description,
+            "description": s.instance_description,
+            "email": s.contact_email,
+            "version": VERSION,
+            "urls": {"streaming_api": s.base_url.replace("http", "ws", 1)},
+            "stats": {"user_count": 0, "status_count": 0, "domain_count": 1},
+            "thumbnail": None,
+            "languages": ["en"],
+            "registrations": True,
+            "approval_required": False,
+            "invites_enabled": False,
+            "configuration": configuration(s),
+            "contact_account": None,
+            "rules": [],
+        }
+    )
 
 
 @router.get("/api/v2/instance")
 async def instance_v2(request: Request) -> ORJSONResponse:
     s = context(request).settings
-    return ORJSONResponse({
-        "domain": s.instance_domain,
-        "title": s.instance_title,
-        "version": VERSION,
-        "source_url": "https://github.com/raygram/raygram",
-        "description": s.instance_description,
-        "usage": {"users": {"active_month": 0}},
-        "thumbnail": {"url": f"{s.base_url}/packs/media/images/preview.png"},
-        "languages": ["en"],
-        "configuration": {
-            "urls": {"streaming": s.base_url.replace("http", "ws", 1)},
-            **configuration(s),
-            "translation": {"enabled": False},
-        },
-        "registrations": {"enabled": True, "approval_required": False, "message": None},
-        "api_versions": {"mastodon": 2},
-        "contact": {"email": s.contact_email, "account": None},
-        "rules": [],
-    })
+    return ORJSONResponse(
+        {
+            "domain": s.instance_domain,
+            "title": s.instance_title,
+            "version": VERSION,
+            "source_url": "https://github.com/raygram/raygram",
+            "description": s.instance_description,
+            "usage": {"users": {"active_month": 0}},
+            "thumbnail": {"url": f"{s.base_url}/packs/media/images/preview.png"},
+            "languages": ["en"],
+            "configuration": {
+                "urls": {"streaming": s.base_url.replace("http", "ws", 1)},
+                **configuration(s),
+                "translation": {"enabled": False},
+            },
+            "registrations": {"enabled": True, "approval_required": False, "message": None},
+            "api_versions": {"mastodon": 2},
+            "contact": {"email": s.contact_email, "account": None},
+            "rules": [],
+        }
+    )
 
 
 async def _check(coro) -> str:

@@ -78,9 +78,16 @@ async def verify_app(request: Request, principal: Principal = Depends(app_princi
     app = await context(request).auth.app_by_id(principal.app_id)
     if app is None:
         raise OAuthError("invalid_token", "The access token is invalid", 401)
-    return ORJSONResponse({"id": str(app["id"]), "name": app["name"], "website": app.get("website"),
-                           "scopes": app["scopes"].split(), "redirect_uri": app["redirect_uri"],
-                           "redirect_uris": app["redirect_uri"].split()})
+    return ORJSONResponse(
+        {
+            "id": str(app["id"]),
+            "name": app["name"],
+            "website": app.get("website"),
+            "scopes": app["scopes"].split(),
+            "redirect_uri": app["redirect_uri"],
+            "redirect_uris": app["redirect_uri"].split(),
+        }
+    )
 
 
 @router.post("/oauth/token")
@@ -90,8 +97,10 @@ async def token(request: Request) -> ORJSONResponse:
     try:
         form = validate(TokenForm, params)
     except Exception:
-        raise OAuthError("unsupported_grant_type" if "grant_type" in params else "invalid_request",
-                         "The request is missing a parameter or has an unsupported grant type.") from None
+        raise OAuthError(
+            "unsupported_grant_type" if "grant_type" in params else "invalid_request",
+            "The request is missing a parameter or has an unsupported grant type.",
+        ) from None
     basic_id, basic_secret = basic_client_credentials(request)
     app = await ctx.auth.authenticate_client(form.client_id or basic_id, form.client_secret or basic_secret)
     if form.grant_type == "client_credentials":
@@ -100,8 +109,9 @@ async def token(request: Request) -> ORJSONResponse:
         if not form.username or form.password is None:
             raise OAuthError("invalid_request", "username and password are required")
         client = request.client.host if request.client else "unknown"
-        decision = await ctx.rate_limiter.hit("login", client, ctx.settings.login_rate_limit,
-                                              ctx.settings.rate_limit_window_seconds)
+        decision = await ctx.rate_limiter.hit(
+            "login", client, ctx.settings.login_rate_limit, ctx.settings.rate_limit_window_seconds
+        )
         if not decision.allowed:
             raise RateLimited("Too many requests", headers=decision.headers())
         result = await ctx.auth.password_grant(app, form.username, form.password, form.scope)
@@ -125,8 +135,13 @@ async def revoke(request: Request) -> ORJSONResponse:
 def authorize_page(form: AuthorizeForm, app_name: str, error: str = "") -> HTMLResponse:
     hidden = "".join(
         f'<input type="hidden" name="{k}" value="{html.escape(str(v))}">'
-        for k, v in {"client_id": form.client_id, "redirect_uri": form.redirect_uri,
-                     "scope": form.scope or "read", "state": form.state or "", "response_type": "code"}.items()
+        for k, v in {
+            "client_id": form.client_id,
+            "redirect_uri": form.redirect_uri,
+            "scope": form.scope or "read",
+            "state": form.state or "",
+            "response_type": "code",
+        }.items()
     )
     body = f"""<!doctype html><html><head><meta charset="utf-8"><title>Authorize {html.escape(app_name)}</title></head>
 <body><h1>Authorize {html.escape(app_name)}</h1><p>Scopes: {html.escape(form.scope or "read")}</p>

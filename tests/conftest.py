@@ -1,0 +1,121 @@
+"""Session fixtures: one real Redis, one real Bolt graph server, one real Ray + Serve.
+
+They start once per test session on free loopback ports, in a temporary state
+folder, through the same ``stack.Stack`` that ``raygram up`` uses, and stop
+only the processes they started.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from config import Settings
+from launcher import free_port
+from stack import Stack, wait_for_http
+
+# Cheap password hashing keeps sign-up fast in tests; production keeps argon2's defaults.
+TEST_ENV = {
+    "ARGON2_TIME_COST": "1",
+    "ARGON2_MEMORY_KIB": "8192",
+    "ARGON2_PARALLELISM": "1",
+    "SIGNUP_RATE_LIMIT": "100000",  # every test signs up from 127.0.0.1
+}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    os.environ.update(TEST_ENV)
+    settings = Settings(
+        state_dir=tmp_path_factory.mktemp("raygram-state"),
+        redis_port=free_port(),
+        graph_bolt_port=free_port(),
+        graph_http_port=free_port(),
+        http_port=free_port(),
+        ray_namespace=f"raygram-test-{uuid.uuid4().hex[:8]}",
+        redis_url=os.environ.get("TEST_REDIS_URL", ""),
+        neo4j_uri=os.environ.get("TEST_NEO4J_URI", ""),
+    )
+    running = Stack(settings)
+    try:
+        running.start_services()
+        running.start_ray(dashboard=False, num_cpus=4)
+        running.deploy()
+        wait_for_http(f"{settings.base_url}/health")
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def base_url(stack: Stack) -> str:
+    return stack.settings.base_url
+
+
+@pytest.fixture(scope="session")
+def http(base_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        yield client
+
+
+@dataclass
+class OAuthApp:
+    client_id: str
+    client_secret: str
+    app_token: str
+
+
+@dataclass
+class User:
+    id: str
+    username: str
+    email: str
+    password: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def unique_name(prefix: str = "u") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def oauth_app(http: httpx.Client) -> OAuthApp:
+    app = http.post("/api/v1/apps", data={"client_name": "tests", "scopes": "read write follow push"}).json()
+    token = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": app["client_id"],
+            "client_secret": app["client_secret"],
+            "scope": "read write follow push",
+        },
+    ).json()["access_token"]
+    return OAuthApp(app["client_id"], app["client_secret"], token)
+
+
+@pytest.fixture(scope="session")
+def make_user(http: httpx.Client, oauth_app: OAuthApp):
+    def make(username: str | None = None) -> User:
+        username = username or unique_name()
+        email = f"{username}@example.org"
+        password = "correct horse battery"
+        response = http.post(
+            "/api/v1/accounts",
+            headers={"Authorization": f"Bearer {oauth_app.app_token}"},
+            data={"username": username, "email": email, "password": password, "agreement": "true"},
+        )
+        assert response.status_code == 200, response.text
+        token = response.json()["access_token"]
+        me = http.get("/api/v1/accounts/verify_credentials", headers={"Authorization": f"Bearer {token}"}).json()
+        return User(me["id"], username, email, password, token)
+
+    return make
