@@ -62,6 +62,48 @@ class Settings(BaseSettings):
     login_rate_limit: int = 60  # password grants per client address per window
     rate_limit_window_seconds: int = 300
 
+    # Posts and the feed (DESIGN.md §3).
+    status_max_chars: int = 2200
+    celebrity_threshold: int = 10_000  # followers at which an author switches to pull
+    celebrity_demote_below: int = 0  # 0 means 80 % of the threshold (hysteresis)
+    inbox_shards: int = 4
+    outbox_shards: int = 2
+    fanout_workers: int = 2
+    timeline_max: int = 800
+    outbox_max: int = 800
+    inactive_days: int = 30
+    follower_page_size: int = 5000
+    backfill_count: int = 100
+    rebuild_window_days: int = 90  # a cold timeline is rebuilt from posts this recent
+    status_cache_seconds: int = 60
+    account_cache_seconds: int = 60
+    event_stream_max: int = 1_000_000
+    fanout_claim_idle_ms: int = 30_000  # pending events of a dead worker are re-claimed after this
+    sweep_interval_seconds: float = 15.0
+    sweep_grace_seconds: float = 30.0  # an undelivered post older than this is re-emitted
+
+    # Media (DESIGN.md §5). Limits are checked before anything is stored.
+    media_image_max_bytes: int = 16 * 1024 * 1024
+    media_video_max_bytes: int = 99 * 1024 * 1024
+    media_image_max_pixels: int = 50_000_000  # a 48-megapixel phone photo fits; bigger is a bomb
+    media_image_max_side: int = 16_384
+    media_video_max_pixels: int = 3840 * 2160
+    media_video_max_seconds: float = 600.0
+    media_description_max: int = 1500
+    media_max_per_status: int = 10
+    media_url_secret: str = ""  # empty: generated once and kept under state_dir
+    cdn_base_url: str = ""  # replaces the scheme and host of media URLs
+    media_url_ttl_seconds: int = 86_400
+    media_sync_wait_seconds: float = 3.0  # how long an upload of a small image waits for its variants
+    media_sync_max_pixels: int = 12_000_000  # images up to this size are "small"
+    media_stale_seconds: float = 600.0  # a record still processing this long after its last attempt is re-launched
+    media_sweep_interval_seconds: float = 120.0
+    media_task_max_retries: int = 3
+
+    @property
+    def demote_below(self) -> int:
+        return self.celebrity_demote_below or max(1, int(self.celebrity_threshold * 0.8))
+
     @property
     def base_url(self) -> str:
         """The public base URL clients use to reach the API."""

@@ -69,19 +69,10 @@ class Stack:
             s.neo4j_uri = f"bolt://127.0.0.1:{s.graph_bolt_port}"
         wait_for_graph(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database, timeout=90)
         apply_schema(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database)
+        # Every process (replicas, actors, tasks) reads the same resolved settings from its environment.
         self.env = {
-            "REDIS_URL": s.redis_url,
-            "NEO4J_URI": s.neo4j_uri,
-            "NEO4J_USER": s.neo4j_user,
-            "NEO4J_PASSWORD": s.neo4j_password,
-            "NEO4J_DATABASE": s.neo4j_database,
-            "HTTP_HOST": s.http_host,
-            "HTTP_PORT": str(s.http_port),
-            "STATE_DIR": str(self.state_dir),
+            name.upper(): str(value) for name, value in s.model_dump().items() if value is not None and value != ""
         }
-        for name in Settings.model_fields:  # pass every other setting given by environment on
-            if name.upper() in os.environ and name.upper() not in self.env:
-                self.env[name.upper()] = os.environ[name.upper()]
         os.environ.update(self.env)
 
     def start_ray(self, *, dashboard: bool = True, num_cpus: int | None = None) -> None:
@@ -111,7 +102,9 @@ class Stack:
         from ray import serve
 
         import serve_app
+        from actors.registry import ensure_actors
 
+        ensure_actors(self.settings)
         serve.start(http_options={"host": self.settings.http_host, "port": self.settings.http_port})
         serve.run(serve_app.app, name="raygram", route_prefix="/")
 

@@ -10,7 +10,7 @@ from fastapi.responses import ORJSONResponse
 
 from api.context import AppContext
 from api.errors import install_error_handlers
-from api.routes import accounts, instance, oauth
+from api.routes import accounts, follows, instance, oauth, statuses, timelines
 from config import get_settings
 
 
@@ -32,6 +32,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (oauth, accounts, instance):
+    # follows first: its fixed paths (/accounts/relationships) must win over /accounts/{id}.
+    for module in (oauth, follows, accounts, statuses, timelines, instance):
         app.include_router(module.router)
     return app

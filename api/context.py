@@ -6,15 +6,25 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from actors.registry import ActorDirectory
 from config import Settings
 from graph.accounts import AccountGraph
 from graph.driver import GraphClient, async_wait_for_graph
+from graph.follows import FollowGraph
+from graph.statuses import StatusGraph
 from ids import SnowflakeGenerator
+from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
+from redis_store.events import EventStream
 from redis_store.ratelimit import RateLimiter
+from redis_store.timelines import TimelineStore
 from services.accounts import AccountService
 from services.auth import AuthService
+from services.feed import FeedService
+from services.follows import FollowService
+from services.hydrate import Hydrator
 from services.passwords import Passwords
+from services.statuses import StatusService
 
 
 @dataclass
@@ -26,6 +36,10 @@ class AppContext:
     rate_limiter: RateLimiter
     auth: AuthService
     accounts: AccountService
+    events: EventStream
+    follows: FollowService
+    statuses: StatusService
+    feed: FeedService
 
     @classmethod
     async def create(cls, settings: Settings) -> AppContext:
@@ -37,6 +51,16 @@ class AppContext:
         ids = await claim_id_generator(redis)
         passwords = Passwords(settings)
         account_graph = AccountGraph(graph)
+        follow_graph = FollowGraph(graph)
+        status_graph = StatusGraph(graph)
+        events = EventStream(redis, maxlen=settings.event_stream_max)
+        actors = ActorDirectory(settings)
+        account_cache = RecordCache(redis, "account", settings.account_cache_seconds)
+        hydrator = Hydrator(
+            status_graph, account_graph, RecordCache(redis, "status", settings.status_cache_seconds), account_cache
+        )
+        timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
+        feed = FeedService(settings, timelines, follow_graph, status_graph, hydrator, actors)
         return cls(
             settings=settings,
             redis=redis,
@@ -45,6 +69,10 @@ class AppContext:
             rate_limiter=RateLimiter(redis),
             auth=AuthService(settings, account_graph, redis, ids, passwords),
             accounts=AccountService(settings, account_graph, ids, passwords),
+            events=events,
+            follows=FollowService(settings, follow_graph, account_graph, feed, events, account_cache, ids),
+            statuses=StatusService(settings, status_graph, follow_graph, hydrator, events, redis, ids, actors),
+            feed=feed,
         )
 
     async def close(self) -> None:

@@ -6,6 +6,7 @@ import html
 from datetime import UTC, datetime
 
 from config import Settings
+from services.hydrate import HydratedStatus
 
 
 def iso_time(unix_ms: int | None) -> str | None:
@@ -65,3 +66,73 @@ def credential_account_entity(row: dict, settings: Settings) -> dict:
     }
     entity["role"] = {"id": "-99", "name": "", "permissions": "0", "color": "", "highlighted": False}
     return entity
+
+
+def relationship_entity(relationship: tuple[int, bool, bool]) -> dict:
+    account_id, following, followed_by = relationship
+    return {
+        "id": str(account_id),
+        "following": following,
+        "showing_reblogs": following,
+        "notifying": False,
+        "languages": None,
+        "followed_by": followed_by,
+        "blocking": False,
+        "blocked_by": False,
+        "muting": False,
+        "muting_notifications": False,
+        "requested": False,
+        "requested_by": False,
+        "domain_blocking": False,
+        "endorsed": False,
+        "note": "",
+    }
+
+
+def status_html(text: str) -> str:
+    """Captions are plain text; Mastodon clients expect escaped HTML paragraphs."""
+    if not text:
+        return ""
+    paragraphs = [p for p in text.replace("\r\n", "\n").split("\n\n") if p]
+    return "".join("<p>" + html.escape(p).replace("\n", "<br />") + "</p>" for p in paragraphs)
+
+
+def status_entity(post: HydratedStatus, settings: Settings) -> dict:
+    status = post.status
+    account = account_entity(post.account, settings)
+    base = settings.base_url
+    in_reply_to = status.get("in_reply_to_id")
+    in_reply_to_account = status.get("in_reply_to_account_id")
+    return {
+        "id": str(status["id"]),
+        "created_at": iso_time(status["created_at"]),
+        "in_reply_to_id": str(in_reply_to) if in_reply_to is not None else None,
+        "in_reply_to_account_id": str(in_reply_to_account) if in_reply_to_account is not None else None,
+        "sensitive": bool(status.get("sensitive")),
+        "spoiler_text": status.get("spoiler_text") or "",
+        "visibility": status["visibility"],
+        "language": status.get("language"),
+        "uri": f"{base}/users/{account['username']}/statuses/{status['id']}",
+        "url": f"{base}/@{account['username']}/{status['id']}",
+        "replies_count": int(status.get("replies_count") or 0),
+        "reblogs_count": int(status.get("reblogs_count") or 0),
+        "favourites_count": int(status.get("favourites_count") or 0),
+        "edited_at": None,
+        "favourited": post.favourited,
+        "reblogged": post.reblogged,
+        "muted": False,
+        "bookmarked": False,
+        "pinned": False,
+        "content": status_html(status.get("text") or ""),
+        "text": status.get("text") or "",
+        "filtered": [],
+        "reblog": None,
+        "application": None,
+        "account": account,
+        "media_attachments": post.media,
+        "mentions": [],
+        "tags": [],
+        "emojis": [],
+        "card": None,
+        "poll": None,
+    }

@@ -18,6 +18,11 @@ STATEMENTS: tuple[str, ...] = (
     "CREATE INDEX token_account IF NOT EXISTS FOR (t:Token) ON (t.account_id)",
     "CREATE CONSTRAINT status_id IF NOT EXISTS FOR (s:Status) REQUIRE s.id IS UNIQUE",
     "CREATE INDEX status_account IF NOT EXISTS FOR (s:Status) ON (s.account_id)",
+    "CREATE INDEX status_delivered IF NOT EXISTS FOR (s:Status) ON (s.delivered)",
+    "CREATE CONSTRAINT media_id IF NOT EXISTS FOR (m:Media) REQUIRE m.id IS UNIQUE",
+    "CREATE INDEX media_account IF NOT EXISTS FOR (m:Media) ON (m.account_id)",
+    "CREATE INDEX media_state IF NOT EXISTS FOR (m:Media) ON (m.state)",
+    "CREATE INDEX media_sha256 IF NOT EXISTS FOR (m:Media) ON (m.sha256)",
 )
 
 

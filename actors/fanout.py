@@ -1,0 +1,211 @@
+"""``FanoutWorker``: turns post and account events into timeline writes.
+
+Each worker is a consumer in the ``fanout`` group of the event stream. An
+event is acked only after every shard confirmed its part, so a worker that
+dies mid-batch leaves the event pending; its restart (or another worker after
+``fanout_claim_idle_ms``) finishes it. Every write is idempotent, so doing a
+part twice is harmless.
+
+The rules (DESIGN.md §3):
+  * ordinary author: page followers out of the graph, group each page by
+    inbox shard, one ``deliver`` call per shard;
+  * celebrity author (``celeb:ready``): one append to their outbox;
+  * promotion fills the outbox and adds the author to every follower's
+    celebrity set *before* switching to pull; demotion switches back to push
+    *before* pushing recent posts and dropping the sets, so no post goes
+    missing in between and the read-time merge removes duplicates.
+
+Worker 0 also runs the sweeper: posts whose fan-out was never acknowledged
+(the API crashed between the graph write and the stream append) are
+re-emitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import ray
+
+from actors.registry import ActorDirectory, group_by_shard
+from config import get_settings
+from graph.driver import GraphClient
+from graph.follows import FollowGraph
+from graph.statuses import StatusGraph
+from ids import id_to_ms, min_id_at_ms
+from redis_store.client import connect
+from redis_store.events import Event, EventStream
+from redis_store.timelines import TimelineStore
+
+log = logging.getLogger("raygram.fanout")
+GROUP = "fanout"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class FanoutWorker:
+    async def __init__(self, index: int) -> None:
+        self.settings = settings = get_settings()
+        self.index = index
+        self.consumer = f"fanout-{index}"
+        redis = connect(settings.redis_url)
+        self.graph = GraphClient(
+            settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database
+        )
+        self.follows = FollowGraph(self.graph)
+        self.statuses = StatusGraph(self.graph)
+        self.timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
+        self.events = EventStream(redis, maxlen=settings.event_stream_max)
+        self.actors = ActorDirectory(settings)
+        self.handled = 0
+        self._tasks = [asyncio.get_running_loop().create_task(self._consume())]
+        if index == 0:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._sweep()))
+
+    async def ping(self) -> int:
+        return self.index
+
+    async def stats(self) -> dict[str, int]:
+        return {"handled": self.handled}
+
+    # -- the consumer loop ---------------------------------------------------
+
+    async def _consume(self) -> None:
+        await self.events.ensure_group(GROUP)
+        # Our own pending entries first: what this consumer took before a restart.
+        pending = await self.events.redis.xreadgroup(GROUP, self.consumer, {self.events.stream: "0"}, count=100)
+        backlog = EventStream._decode(pending[0][1]) if pending else []
+        while True:
+            try:
+                batch = backlog or await self.events.claim_stale(
+                    GROUP, self.consumer, self.settings.fanout_claim_idle_ms, 20
+                )
+                backlog = []
+                if not batch:
+                    batch = await self.events.read(GROUP, self.consumer, count=20, block_ms=1000)
+                for event in batch:
+                    await self.handle(event)
+                    await self.events.ack(GROUP, event.id)
+                    self.handled += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("fan-out failed; the event stays pending and will be retried")
+                await asyncio.sleep(1)
+
+    async def handle(self, event: Event) -> None:
+        data = event.data
+        if event.type == "status.created":
+            await self.fan_out(data["status_id"], data["account_id"])
+        elif event.type == "status.deleted":
+            await self.fan_out_delete(data["status_id"], data["account_id"])
+        elif event.type == "account.promoted":
+            await self.promote(data["account_id"])
+        elif event.type == "account.demoted":
+            await self.demote(data["account_id"])
+
+    # -- posts ---------------------------------------------------------------
+
+    async def _for_each_follower_page(self, author_id: int, per_shard) -> None:
+        """Call ``per_shard(shard, user_ids)`` for every page of followers; the next page loads meanwhile."""
+        page_size = self.settings.follower_page_size
+        next_page = asyncio.ensure_future(self.follows.follower_ids(author_id, 0, page_size))
+        while True:
+            followers = await next_page
+            if not followers:
+                return
+            if len(followers) == page_size:
+                next_page = asyncio.ensure_future(self.follows.follower_ids(author_id, followers[-1], page_size))
+            groups = group_by_shard(followers, self.settings.inbox_shards)
+            await asyncio.gather(*(per_shard(self.actors.inboxes[k], users) for k, users in groups.items()))
+            if len(followers) < page_size:
+                return
+
+    async def fan_out(self, status_id: int, author_id: int) -> None:
+        status = await self.statuses.get(status_id)
+        if status is None:  # deleted before its fan-out ran
+            return
+        if await self.timelines.is_celebrity_ready(author_id):
+            await self.actors.outbox_for(author_id).append.remote(author_id, [status_id])
+        else:
+            await self._for_each_follower_page(author_id, lambda inbox, users: inbox.deliver.remote([status_id], users))
+        await self.actors.inbox_for(author_id).deliver.remote([status_id], [author_id])
+        await self.statuses.mark_delivered(status_id)
+        record_fanout_lag(time.time() * 1000 - id_to_ms(status_id))
+
+    async def fan_out_delete(self, status_id: int, author_id: int) -> None:
+        await self.actors.outbox_for(author_id).remove.remote(author_id, [status_id])
+        await self._for_each_follower_page(author_id, lambda inbox, users: inbox.remove.remote([status_id], users))
+        await self.actors.inbox_for(author_id).remove.remote([status_id], [author_id])
+
+    # -- celebrity transitions ---------------------------------------------------
+
+    async def _author_is_celebrity(self, author_id: int) -> bool | None:
+        rows = await self.graph.read("MATCH (a:Account {id: $id}) RETURN a.celebrity AS c", id=author_id)
+        return bool(rows[0]["c"]) if rows else None
+
+    async def promote(self, author_id: int) -> None:
+        if not await self._author_is_celebrity(author_id):
+            return  # demoted again before this ran
+        recent = [s["id"] for s in await self.statuses.by_author(author_id, None, None, None, self.settings.outbox_max)]
+        if recent:
+            await self.actors.outbox_for(author_id).append.remote(author_id, recent)
+        await self._for_each_follower_page(
+            author_id, lambda inbox, users: inbox.follow_celebrity.remote(author_id, users)
+        )
+        await self.timelines.set_celebrity_ready(author_id, True)
+
+    async def demote(self, author_id: int) -> None:
+        if await self._author_is_celebrity(author_id) is not False:
+            return  # promoted again (or gone) before this ran
+        await self.timelines.set_celebrity_ready(author_id, False)  # new posts are pushed from now on
+        recent = [
+            s["id"] for s in await self.statuses.by_author(author_id, None, None, None, self.settings.backfill_count)
+        ]
+
+        async def switch(inbox, users: list[int]):
+            if recent:
+                await inbox.deliver.remote(recent, users)
+            await inbox.unfollow_celebrity.remote(author_id, users)
+
+        await self._for_each_follower_page(author_id, switch)
+        await self.actors.outbox_for(author_id).clear.remote(author_id)
+
+    # -- the sweeper -------------------------------------------------------------
+
+    async def _sweep(self) -> None:
+        """Re-emit recent posts whose fan-out was never acknowledged."""
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval_seconds)
+            try:
+                now_ms = int(time.time() * 1000)
+                stranded = await self.statuses.undelivered(
+                    older_than=min_id_at_ms(now_ms - int(self.settings.sweep_grace_seconds * 1000)),
+                    newer_than=min_id_at_ms(now_ms - 86_400_000),
+                    limit=500,
+                )
+                for row in stranded:
+                    await self.events.publish("status.created", status_id=row["id"], account_id=row["account_id"])
+                if stranded:
+                    log.warning("sweeper re-emitted %d undelivered posts", len(stranded))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sweep failed; will try again")
+
+
+_fanout_lag = None
+
+
+def record_fanout_lag(ms: float) -> None:
+    """Fan-out lag (post created → delivered) as a Ray metric, visible in the dashboard."""
+    global _fanout_lag
+    if _fanout_lag is None:
+        from ray.util.metrics import Histogram
+
+        _fanout_lag = Histogram(
+            "raygram_fanout_lag_ms",
+            description="Time from post creation to fan-out acknowledged",
+            boundaries=[5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
+        )
+    _fanout_lag.observe(ms)

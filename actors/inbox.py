@@ -1,0 +1,45 @@
+"""``InboxShard``: the single writer of its users' home timelines.
+
+State lives in Redis (write-through, AOF on), so a restarted shard has its
+timelines back at once. One ``deliver`` call carries one post (or a backfill)
+for many users and costs one Redis round trip.
+"""
+
+from __future__ import annotations
+
+import ray
+
+from config import get_settings
+from redis_store.client import connect
+from redis_store.timelines import TimelineStore
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class InboxShard:
+    def __init__(self, shard: int) -> None:
+        settings = get_settings()
+        self.shard = shard
+        self.store = TimelineStore(
+            connect(settings.redis_url), settings.timeline_max, settings.outbox_max, settings.inactive_days
+        )
+
+    async def ping(self) -> int:
+        return self.shard
+
+    async def deliver(self, status_ids: list[int], user_ids: list[int]) -> int:
+        """Add posts to the inboxes of the active users among ``user_ids``; returns inboxes written."""
+        return await self.store.deliver(status_ids, user_ids)
+
+    async def remove(self, status_ids: list[int], user_ids: list[int]) -> None:
+        await self.store.remove(status_ids, user_ids)
+
+    async def follow_celebrity(self, author_id: int, user_ids: list[int]) -> None:
+        await self.store.follow_celebrity(user_ids, author_id)
+
+    async def unfollow_celebrity(self, author_id: int, user_ids: list[int]) -> None:
+        await self.store.unfollow_celebrity(user_ids, author_id)
+
+    async def rebuild(self, user_id: int, status_ids: list[int], celebrity_ids: list[int]) -> None:
+        """Refill a cold timeline from the graph's answer; merges with what fan-out added meanwhile."""
+        await self.store.deliver(status_ids, [user_id])
+        await self.store.replace_celebrities(user_id, celebrity_ids)

@@ -1,0 +1,32 @@
+"""Mastodon paging: ``max_id``/``since_id``/``min_id``/``limit`` in, a ``Link`` header out."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from pydantic import BaseModel, Field, field_validator
+
+
+class PageParams(BaseModel):
+    max_id: int | None = Field(default=None, ge=0, lt=2**63)
+    since_id: int | None = Field(default=None, ge=0, lt=2**63)
+    min_id: int | None = Field(default=None, ge=0, lt=2**63)
+    limit: int = Field(default=20, ge=1)
+
+    @field_validator("max_id", "since_id", "min_id", mode="before")
+    @classmethod
+    def empty_is_none(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
+    @field_validator("limit", mode="after")
+    @classmethod
+    def clamp(cls, value: int) -> int:
+        return min(value, 40)  # Mastodon clamps rather than refusing
+
+
+def link_header(request: Request, newest: int | None, oldest: int | None) -> dict[str, str]:
+    """``next`` pages to older items (max_id), ``prev`` to newer ones (min_id)."""
+    if newest is None or oldest is None:
+        return {}
+    base = str(request.url.remove_query_params(["max_id", "since_id", "min_id"]))
+    separator = "&" if "?" in base else "?"
+    return {"Link": f'<{base}{separator}max_id={oldest}>; rel="next", <{base}{separator}min_id={newest}>; rel="prev"'}

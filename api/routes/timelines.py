@@ -1,0 +1,23 @@
+"""Timelines: the home feed."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import ORJSONResponse
+
+from api.auth import context, user_principal
+from api.entities import status_entity
+from api.pagination import PageParams, link_header
+from api.params import parse
+from services.auth import Principal
+
+router = APIRouter()
+
+
+@router.get("/api/v1/timelines/home")
+async def home(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+    ctx = context(request)
+    page = await parse(request, PageParams)
+    posts = await ctx.feed.home(principal.account_id, page.max_id, page.since_id, page.min_id, page.limit)  # type: ignore[arg-type]
+    headers = link_header(request, posts[0].status["id"], posts[-1].status["id"]) if posts else {}
+    return ORJSONResponse([status_entity(p, ctx.settings) for p in posts], headers=headers)

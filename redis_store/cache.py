@@ -1,0 +1,38 @@
+"""Read-aside caches of graph records (statuses, accounts), short TTL, invalidated on change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+
+class RecordCache:
+    """JSON records by id under ``{prefix}:{id}``; ``get_many`` is one MGET."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str, ttl_seconds: int) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.ttl = ttl_seconds
+
+    def key(self, record_id: int) -> str:
+        return f"{self.prefix}:{record_id}"
+
+    async def get_many(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        if not ids:
+            return {}
+        values = await self.redis.mget([self.key(i) for i in ids])
+        return {i: orjson.loads(v) for i, v in zip(ids, values, strict=True) if v is not None}
+
+    async def put_many(self, records: dict[int, dict[str, Any]]) -> None:
+        if not records:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for record_id, record in records.items():
+                pipe.set(self.key(record_id), orjson.dumps(record), ex=self.ttl)
+            await pipe.execute()
+
+    async def invalidate(self, *ids: int) -> None:
+        if ids:
+            await self.redis.delete(*(self.key(i) for i in ids))

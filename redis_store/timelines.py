@@ -1,0 +1,196 @@
+"""Home timelines, celebrity outboxes and follow sets in Redis.
+
+Entries are status ids stored as zero-padded 19-digit members of sorted sets
+that all have score 0, and are ranged lexicographically. Snowflake ids do not
+fit a double's 53-bit mantissa, so score ranges would be off by a few ids;
+lexicographic ranges over fixed-width decimal strings are exact, and paging
+cursors (``max_id``, ``since_id``, ``min_id``) map straight onto them.
+
+Keys:
+  ``tl:{user}``       the user's home inbox (capped at ``timeline_max``)
+  ``outbox:{author}`` a celebrity's recent posts (capped at ``outbox_max``)
+  ``celebs:{user}``   the celebrity authors the user follows (read-time merge)
+  ``active:{user}``   present while the user was active in the last ``inactive_days``;
+                      fan-out skips users without it and their next read rebuilds
+  ``celeb:ready:{author}`` the author's followers all have them in ``celebs:``;
+                      posts go to the outbox only while it exists
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+WIDTH = 19
+
+
+def member(status_id: int) -> str:
+    return f"{status_id:0{WIDTH}d}"
+
+
+def timeline_key(user_id: int) -> str:
+    return f"tl:{user_id}"
+
+
+def outbox_key(author_id: int) -> str:
+    return f"outbox:{author_id}"
+
+
+def celebs_key(user_id: int) -> str:
+    return f"celebs:{user_id}"
+
+
+def active_key(user_id: int) -> str:
+    return f"active:{user_id}"
+
+
+def celeb_ready_key(author_id: int) -> str:
+    return f"celeb:ready:{author_id}"
+
+
+# KEYS: pairs (active:{u}, tl:{u}); ARGV[1] = cap, ARGV[2..] = members.
+# Adds the members to every active user's inbox and trims it; returns how many inboxes were written.
+_DELIVER = """
+local cap = tonumber(ARGV[1])
+local written = 0
+for i = 1, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    for j = 2, #ARGV do redis.call('ZADD', KEYS[i + 1], 0, ARGV[j]) end
+    local size = redis.call('ZCARD', KEYS[i + 1])
+    if size > cap then redis.call('ZREMRANGEBYRANK', KEYS[i + 1], 0, size - cap - 1) end
+    written = written + 1
+  end
+end
+return written
+"""
+
+# KEYS[1] = tl:{u}, KEYS[2] = celebs:{u}; ARGV = lo, hi, limit, ascending ("1"/"0").
+# One round trip: the inbox page and the same page of every followed celebrity's outbox.
+_READ_PAGE = """
+local lo, hi, limit, asc = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
+local function page(key)
+  if asc then return redis.call('ZRANGEBYLEX', key, lo, hi, 'LIMIT', 0, limit) end
+  return redis.call('ZREVRANGEBYLEX', key, hi, lo, 'LIMIT', 0, limit)
+end
+local out = page(KEYS[1])
+for _, author in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  for _, m in ipairs(page('outbox:' .. author)) do out[#out + 1] = m end
+end
+return out
+"""
+
+
+@dataclass(frozen=True)
+class PageBounds:
+    """A lexicographic window over ids: (``after``, ``before``), both exclusive, plus direction."""
+
+    lo: str
+    hi: str
+    ascending: bool
+
+    @classmethod
+    def from_cursors(cls, max_id: int | None, since_id: int | None, min_id: int | None) -> PageBounds:
+        hi = f"({member(max_id)}" if max_id is not None else "+"
+        if min_id is not None:  # the page right after min_id, oldest first
+            return cls(f"({member(min_id)}", hi, True)
+        lo = f"({member(since_id)}" if since_id is not None else "-"
+        return cls(lo, hi, False)
+
+
+class TimelineStore:
+    """Redis operations on timelines; the actors are its only writers."""
+
+    def __init__(self, redis: aioredis.Redis, timeline_max: int, outbox_max: int, inactive_days: int) -> None:
+        self.redis = redis
+        self.timeline_max = timeline_max
+        self.outbox_max = outbox_max
+        self.active_seconds = inactive_days * 86_400
+        self._deliver = redis.register_script(_DELIVER)
+        self._read_page = redis.register_script(_READ_PAGE)
+
+    # -- writes (called by the actors) -------------------------------------
+
+    async def deliver(self, status_ids: list[int], user_ids: list[int]) -> int:
+        """Add ``status_ids`` to the inboxes of the active users among ``user_ids``; one round trip."""
+        if not status_ids or not user_ids:
+            return 0
+        keys: list[str] = []
+        for user_id in user_ids:
+            keys += (active_key(user_id), timeline_key(user_id))
+        return int(await self._deliver(keys=keys, args=[self.timeline_max, *map(member, status_ids)]))
+
+    async def remove(self, status_ids: list[int], user_ids: list[int]) -> None:
+        if not status_ids or not user_ids:
+            return
+        members = [member(s) for s in status_ids]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.zrem(timeline_key(user_id), *members)
+            await pipe.execute()
+
+    async def append_outbox(self, author_id: int, status_ids: list[int]) -> None:
+        key = outbox_key(author_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(key, {member(s): 0 for s in status_ids})
+            pipe.zremrangebyrank(key, 0, -self.outbox_max - 1)
+            await pipe.execute()
+
+    async def remove_from_outbox(self, author_id: int, status_ids: list[int]) -> None:
+        if status_ids:
+            await self.redis.zrem(outbox_key(author_id), *(member(s) for s in status_ids))
+
+    async def clear_outbox(self, author_id: int) -> None:
+        await self.redis.delete(outbox_key(author_id))
+
+    async def follow_celebrity(self, user_ids: list[int], author_id: int) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.sadd(celebs_key(user_id), author_id)
+            await pipe.execute()
+
+    async def unfollow_celebrity(self, user_ids: list[int], author_id: int) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.srem(celebs_key(user_id), author_id)
+            await pipe.execute()
+
+    async def replace_celebrities(self, user_id: int, author_ids: list[int]) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(celebs_key(user_id))
+            if author_ids:
+                pipe.sadd(celebs_key(user_id), *author_ids)
+            await pipe.execute()
+
+    # -- reads and activity -------------------------------------------------
+
+    async def read_page(self, user_id: int, bounds: PageBounds, limit: int) -> list[int]:
+        """Inbox plus followed celebrities' outboxes for one page: merged, deduplicated, newest first."""
+        raw = await self._read_page(
+            keys=[timeline_key(user_id), celebs_key(user_id)],
+            args=[bounds.lo, bounds.hi, limit, "1" if bounds.ascending else "0"],
+        )
+        ids = sorted({int(m) for m in raw}, reverse=not bounds.ascending)[:limit]
+        return sorted(ids, reverse=True)
+
+    async def oldest_entry(self, user_id: int) -> int | None:
+        first = await self.redis.zrange(timeline_key(user_id), 0, 0)
+        return int(first[0]) if first else None
+
+    async def touch_active(self, user_id: int) -> bool:
+        """Mark the user active; True if they already were (their inbox is being kept)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(active_key(user_id), 1, ex=self.active_seconds, get=True)
+            pipe.expire(timeline_key(user_id), self.active_seconds)
+            pipe.expire(celebs_key(user_id), self.active_seconds)
+            previous, _, _ = await pipe.execute()
+        return previous is not None
+
+    async def is_celebrity_ready(self, author_id: int) -> bool:
+        return bool(await self.redis.exists(celeb_ready_key(author_id)))
+
+    async def set_celebrity_ready(self, author_id: int, ready: bool) -> None:
+        if ready:
+            await self.redis.set(celeb_ready_key(author_id), 1)
+        else:
+            await self.redis.delete(celeb_ready_key(author_id))

@@ -1,0 +1,85 @@
+"""Follow and unfollow, relationships, follower and following lists.
+
+The graph write is the source of truth and happens first; the timeline work
+(backfill or celebrity set) follows in the same request so the follower sees
+the followee's posts on their next read. Crossing the celebrity threshold
+emits an event the fan-out workers act on.
+"""
+
+from __future__ import annotations
+
+import time
+
+from config import Settings
+from graph.accounts import AccountGraph
+from graph.driver import Row
+from graph.follows import FollowGraph
+from ids import SnowflakeGenerator
+from redis_store.cache import RecordCache
+from redis_store.events import EventStream
+from services.errors import Forbidden, NotFound
+from services.feed import FeedService
+
+
+class FollowService:
+    def __init__(
+        self,
+        settings: Settings,
+        follows: FollowGraph,
+        accounts: AccountGraph,
+        feed: FeedService,
+        events: EventStream,
+        account_cache: RecordCache,
+        ids: SnowflakeGenerator,
+    ) -> None:
+        self.settings = settings
+        self.follows = follows
+        self.accounts = accounts
+        self.feed = feed
+        self.events = events
+        self.account_cache = account_cache
+        self.ids = ids
+
+    async def _check_target(self, me: int, target: int) -> None:
+        if me == target:
+            raise Forbidden("This action is not allowed")
+        if await self.accounts.get_account(target) is None:
+            raise NotFound("Record not found")
+
+    async def follow(self, me: int, target: int) -> tuple[int, bool, bool]:
+        await self._check_target(me, target)
+        change = await self.follows.follow(
+            me, target, self.ids.next_id(), int(time.time() * 1000), self.settings.celebrity_threshold
+        )
+        if change.changed:
+            await self.account_cache.invalidate(me, target)
+            await self.feed.after_follow(me, target)
+            await self.events.publish("follow", account_id=me, target_id=target)
+        if change.promoted:
+            await self.events.publish("account.promoted", account_id=target)
+        return await self.relationship(me, target)
+
+    async def unfollow(self, me: int, target: int) -> tuple[int, bool, bool]:
+        await self._check_target(me, target)
+        change = await self.follows.unfollow(me, target, self.settings.demote_below)
+        if change.changed:
+            await self.account_cache.invalidate(me, target)
+            await self.feed.after_unfollow(me, target)
+        if change.demoted:
+            await self.events.publish("account.demoted", account_id=target)
+        return await self.relationship(me, target)
+
+    async def relationships(self, me: int, others: list[int]) -> list[tuple[int, bool, bool]]:
+        """(account id, I follow them, they follow me) for each of ``others``, in order."""
+        following, followed_by = await self.follows.relationships(me, others)
+        return [(other, other in following, other in followed_by) for other in others]
+
+    async def relationship(self, me: int, other: int) -> tuple[int, bool, bool]:
+        return (await self.relationships(me, [other]))[0]
+
+    async def page(
+        self, account_id: int, direction: str, max_id: int | None, since_id: int | None, limit: int
+    ) -> list[tuple[int, Row]]:
+        if await self.accounts.get_account(account_id) is None:
+            raise NotFound("Record not found")
+        return await self.follows.page(account_id, direction, max_id, since_id, limit)

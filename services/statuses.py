@@ -1,0 +1,189 @@
+"""Posts: create, read, delete, list an author's posts.
+
+A post is in the graph before the API answers; the ``status.created`` event
+then drives fan-out. If the process dies between the two, the post stays
+``delivered: false`` and the fan-out sweeper re-emits it. The author's own
+inbox gets the post at once, so it shows in their feed on the next read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from neo4j import AsyncManagedTransaction
+
+from actors.registry import ActorDirectory
+from config import Settings
+from graph.follows import FollowGraph
+from graph.statuses import AuthorNotFound, ParentNotFound, StatusGraph
+from ids import SnowflakeGenerator
+from redis_store.events import EventStream
+from services.errors import Forbidden, NotFound, Unprocessable
+from services.hydrate import HydratedStatus, Hydrator
+
+VISIBILITIES = ("public", "unlisted", "private")
+MAX_MEDIA = 10
+IDEMPOTENCY_SECONDS = 3600
+MediaAttacher = Callable[[AsyncManagedTransaction, int, int, list[int]], Awaitable[None]]
+
+
+class StatusService:
+    def __init__(
+        self,
+        settings: Settings,
+        statuses: StatusGraph,
+        follows: FollowGraph,
+        hydrator: Hydrator,
+        events: EventStream,
+        redis: aioredis.Redis,
+        ids: SnowflakeGenerator,
+        actors: ActorDirectory,
+    ) -> None:
+        self.settings = settings
+        self.statuses = statuses
+        self.follows = follows
+        self.hydrator = hydrator
+        self.events = events
+        self.redis = redis
+        self.ids = ids
+        self.actors = actors
+        self.media_attacher: MediaAttacher | None = None
+
+    async def create(
+        self,
+        account_id: int,
+        *,
+        text: str,
+        visibility: str,
+        media_ids: list[int],
+        in_reply_to_id: int | None,
+        sensitive: bool,
+        spoiler_text: str,
+        language: str | None,
+        idempotency_key: str | None,
+    ) -> HydratedStatus:
+        if not text.strip() and not media_ids:
+            raise Unprocessable("Validation failed: Text can't be blank")
+        if len(text) > self.settings.status_max_chars:
+            raise Unprocessable(f"Validation failed: Text is too long (maximum is {self.settings.status_max_chars})")
+        if visibility not in VISIBILITIES:
+            raise Unprocessable(f"Validation failed: Visibility must be one of {', '.join(VISIBILITIES)}")
+        if len(media_ids) > MAX_MEDIA:
+            raise Unprocessable(f"Validation failed: at most {MAX_MEDIA} media attachments")
+        if media_ids and self.media_attacher is None:
+            raise Unprocessable("Validation failed: media attachments are not available")
+
+        status_id = self.ids.next_id()
+        idem_key = f"idem:status:{account_id}:{idempotency_key}" if idempotency_key else None
+        if idem_key and not await self.redis.set(idem_key, status_id, nx=True, ex=IDEMPOTENCY_SECONDS):
+            return await self._replay(idem_key)
+
+        now = int(time.time() * 1000)
+        record = {
+            "id": status_id,
+            "account_id": account_id,
+            "text": text,
+            "spoiler_text": spoiler_text,
+            "sensitive": sensitive,
+            "visibility": visibility,
+            "language": language,
+            "in_reply_to_id": in_reply_to_id,
+            "in_reply_to_account_id": None,
+            "media_ids": media_ids,
+            "created_at": now,
+            "delivered": False,
+            "replies_count": 0,
+            "reblogs_count": 0,
+            "favourites_count": 0,
+        }
+        attach = self.media_attacher
+
+        async def attach_media(tx: AsyncManagedTransaction) -> None:
+            if media_ids and attach is not None:
+                await attach(tx, account_id, status_id, media_ids)
+
+        try:
+            await self.statuses.create(record, before_commit=attach_media)
+        except ParentNotFound:
+            await self._forget(idem_key)
+            raise NotFound("The post you are replying to does not exist") from None
+        except AuthorNotFound:
+            await self._forget(idem_key)
+            raise NotFound("Account not found") from None
+        except BaseException:
+            await self._forget(idem_key)
+            raise
+        if in_reply_to_id is not None:
+            await self.hydrator.status_cache.invalidate(in_reply_to_id)
+        await self.hydrator.account_cache.invalidate(account_id)
+        await self.actors.inbox_for(account_id).deliver.remote([status_id], [account_id])
+        await self.events.publish("status.created", status_id=status_id, account_id=account_id)
+        return (await self.hydrator.hydrate([status_id], viewer_id=account_id))[0]
+
+    async def _forget(self, idem_key: str | None) -> None:
+        if idem_key:
+            await self.redis.delete(idem_key)
+
+    async def _replay(self, idem_key: str) -> HydratedStatus:
+        """The post an earlier request with the same Idempotency-Key made (waiting if it is in flight)."""
+        for _ in range(100):
+            existing = await self.redis.get(idem_key)
+            if existing is None:
+                break
+            hydrated = await self.hydrator.hydrate([int(existing)])
+            if hydrated:
+                return hydrated[0]
+            await asyncio.sleep(0.05)
+        raise Unprocessable("A request with this Idempotency-Key is still in progress or failed; retry")
+
+    async def get(self, status_id: int, viewer_id: int | None) -> HydratedStatus:
+        hydrated = await self.hydrator.hydrate([status_id], viewer_id=viewer_id)
+        if not hydrated or not await self.can_see(hydrated[0], viewer_id):
+            raise NotFound("Record not found")
+        return hydrated[0]
+
+    async def can_see(self, post: HydratedStatus, viewer_id: int | None) -> bool:
+        if post.status["visibility"] != "private" or viewer_id == post.status["account_id"]:
+            return True
+        if viewer_id is None:
+            return False
+        following, _ = await self.follows.relationships(viewer_id, [post.status["account_id"]])
+        return post.status["account_id"] in following
+
+    async def delete(self, status_id: int, account_id: int) -> HydratedStatus:
+        post = await self.get(status_id, account_id)
+        if post.status["account_id"] != account_id:
+            raise Forbidden("This action is not allowed")
+        deleted = await self.statuses.delete(status_id)
+        if deleted is None:
+            raise NotFound("Record not found")
+        await self.hydrator.status_cache.invalidate(
+            status_id, *([deleted["in_reply_to_id"]] if deleted.get("in_reply_to_id") is not None else [])
+        )
+        await self.hydrator.account_cache.invalidate(account_id)
+        await self.events.publish("status.deleted", status_id=status_id, account_id=account_id)
+        return post
+
+    async def by_account(
+        self,
+        account_id: int,
+        viewer_id: int | None,
+        max_id: int | None,
+        since_id: int | None,
+        min_id: int | None,
+        limit: int,
+        exclude_replies: bool,
+    ) -> list[HydratedStatus]:
+        rows = await self.statuses.by_author(account_id, max_id, since_id, min_id, limit, exclude_replies)
+        if not rows:
+            return []
+        await self.hydrator.status_cache.put_many({r["id"]: r for r in rows})
+        posts = await self.hydrator.hydrate([r["id"] for r in rows], viewer_id=viewer_id)
+        if viewer_id != account_id and any(p.status["visibility"] == "private" for p in posts):
+            following, _ = await self.follows.relationships(viewer_id, [account_id]) if viewer_id else (set(), set())
+            if account_id not in following:
+                posts = [p for p in posts if p.status["visibility"] != "private"]
+        return posts
