@@ -39,6 +39,14 @@ class Unprocessable(ServiceError):
     status = 422
 
 
+class PayloadTooLarge(ServiceError):
+    status = 413
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+
+
 class RateLimited(ServiceError):
     status = 429
 
