@@ -10,7 +10,7 @@ from fastapi.responses import ORJSONResponse
 
 from api.context import AppContext
 from api.errors import install_error_handlers
-from api.routes import accounts, follows, instance, oauth, statuses, timelines
+from api.routes import accounts, follows, instance, media, oauth, statuses, timelines
 from config import get_settings
 
 
@@ -33,6 +33,6 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     # follows first: its fixed paths (/accounts/relationships) must win over /accounts/{id}.
-    for module in (oauth, follows, accounts, statuses, timelines, instance):
+    for module in (oauth, follows, accounts, statuses, timelines, instance, media):
         app.include_router(module.router)
     return app

@@ -23,6 +23,7 @@ from services.auth import AuthService
 from services.feed import FeedService
 from services.follows import FollowService
 from services.hydrate import Hydrator
+from services.media import MediaService
 from services.passwords import Passwords
 from services.statuses import StatusService
 
@@ -40,6 +41,7 @@ class AppContext:
     follows: FollowService
     statuses: StatusService
     feed: FeedService
+    media: MediaService
 
     @classmethod
     async def create(cls, settings: Settings) -> AppContext:
@@ -61,7 +63,10 @@ class AppContext:
         )
         timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
         feed = FeedService(settings, timelines, follow_graph, status_graph, hydrator, actors)
-        return cls(
+        media = MediaService(settings, graph, ids)
+        media.start()
+        hydrator.attachment_loader = media.attachments
+        ctx = cls(
             settings=settings,
             redis=redis,
             graph=graph,
@@ -73,8 +78,12 @@ class AppContext:
             follows=FollowService(settings, follow_graph, account_graph, feed, events, account_cache, ids),
             statuses=StatusService(settings, status_graph, follow_graph, hydrator, events, redis, ids, actors),
             feed=feed,
+            media=media,
         )
+        ctx.statuses.media_attacher = media.attach_media_tx
+        return ctx
 
     async def close(self) -> None:
+        await self.media.close()
         await self.graph.close()
         await self.redis.aclose()

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import blurhash
-import numpy as np
 from PIL import Image, ImageOps
 
 PIPELINE = "v1"  # part of every variant key: change it when the output of this module changes
@@ -70,7 +69,9 @@ def compute_blurhash(image: Image.Image) -> str:
     """Mastodon-compatible blurhash from a small RGB copy of ``image``."""
     small = image.convert("RGB")
     small.thumbnail((BLURHASH_SIDE, BLURHASH_SIDE), Image.Resampling.BILINEAR)
-    return blurhash.encode(np.asarray(small).tolist(), *BLURHASH_COMPONENTS)
+    pixels = list(small.getdata())
+    rows = [pixels[y * small.width : (y + 1) * small.width] for y in range(small.height)]
+    return blurhash.encode(rows, *BLURHASH_COMPONENTS)
 
 
 def _draft_box(raw: tuple[int, int], oriented: tuple[int, int]) -> tuple[int, int]:

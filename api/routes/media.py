@@ -1,0 +1,175 @@
+"""Media: uploads (Mastodon's /api/v2/media and /api/v1/media), the uploader's view and edits, signed downloads.
+
+Downloads under ``/media/...`` are what a CDN caches: a valid signature is
+required (403 otherwise, also once expired), and the bytes come with a strong
+``ETag``, a year of immutable caching, ``If-None-Match`` (304) and single
+``Range`` requests (206, or 416 when unsatisfiable).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import ORJSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+from starlette.types import Message
+
+from api.auth import context, user_principal
+from api.params import parse, read_params, validate
+from media.urls import MEDIA_PATH_PREFIX
+from services.auth import Principal
+from services.errors import NotFound, PayloadTooLarge, Unprocessable
+from services.media import ServedObject
+
+router = APIRouter()
+MULTIPART_OVERHEAD = 1024 * 1024  # form fields and part headers besides the file itself
+CACHE_FOREVER = "public, max-age=31536000, immutable"
+
+
+class MediaForm(BaseModel):
+    """The fields besides the file; the service applies the real description limit with a clear message."""
+
+    description: str | None = Field(default=None, max_length=100_000)
+    focus: str | None = Field(default=None, max_length=100)
+
+
+def parse_media_id(raw: str) -> int:
+    if not raw.isdigit() or len(raw) > 19:
+        raise NotFound("Record not found")
+    return int(raw)
+
+
+def body_limited(request: Request, limit: int) -> Request:
+    """``request`` whose body may not exceed ``limit`` bytes (413), whatever Content-Length claims or omits."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Request body is too large: at most {limit // (1024 * 1024)} MB")
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise PayloadTooLarge(f"Request body is too large: at most {limit // (1024 * 1024)} MB")
+        return message
+
+    return Request(request.scope, receive)
+
+
+async def _upload(request: Request, principal: Principal) -> ORJSONResponse:
+    ctx = context(request)
+    limit = max(ctx.settings.media_image_max_bytes, ctx.settings.media_video_max_bytes) + MULTIPART_OVERHEAD
+    params = await read_params(body_limited(request, limit), files=True)
+    try:
+        upload = params.get("file")
+        if not isinstance(upload, UploadFile):
+            raise Unprocessable("Validation failed: file must be an uploaded file")
+        form = validate(MediaForm, {k: v for k, v in params.items() if not isinstance(v, UploadFile)})
+        entity, ready = await ctx.media.upload(principal.account_id, upload, form.description, form.focus)  # type: ignore[arg-type]
+    finally:
+        for value in params.values():
+            if isinstance(value, UploadFile):
+                await value.close()
+    # Mastodon: 200 when the attachment is ready, 202 (url null) while it is being processed.
+    return ORJSONResponse(entity, status_code=200 if ready else 202)
+
+
+@router.post("/api/v2/media")
+async def upload_media(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+    return await _upload(request, principal)
+
+
+@router.post("/api/v1/media")
+async def upload_media_v1(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+    """The deprecated v1 endpoint, kept for old clients; same behaviour as v2."""
+    return await _upload(request, principal)
+
+
+@router.get("/api/v1/media/{media_id}")
+async def get_media(media_id: str, request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+    ctx = context(request)
+    entity, state = await ctx.media.get_own(principal.account_id, parse_media_id(media_id))  # type: ignore[arg-type]
+    return ORJSONResponse(entity, status_code=206 if state == "processing" else 200)
+
+
+@router.put("/api/v1/media/{media_id}")
+async def update_media(
+    media_id: str, request: Request, principal: Principal = Depends(user_principal)
+) -> ORJSONResponse:
+    ctx = context(request)
+    form = await parse(request, MediaForm)
+    entity = await ctx.media.update_own(principal.account_id, parse_media_id(media_id), form.description, form.focus)  # type: ignore[arg-type]
+    return ORJSONResponse(entity)
+
+
+# -- signed downloads ---------------------------------------------------------
+
+
+def etag_matches(header: str, etag: str) -> bool:
+    """RFC 9110 weak comparison, as If-None-Match requires."""
+    candidates = [part.strip() for part in header.split(",")]
+    return "*" in candidates or etag in (c.removeprefix("W/") for c in candidates)
+
+
+class Unsatisfiable(Exception):
+    pass
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """The single byte range ``header`` asks for, inclusive; None to send everything (absent, multiple or
+    malformed ranges may be ignored by RFC 9110); ``Unsatisfiable`` when it starts past the end."""
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash or not (first.isdigit() or last.isdigit()):
+        return None
+    if not first:  # suffix range: the last N bytes
+        length = int(last)
+        if length == 0 or size == 0:
+            raise Unsatisfiable
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = int(last) if last.isdigit() else size - 1
+    if end < start:
+        return None
+    if start >= size:
+        raise Unsatisfiable
+    return start, min(end, size - 1)
+
+
+def _object_response(request: Request, obj: ServedObject) -> Response:
+    ctx = context(request)
+    size, etag = obj.info.size, obj.info.etag
+    headers: dict[str, Any] = {"ETag": etag, "Cache-Control": CACHE_FOREVER, "Accept-Ranges": "bytes"}
+    if etag_matches(request.headers.get("if-none-match", ""), etag):
+        return Response(status_code=304, headers=headers)
+    start, end, status = 0, size - 1, 200
+    range_header = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    if range_header and (if_range is None or if_range.strip() == etag):
+        try:
+            chosen = parse_range(range_header, size)
+        except Unsatisfiable:
+            return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+        if chosen is not None:
+            (start, end), status = chosen, 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(end - start + 1)
+    if request.method == "HEAD" or size == 0:
+        return Response(status_code=status, headers=headers, media_type=obj.content_type)
+    body = ctx.media.store.open_range(obj.key, start, end)
+    return StreamingResponse(body, status_code=status, headers=headers, media_type=obj.content_type)
+
+
+@router.api_route("/media/{key:path}", methods=["GET", "HEAD"])
+async def download(key: str, request: Request) -> Response:
+    ctx = context(request)
+    path = MEDIA_PATH_PREFIX + quote(key)
+    obj = await ctx.media.served_object(path, request.query_params.get("e"), request.query_params.get("s"))
+    return _object_response(request, obj)
