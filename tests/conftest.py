@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
+import neo4j
 import pytest
+import redis
 
 from config import Settings
 from launcher import free_port
@@ -25,6 +27,13 @@ TEST_ENV = {
     "ARGON2_MEMORY_KIB": "8192",
     "ARGON2_PARALLELISM": "1",
     "SIGNUP_RATE_LIMIT": "100000",  # every test signs up from 127.0.0.1
+    # Small numbers so tests cross the celebrity threshold and page followers.
+    "CELEBRITY_THRESHOLD": "3",
+    "CELEBRITY_DEMOTE_BELOW": "2",
+    "FOLLOWER_PAGE_SIZE": "50",
+    "FANOUT_CLAIM_IDLE_MS": "2000",
+    "SWEEP_INTERVAL_SECONDS": "1",
+    "SWEEP_GRACE_SECONDS": "2",
 }
 
 
@@ -102,8 +111,13 @@ def oauth_app(http: httpx.Client) -> OAuthApp:
     return OAuthApp(app["client_id"], app["client_secret"], token)
 
 
+UserFactory = Callable[..., User]
+
+
 @pytest.fixture(scope="session")
-def make_user(http: httpx.Client, oauth_app: OAuthApp):
+def make_user(http: httpx.Client, oauth_app: OAuthApp) -> UserFactory:
+    """Signs up a fresh user over HTTP (a unique username unless one is given)."""
+
     def make(username: str | None = None) -> User:
         username = username or unique_name()
         email = f"{username}@example.org"
@@ -119,3 +133,20 @@ def make_user(http: httpx.Client, oauth_app: OAuthApp):
         return User(me["id"], username, email, password, token)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def redis_client(stack: Stack) -> Iterator[redis.Redis]:
+    """Direct access to the real Redis, for white-box checks and for simulating failures."""
+    client = redis.Redis.from_url(stack.settings.redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def graph_session(stack: Stack) -> Iterator[neo4j.Session]:
+    """A Bolt session on the real graph, for seeding large follower sets and simulating crashes."""
+    s = stack.settings
+    with neo4j.GraphDatabase.driver(s.neo4j_uri, auth=(s.neo4j_user, s.neo4j_password)) as driver:
+        with driver.session(database=s.neo4j_database) as session:
+            yield session

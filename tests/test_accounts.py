@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.conftest import OAuthApp, unique_name
+from tests.conftest import OAuthApp, UserFactory, unique_name
 
 
 def sign_up(http: httpx.Client, app: OAuthApp, **fields: str) -> httpx.Response:
@@ -55,7 +55,7 @@ def test_sign_up_returns_a_working_user_token(http: httpx.Client, oauth_app: OAu
     assert "password" not in me.text and "argon2" not in me.text
 
 
-def test_login_with_username_or_email(http: httpx.Client, oauth_app: OAuthApp, make_user) -> None:
+def test_login_with_username_or_email(http: httpx.Client, oauth_app: OAuthApp, make_user: UserFactory) -> None:
     user = make_user()
     for login in (user.username, user.username.upper(), user.email):
         response = password_grant(http, oauth_app, login, user.password)
@@ -65,7 +65,9 @@ def test_login_with_username_or_email(http: httpx.Client, oauth_app: OAuthApp, m
         assert me["id"] == user.id
 
 
-def test_wrong_password_and_unknown_user_read_the_same(http: httpx.Client, oauth_app: OAuthApp, make_user) -> None:
+def test_wrong_password_and_unknown_user_read_the_same(
+    http: httpx.Client, oauth_app: OAuthApp, make_user: UserFactory
+) -> None:
     user = make_user()
     wrong = password_grant(http, oauth_app, user.username, "not the password")
     unknown = password_grant(http, oauth_app, unique_name(), "not the password")
@@ -120,7 +122,7 @@ def test_concurrent_sign_ups_for_one_username_have_exactly_one_winner(
     assert http.get("/api/v1/accounts/lookup", params={"acct": username}).status_code == 200
 
 
-def test_revoked_token_stops_working(http: httpx.Client, oauth_app: OAuthApp, make_user) -> None:
+def test_revoked_token_stops_working(http: httpx.Client, oauth_app: OAuthApp, make_user: UserFactory) -> None:
     user = make_user()
     token = password_grant(http, oauth_app, user.username, user.password).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
@@ -137,7 +139,7 @@ def test_revoked_token_stops_working(http: httpx.Client, oauth_app: OAuthApp, ma
     assert http.get("/api/v1/accounts/verify_credentials", headers=user.headers).status_code == 200
 
 
-def test_update_credentials_changes_the_profile(http: httpx.Client, make_user) -> None:
+def test_update_credentials_changes_the_profile(http: httpx.Client, make_user: UserFactory) -> None:
     user = make_user()
     response = http.patch(
         "/api/v1/accounts/update_credentials",
@@ -153,7 +155,7 @@ def test_update_credentials_changes_the_profile(http: httpx.Client, make_user) -
     assert http.get(f"/api/v1/accounts/{user.id}").json()["note"] == "<p>hello<br />world</p>"
 
 
-def test_lookup_and_get_account(http: httpx.Client, make_user) -> None:
+def test_lookup_and_get_account(http: httpx.Client, make_user: UserFactory) -> None:
     user = make_user()
     assert http.get("/api/v1/accounts/lookup", params={"acct": user.username}).json()["id"] == user.id
     assert http.get("/api/v1/accounts/lookup", params={"acct": f"@{user.username}@localhost"}).json()["id"] == user.id
@@ -236,7 +238,7 @@ def test_unknown_route_is_a_json_404(http: httpx.Client) -> None:
     assert response.status_code == 404 and response.json() == {"error": "Record not found"}
 
 
-def test_authorization_code_flow(http: httpx.Client, make_user) -> None:
+def test_authorization_code_flow(http: httpx.Client, make_user: UserFactory) -> None:
     user = make_user()
     redirect = "https://client.example/callback"
     app = http.post("/api/v1/apps", data={"client_name": "web", "redirect_uris": redirect, "scopes": "read"}).json()
