@@ -100,6 +100,25 @@ class Settings(BaseSettings):
     media_sweep_interval_seconds: float = 120.0
     media_task_max_retries: int = 3
 
+    # Interactions (issue: likes, comments, shares, notifications).
+    notifications_max: int = 800
+    favourites_load_limit: int = 1000  # a user's likes loaded into Redis after a cold start
+    streaming_heartbeat_seconds: float = 15.0
+    # Per-account rate limits: (count, window seconds), Mastodon-like defaults.
+    post_rate_limit: int = 300
+    post_rate_window: int = 10_800
+    comment_rate_limit: int = 300
+    comment_rate_window: int = 3_600
+    favourite_rate_limit: int = 600
+    favourite_rate_window: int = 3_600
+    follow_rate_limit: int = 400
+    follow_rate_window: int = 86_400
+    # Comment spam heuristics.
+    spam_same_text_posts: int = 3  # the same comment text on this many different posts within the window
+    spam_window_seconds: int = 3_600
+    new_account_hours: int = 24
+    new_account_link_comments: int = 3  # comments with links from a new account within 10 minutes
+
     @property
     def demote_below(self) -> int:
         return self.celebrity_demote_below or max(1, int(self.celebrity_threshold * 0.8))

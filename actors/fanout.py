@@ -27,7 +27,9 @@ import logging
 import time
 
 import ray
+from ray.actor import ActorHandle
 
+from actors.consumer import consume_forever
 from actors.registry import ActorDirectory, group_by_shard
 from config import get_settings
 from graph.driver import GraphClient
@@ -68,37 +70,22 @@ class FanoutWorker:
     async def stats(self) -> dict[str, int]:
         return {"handled": self.handled}
 
-    # -- the consumer loop ---------------------------------------------------
-
     async def _consume(self) -> None:
-        await self.events.ensure_group(GROUP)
-        # Our own pending entries first: what this consumer took before a restart.
-        pending = await self.events.redis.xreadgroup(GROUP, self.consumer, {self.events.stream: "0"}, count=100)
-        backlog = EventStream._decode(pending[0][1]) if pending else []
-        while True:
-            try:
-                batch = backlog or await self.events.claim_stale(
-                    GROUP, self.consumer, self.settings.fanout_claim_idle_ms, 20
-                )
-                backlog = []
-                if not batch:
-                    batch = await self.events.read(GROUP, self.consumer, count=20, block_ms=1000)
-                for event in batch:
-                    await self.handle(event)
-                    await self.events.ack(GROUP, event.id)
-                    self.handled += 1
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("fan-out failed; the event stays pending and will be retried")
-                await asyncio.sleep(1)
+        await consume_forever(
+            self.events, GROUP, self.consumer, self.handle_batch, claim_idle_ms=self.settings.fanout_claim_idle_ms
+        )
+
+    async def handle_batch(self, batch: list[Event]) -> None:
+        for event in batch:
+            await self.handle(event)
+            self.handled += 1
 
     async def handle(self, event: Event) -> None:
         data = event.data
         if event.type == "status.created":
             await self.fan_out(data["status_id"], data["account_id"])
         elif event.type == "status.deleted":
-            await self.fan_out_delete(data["status_id"], data["account_id"])
+            await self.fan_out_delete(data["status_id"], data["account_id"], data.get("reblog_of_id"))
         elif event.type == "account.promoted":
             await self.promote(data["account_id"])
         elif event.type == "account.demoted":
@@ -125,18 +112,20 @@ class FanoutWorker:
         status = await self.statuses.get(status_id)
         if status is None:  # deleted before its fan-out ran
             return
+        entry = (status_id, status.get("reblog_of_id"))
         if await self.timelines.is_celebrity_ready(author_id):
             await self.actors.outbox_for(author_id).append.remote(author_id, [status_id])
         else:
-            await self._for_each_follower_page(author_id, lambda inbox, users: inbox.deliver.remote([status_id], users))
-        await self.actors.inbox_for(author_id).deliver.remote([status_id], [author_id])
+            await self._for_each_follower_page(author_id, lambda inbox, users: inbox.deliver.remote([entry], users))
+        await self.actors.inbox_for(author_id).deliver.remote([entry], [author_id])
         await self.statuses.mark_delivered(status_id)
         record_fanout_lag(time.time() * 1000 - id_to_ms(status_id))
 
-    async def fan_out_delete(self, status_id: int, author_id: int) -> None:
+    async def fan_out_delete(self, status_id: int, author_id: int, reblog_of_id: int | None) -> None:
+        entry = (status_id, reblog_of_id)
         await self.actors.outbox_for(author_id).remove.remote(author_id, [status_id])
-        await self._for_each_follower_page(author_id, lambda inbox, users: inbox.remove.remote([status_id], users))
-        await self.actors.inbox_for(author_id).remove.remote([status_id], [author_id])
+        await self._for_each_follower_page(author_id, lambda inbox, users: inbox.remove.remote([entry], users))
+        await self.actors.inbox_for(author_id).remove.remote([entry], [author_id])
 
     # -- celebrity transitions ---------------------------------------------------
 
@@ -160,10 +149,11 @@ class FanoutWorker:
             return  # promoted again (or gone) before this ran
         await self.timelines.set_celebrity_ready(author_id, False)  # new posts are pushed from now on
         recent = [
-            s["id"] for s in await self.statuses.by_author(author_id, None, None, None, self.settings.backfill_count)
+            (s["id"], s.get("reblog_of_id"))
+            for s in await self.statuses.by_author(author_id, None, None, None, self.settings.backfill_count)
         ]
 
-        async def switch(inbox, users: list[int]):
+        async def switch(inbox: ActorHandle, users: list[int]) -> None:
             if recent:
                 await inbox.deliver.remote(recent, users)
             await inbox.unfollow_celebrity.remote(author_id, users)

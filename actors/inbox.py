@@ -11,7 +11,7 @@ import ray
 
 from config import get_settings
 from redis_store.client import connect
-from redis_store.timelines import TimelineStore
+from redis_store.timelines import Entry, TimelineStore
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -26,12 +26,12 @@ class InboxShard:
     async def ping(self) -> int:
         return self.shard
 
-    async def deliver(self, status_ids: list[int], user_ids: list[int]) -> int:
+    async def deliver(self, entries: list[Entry], user_ids: list[int]) -> int:
         """Add posts to the inboxes of the active users among ``user_ids``; returns inboxes written."""
-        return await self.store.deliver(status_ids, user_ids)
+        return await self.store.deliver(entries, user_ids)
 
-    async def remove(self, status_ids: list[int], user_ids: list[int]) -> None:
-        await self.store.remove(status_ids, user_ids)
+    async def remove(self, entries: list[Entry], user_ids: list[int]) -> None:
+        await self.store.remove(entries, user_ids)
 
     async def follow_celebrity(self, author_id: int, user_ids: list[int]) -> None:
         await self.store.follow_celebrity(user_ids, author_id)
@@ -39,7 +39,7 @@ class InboxShard:
     async def unfollow_celebrity(self, author_id: int, user_ids: list[int]) -> None:
         await self.store.unfollow_celebrity(user_ids, author_id)
 
-    async def rebuild(self, user_id: int, status_ids: list[int], celebrity_ids: list[int]) -> None:
+    async def rebuild(self, user_id: int, entries: list[Entry], celebrity_ids: list[int]) -> None:
         """Refill a cold timeline from the graph's answer; merges with what fan-out added meanwhile."""
-        await self.store.deliver(status_ids, [user_id])
+        await self.store.deliver(entries, [user_id])
         await self.store.replace_celebrities(user_id, celebrity_ids)

@@ -70,10 +70,15 @@ def ensure_actors(settings: Settings) -> None:
     """Create every named actor that does not exist yet and wait until each answers."""
     from actors.fanout import FanoutWorker
     from actors.inbox import InboxShard
+    from actors.notifier import Notifier
     from actors.outbox import CelebrityOutbox
+    from actors.persister import LikePersister
 
     common = {"namespace": settings.ray_namespace, "lifetime": "detached", "get_if_exists": True}
     handles = [InboxShard.options(name=inbox_name(k), **common).remote(k) for k in range(settings.inbox_shards)]
     handles += [CelebrityOutbox.options(name=outbox_name(k), **common).remote(k) for k in range(settings.outbox_shards)]
     handles += [FanoutWorker.options(name=fanout_name(k), **common).remote(k) for k in range(settings.fanout_workers)]
+    # One persister and one notifier: each consumes the stream in order (a like, then its unlike).
+    handles += [LikePersister.options(name="likes-0", **common).remote(0)]
+    handles += [Notifier.options(name="notify-0", **common).remote(0)]
     ray.get([h.ping.remote() for h in handles], timeout=120)

@@ -10,7 +10,18 @@ from fastapi.responses import ORJSONResponse
 
 from api.context import AppContext
 from api.errors import install_error_handlers
-from api.routes import accounts, follows, instance, media, oauth, statuses, timelines
+from api.routes import (
+    accounts,
+    follows,
+    instance,
+    interactions,
+    media,
+    notifications,
+    oauth,
+    statuses,
+    streaming,
+    timelines,
+)
 from config import get_settings
 
 
@@ -33,6 +44,17 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     # follows first: its fixed paths (/accounts/relationships) must win over /accounts/{id}.
-    for module in (oauth, follows, accounts, statuses, timelines, instance, media):
+    for module in (
+        oauth,
+        follows,
+        accounts,
+        statuses,
+        interactions,
+        timelines,
+        notifications,
+        streaming,
+        instance,
+        media,
+    ):
         app.include_router(module.router)
     return app

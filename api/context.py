@@ -11,19 +11,25 @@ from config import Settings
 from graph.accounts import AccountGraph
 from graph.driver import GraphClient, async_wait_for_graph
 from graph.follows import FollowGraph
+from graph.likes import LikeGraph
 from graph.statuses import StatusGraph
 from ids import SnowflakeGenerator
 from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
 from redis_store.events import EventStream
+from redis_store.likes import LikeStore
+from redis_store.notifications import NotificationStore
 from redis_store.ratelimit import RateLimiter
 from redis_store.timelines import TimelineStore
+from services.abuse import AbuseGuard
 from services.accounts import AccountService
 from services.auth import AuthService
 from services.feed import FeedService
 from services.follows import FollowService
 from services.hydrate import Hydrator
+from services.likes import LikeService
 from services.media import MediaService
+from services.notifications import NotificationService
 from services.passwords import Passwords
 from services.statuses import StatusService
 
@@ -41,6 +47,8 @@ class AppContext:
     follows: FollowService
     statuses: StatusService
     feed: FeedService
+    likes: LikeService
+    notifications: NotificationService
     media: MediaService
 
     @classmethod
@@ -58,9 +66,18 @@ class AppContext:
         events = EventStream(redis, maxlen=settings.event_stream_max)
         actors = ActorDirectory(settings)
         account_cache = RecordCache(redis, "account", settings.account_cache_seconds)
+        like_store = LikeStore(redis, settings.event_stream_max)
         hydrator = Hydrator(
-            status_graph, account_graph, RecordCache(redis, "status", settings.status_cache_seconds), account_cache
+            status_graph,
+            account_graph,
+            RecordCache(redis, "status", settings.status_cache_seconds),
+            account_cache,
+            like_store,
         )
+        rate_limiter = RateLimiter(redis)
+        abuse = AbuseGuard(settings, redis, rate_limiter)
+        likes = LikeService(settings, like_store, LikeGraph(graph), status_graph, hydrator, redis, ids, abuse)
+        hydrator.viewer_state = likes.viewer_state
         timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
         feed = FeedService(settings, timelines, follow_graph, status_graph, hydrator, actors)
         media = MediaService(settings, graph, ids)
@@ -71,12 +88,16 @@ class AppContext:
             redis=redis,
             graph=graph,
             ids=ids,
-            rate_limiter=RateLimiter(redis),
+            rate_limiter=rate_limiter,
             auth=AuthService(settings, account_graph, redis, ids, passwords),
             accounts=AccountService(settings, account_graph, ids, passwords),
             events=events,
-            follows=FollowService(settings, follow_graph, account_graph, feed, events, account_cache, ids),
-            statuses=StatusService(settings, status_graph, follow_graph, hydrator, events, redis, ids, actors),
+            follows=FollowService(settings, follow_graph, account_graph, feed, events, account_cache, ids, abuse),
+            statuses=StatusService(
+                settings, status_graph, follow_graph, hydrator, events, redis, ids, actors, abuse, likes
+            ),
+            likes=likes,
+            notifications=NotificationService(NotificationStore(redis, settings.notifications_max), hydrator),
             feed=feed,
             media=media,
         )

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from config import Settings
 from services.hydrate import HydratedStatus
+from services.notifications import HydratedNotification
 
 
 def iso_time(unix_ms: int | None) -> str | None:
@@ -116,7 +117,7 @@ def status_entity(post: HydratedStatus, settings: Settings) -> dict:
         "url": f"{base}/@{account['username']}/{status['id']}",
         "replies_count": int(status.get("replies_count") or 0),
         "reblogs_count": int(status.get("reblogs_count") or 0),
-        "favourites_count": int(status.get("favourites_count") or 0),
+        "favourites_count": post.favourites_count,
         "edited_at": None,
         "favourited": post.favourited,
         "reblogged": post.reblogged,
@@ -126,7 +127,7 @@ def status_entity(post: HydratedStatus, settings: Settings) -> dict:
         "content": status_html(status.get("text") or ""),
         "text": status.get("text") or "",
         "filtered": [],
-        "reblog": None,
+        "reblog": status_entity(post.reblog, settings) if post.reblog else None,
         "application": None,
         "account": account,
         "media_attachments": post.media,
@@ -136,3 +137,43 @@ def status_entity(post: HydratedStatus, settings: Settings) -> dict:
         "card": None,
         "poll": None,
     }
+
+
+def notification_entity(notification: HydratedNotification, settings: Settings) -> dict:
+    record = notification.record
+    return {
+        "id": str(record["id"]),
+        "type": record["type"],
+        "group_key": record["group_key"],
+        "created_at": iso_time(record["created_at"]),
+        "account": account_entity(notification.account, settings),
+        "status": status_entity(notification.status, settings) if notification.status else None,
+    }
+
+
+def notification_groups_entity(groups: list[tuple[str, list[HydratedNotification]]], settings: Settings) -> dict:
+    """Mastodon 4.3's GroupedNotificationsResults: groups, plus the accounts and statuses they refer to."""
+    accounts: dict[int, dict] = {}
+    statuses: dict[int, dict] = {}
+    result = []
+    for key, members in groups:
+        latest = members[0]
+        for member in members:
+            accounts.setdefault(member.account["id"], account_entity(member.account, settings))
+        if latest.status is not None:
+            statuses.setdefault(latest.status.id, status_entity(latest.status, settings))
+        ids = [m.record["id"] for m in members]
+        result.append(
+            {
+                "group_key": key,
+                "notifications_count": len(members),
+                "type": latest.record["type"],
+                "most_recent_notification_id": str(max(ids)),
+                "page_min_id": str(min(ids)),
+                "page_max_id": str(max(ids)),
+                "latest_page_notification_at": iso_time(latest.record["created_at"]),
+                "sample_account_ids": list(dict.fromkeys(str(m.account["id"]) for m in members))[:8],
+                "status_id": str(latest.status.id) if latest.status else None,
+            }
+        )
+    return {"accounts": list(accounts.values()), "statuses": list(statuses.values()), "notification_groups": result}

@@ -67,6 +67,12 @@ class StatusGraph:
             ).data()
             if not rows:
                 raise AuthorNotFound
+            if status.get("in_reply_to_id") is not None:
+                await tx.run(
+                    "MATCH (s:Status {id: $id}), (p:Status {id: $pid}) CREATE (s)-[:REPLY_TO]->(p)",
+                    id=status["id"],
+                    pid=status["in_reply_to_id"],
+                )
             if before_commit is not None:
                 await before_commit(tx)
             return rows[0]["status"]
@@ -82,27 +88,127 @@ class StatusGraph:
     async def get(self, status_id: int) -> Row | None:
         return (await self.get_many([status_id])).get(status_id)
 
-    async def delete(self, status_id: int) -> Row | None:
-        """Delete the status and fix the counters it contributed to; returns the deleted record."""
+    async def delete(self, status_id: int) -> tuple[Row, list[Row]] | None:
+        """Delete the status, its reblogs, and fix the counters they contributed to.
 
-        async def work(tx: AsyncManagedTransaction) -> Row | None:
+        Returns the deleted record and the deleted reblogs (their timelines need cleaning too).
+        """
+
+        async def work(tx: AsyncManagedTransaction) -> tuple[Row, list[Row]] | None:
             rows = await (await tx.run(f"MATCH (s:Status {{id: $id}}) RETURN {STATUS_FIELDS}", id=status_id)).data()
             if not rows:
                 return None
             status = rows[0]["status"]
+            reblogs = await (
+                await tx.run(f"MATCH (s:Status {{reblog_of_id: $id}}) RETURN {STATUS_FIELDS}", id=status_id)
+            ).data()
+            removed = [status, *(r["status"] for r in reblogs)]
             await tx.run(
-                "MATCH (a:Account {id: $aid}) SET a.statuses_count = a.statuses_count - 1",
-                aid=status["account_id"],
+                "UNWIND $aids AS aid MATCH (a:Account {id: aid}) SET a.statuses_count = a.statuses_count - 1",
+                aids=[r["account_id"] for r in removed],
             )
             if status.get("in_reply_to_id") is not None:
                 await tx.run(
                     "MATCH (p:Status {id: $pid}) SET p.replies_count = p.replies_count - 1",
                     pid=status["in_reply_to_id"],
                 )
-            await tx.run("MATCH (s:Status {id: $id}) DETACH DELETE s", id=status_id)
-            return status
+            if status.get("reblog_of_id") is not None:
+                await tx.run(
+                    "MATCH (p:Status {id: $pid}) SET p.reblogs_count = p.reblogs_count - 1",
+                    pid=status["reblog_of_id"],
+                )
+            await tx.run(
+                "UNWIND $ids AS sid MATCH (s:Status {id: sid}) DETACH DELETE s", ids=[r["id"] for r in removed]
+            )
+            return status, removed[1:]
 
         return await self.graph.write_transaction(work)
+
+    async def create_reblog(self, reblog: dict[str, Any]) -> tuple[Row, bool]:
+        """Reblog once: (the reblog, whether it was created now). Bumps the original's counter."""
+
+        async def work(tx: AsyncManagedTransaction) -> tuple[Row, bool]:
+            existing = await (
+                await tx.run(
+                    f"MATCH (s:Status {{reblog_of_id: $orig}}) WHERE s.account_id = $aid RETURN {STATUS_FIELDS}",
+                    orig=reblog["reblog_of_id"],
+                    aid=reblog["account_id"],
+                )
+            ).data()
+            if existing:
+                return existing[0]["status"], False
+            bumped = await (
+                await tx.run(
+                    "MATCH (p:Status {id: $orig}) SET p.reblogs_count = p.reblogs_count + 1 RETURN p.id AS id",
+                    orig=reblog["reblog_of_id"],
+                )
+            ).data()
+            if not bumped:
+                raise ParentNotFound
+            rows = await (
+                await tx.run(
+                    f"""
+                    MATCH (a:Account {{id: $status.account_id}})
+                    CREATE (s:Status) SET s = $status
+                    SET a.statuses_count = a.statuses_count + 1
+                    RETURN {STATUS_FIELDS}
+                    """,
+                    status=reblog,
+                )
+            ).data()
+            if not rows:
+                raise AuthorNotFound
+            return rows[0]["status"], True
+
+        return await self.graph.write_transaction(work)
+
+    async def find_reblog(self, account_id: int, original_id: int) -> Row | None:
+        rows = await self.graph.read(
+            f"MATCH (s:Status {{reblog_of_id: $orig}}) WHERE s.account_id = $aid RETURN {STATUS_FIELDS}",
+            orig=original_id,
+            aid=account_id,
+        )
+        return rows[0]["status"] if rows else None
+
+    async def reblogs_by(self, account_id: int, limit: int) -> list[tuple[int, int]]:
+        """(original id, reblog id) of an account's reblogs."""
+        rows = await self.graph.read(
+            "MATCH (s:Status) WHERE s.account_id = $id AND s.reblog_of_id IS NOT NULL "
+            "RETURN s.reblog_of_id AS orig, s.id AS id ORDER BY s.id DESC LIMIT $limit",
+            id=account_id,
+            limit=limit,
+        )
+        return [(r["orig"], r["id"]) for r in rows]
+
+    async def rebloggers(self, original_id: int, max_id: int | None, limit: int) -> list[tuple[int, int]]:
+        """(reblog id, account id) pairs, newest first."""
+        rows = await self.graph.read(
+            "MATCH (s:Status {reblog_of_id: $orig}) WHERE s.id < $max "
+            "RETURN s.id AS id, s.account_id AS aid ORDER BY s.id DESC LIMIT $limit",
+            orig=original_id,
+            max=max_id if max_id is not None else MAX_ID,
+            limit=limit,
+        )
+        return [(r["id"], r["aid"]) for r in rows]
+
+    async def ancestors(self, status_id: int, depth: int) -> list[int]:
+        """Ids of the posts above this one in its thread, oldest first."""
+        rows = await self.graph.read(
+            f"MATCH (:Status {{id: $id}})-[:REPLY_TO*1..{int(depth)}]->(a:Status) RETURN a.id AS id ORDER BY id",
+            id=status_id,
+        )
+        return [r["id"] for r in rows]
+
+    async def descendants(self, status_id: int, after: int, limit: int, depth: int) -> list[int]:
+        """A page of the replies below this post (any depth), in posting order after the id ``after``."""
+        rows = await self.graph.read(
+            f"MATCH (:Status {{id: $id}})<-[:REPLY_TO*1..{int(depth)}]-(d:Status) WHERE d.id > $after "
+            "RETURN DISTINCT d.id AS id ORDER BY id LIMIT $limit",
+            id=status_id,
+            after=after,
+            limit=limit,
+        )
+        return [r["id"] for r in rows]
 
     async def by_author(
         self,
@@ -129,18 +235,18 @@ class StatusGraph:
         statuses = [r["status"] for r in rows]
         return sorted(statuses, key=lambda s: s["id"], reverse=True)
 
-    async def recent_ids(self, author_ids: list[int], newer_than: int, limit: int) -> list[int]:
-        """The newest ``limit`` post ids of ``author_ids`` newer than the id ``newer_than`` (rebuilds)."""
+    async def recent_entries(self, author_ids: list[int], newer_than: int, limit: int) -> list[tuple[int, int | None]]:
+        """(id, reblogged id) of the newest ``limit`` posts of ``author_ids`` after the id ``newer_than``."""
         if not author_ids:
             return []
         rows = await self.graph.read(
             "MATCH (s:Status) WHERE s.account_id IN $ids AND s.id > $after "
-            "RETURN s.id AS id ORDER BY s.id DESC LIMIT $limit",
+            "RETURN s.id AS id, s.reblog_of_id AS reblog_of ORDER BY s.id DESC LIMIT $limit",
             ids=author_ids,
             after=newer_than,
             limit=limit,
         )
-        return [r["id"] for r in rows]
+        return [(r["id"], r["reblog_of"]) for r in rows]
 
     async def mark_delivered(self, status_id: int) -> None:
         await self.graph.write("MATCH (s:Status {id: $id}) SET s.delivered = true", id=status_id)

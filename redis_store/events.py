@@ -55,6 +55,11 @@ class EventStream:
         reply = await self.redis.xreadgroup(group, consumer, {self.stream: ">"}, count=count, block=block_ms)
         return self._decode(reply[0][1]) if reply else []
 
+    async def read_own_pending(self, group: str, consumer: str, count: int) -> list[Event]:
+        """What this consumer took earlier but never acked (it was restarted mid-batch)."""
+        reply = await self.redis.xreadgroup(group, consumer, {self.stream: "0"}, count=count)
+        return self._decode(reply[0][1]) if reply else []
+
     async def claim_stale(self, group: str, consumer: str, idle_ms: int, count: int) -> list[Event]:
         """Events other consumers took but did not ack for ``idle_ms``: theirs to finish is now ours."""
         _, entries, deleted = await self.redis.xautoclaim(self.stream, group, consumer, idle_ms, "0-0", count=count)

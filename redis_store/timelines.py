@@ -8,6 +8,7 @@ cursors (``max_id``, ``since_id``, ``min_id``) map straight onto them.
 
 Keys:
   ``tl:{user}``       the user's home inbox (capped at ``timeline_max``)
+  ``tl:{user}:rb``    original → the reblog of it already in the inbox (reblog dedupe)
   ``outbox:{author}`` a celebrity's recent posts (capped at ``outbox_max``)
   ``celebs:{user}``   the celebrity authors the user follows (read-time merge)
   ``active:{user}``   present while the user was active in the last ``inactive_days``;
@@ -41,6 +42,32 @@ def celebs_key(user_id: int) -> str:
     return f"celebs:{user_id}"
 
 
+def reblogs_key(user_id: int) -> str:
+    return f"tl:{user_id}:rb"
+
+
+def stream_channel(user_id: int) -> str:
+    return f"stream:{user_id}"
+
+
+ONLINE = "streaming:online"  # hash: user id -> open streaming connections (any replica)
+Entry = tuple[int, int | None]  # (status id, id of the post it reblogs)
+
+
+def user_keys(user_ids: list[int]) -> list[str]:
+    keys = [ONLINE]
+    for user_id in user_ids:
+        keys += (active_key(user_id), timeline_key(user_id), reblogs_key(user_id), stream_channel(user_id))
+    return keys
+
+
+def entry_args(entries: list[Entry]) -> list[str]:
+    args: list[str] = []
+    for status_id, reblog_of in entries:
+        args += (member(status_id), member(reblog_of) if reblog_of is not None else "")
+    return args
+
+
 def active_key(user_id: int) -> str:
     return f"active:{user_id}"
 
@@ -49,20 +76,60 @@ def celeb_ready_key(author_id: int) -> str:
     return f"celeb:ready:{author_id}"
 
 
-# KEYS: pairs (active:{u}, tl:{u}); ARGV[1] = cap, ARGV[2..] = members.
-# Adds the members to every active user's inbox and trims it; returns how many inboxes were written.
+# KEYS[1] = streaming:online; then per user (active:{u}, tl:{u}, tl:{u}:rb, stream:{u}).
+# ARGV[1] = cap, then pairs (member, reblogged member or '').
+# Adds the entries to every active user's inbox, trims it, and pushes an "update"
+# to users with an open streaming connection. A reblog is skipped when its
+# original, or another reblog of it, is already in the inbox (Mastodon's rule).
 _DELIVER = """
 local cap = tonumber(ARGV[1])
 local written = 0
-for i = 1, #KEYS, 2 do
+for i = 2, #KEYS, 4 do
+  local tl, rb, chan = KEYS[i + 1], KEYS[i + 2], KEYS[i + 3]
   if redis.call('EXISTS', KEYS[i]) == 1 then
-    for j = 2, #ARGV do redis.call('ZADD', KEYS[i + 1], 0, ARGV[j]) end
-    local size = redis.call('ZCARD', KEYS[i + 1])
-    if size > cap then redis.call('ZREMRANGEBYRANK', KEYS[i + 1], 0, size - cap - 1) end
+    local added = {}
+    for j = 2, #ARGV, 2 do
+      local m, orig = ARGV[j], ARGV[j + 1]
+      local wanted = true
+      if orig ~= '' then
+        local previous = redis.call('HGET', rb, orig)
+        if redis.call('ZSCORE', tl, orig) or (previous and previous ~= m) then
+          wanted = false
+        else
+          redis.call('HSET', rb, orig, m)
+        end
+      end
+      if wanted and redis.call('ZADD', tl, 0, m) == 1 then added[#added + 1] = m end
+    end
+    local size = redis.call('ZCARD', tl)
+    if size > cap then redis.call('ZREMRANGEBYRANK', tl, 0, size - cap - 1) end
+    if #added > 0 and redis.call('HEXISTS', KEYS[1], string.sub(chan, 8)) == 1 then
+      for _, m in ipairs(added) do
+        redis.call('PUBLISH', chan, '{"event":"update","status_id":"' .. string.gsub(m, '^0+', '') .. '"}')
+      end
+    end
     written = written + 1
   end
 end
 return written
+"""
+
+# KEYS as for _DELIVER; ARGV = pairs (member, reblogged member or ''). Removes entries, forgets
+# reblog tracking that pointed at them, pushes a "delete" to connected users that had them.
+_REMOVE = """
+for i = 2, #KEYS, 4 do
+  local tl, rb, chan = KEYS[i + 1], KEYS[i + 2], KEYS[i + 3]
+  local online = redis.call('HEXISTS', KEYS[1], string.sub(chan, 8)) == 1
+  for j = 1, #ARGV, 2 do
+    local m, orig = ARGV[j], ARGV[j + 1]
+    local removed = redis.call('ZREM', tl, m)
+    if orig ~= '' and redis.call('HGET', rb, orig) == m then redis.call('HDEL', rb, orig) end
+    if removed == 1 and online then
+      redis.call('PUBLISH', chan, '{"event":"delete","status_id":"' .. string.gsub(m, '^0+', '') .. '"}')
+    end
+  end
+end
+return 1
 """
 
 # KEYS[1] = tl:{u}, KEYS[2] = celebs:{u}; ARGV = lo, hi, limit, ascending ("1"/"0").
@@ -107,27 +174,20 @@ class TimelineStore:
         self.outbox_max = outbox_max
         self.active_seconds = inactive_days * 86_400
         self._deliver = redis.register_script(_DELIVER)
+        self._remove = redis.register_script(_REMOVE)
         self._read_page = redis.register_script(_READ_PAGE)
 
     # -- writes (called by the actors) -------------------------------------
 
-    async def deliver(self, status_ids: list[int], user_ids: list[int]) -> int:
-        """Add ``status_ids`` to the inboxes of the active users among ``user_ids``; one round trip."""
-        if not status_ids or not user_ids:
+    async def deliver(self, entries: list[Entry], user_ids: list[int]) -> int:
+        """Add posts to the inboxes of the active users among ``user_ids``; one round trip."""
+        if not entries or not user_ids:
             return 0
-        keys: list[str] = []
-        for user_id in user_ids:
-            keys += (active_key(user_id), timeline_key(user_id))
-        return int(await self._deliver(keys=keys, args=[self.timeline_max, *map(member, status_ids)]))
+        return int(await self._deliver(keys=user_keys(user_ids), args=[self.timeline_max, *entry_args(entries)]))
 
-    async def remove(self, status_ids: list[int], user_ids: list[int]) -> None:
-        if not status_ids or not user_ids:
-            return
-        members = [member(s) for s in status_ids]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for user_id in user_ids:
-                pipe.zrem(timeline_key(user_id), *members)
-            await pipe.execute()
+    async def remove(self, entries: list[Entry], user_ids: list[int]) -> None:
+        if entries and user_ids:
+            await self._remove(keys=user_keys(user_ids), args=entry_args(entries))
 
     async def append_outbox(self, author_id: int, status_ids: list[int]) -> None:
         key = outbox_key(author_id)
@@ -182,8 +242,9 @@ class TimelineStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(active_key(user_id), 1, ex=self.active_seconds, get=True)
             pipe.expire(timeline_key(user_id), self.active_seconds)
+            pipe.expire(reblogs_key(user_id), self.active_seconds)
             pipe.expire(celebs_key(user_id), self.active_seconds)
-            previous, _, _ = await pipe.execute()
+            previous, *_ = await pipe.execute()
         return previous is not None
 
     async def is_celebrity_ready(self, author_id: int) -> bool:

@@ -50,7 +50,7 @@ class FeedService:
         bounds = PageBounds.from_cursors(max_id, since_id, min_id)
         # Over-fetch a little: entries of deleted posts are dropped during hydration.
         ids = await self.timelines.read_page(user_id, bounds, limit + 5)
-        hydrated = await self.hydrator.hydrate(ids, viewer_id=user_id)
+        hydrated = dedupe_reblogs(await self.hydrator.hydrate(ids, viewer_id=user_id))
         return hydrated[:limit] if not bounds.ascending else hydrated[-limit:]
 
     async def rebuild(self, user_id: int) -> None:
@@ -60,15 +60,15 @@ class FeedService:
         celebrities = [a for a, is_celebrity in zip(authors, ready, strict=True) if is_celebrity]
         ordinary = [a for a, is_celebrity in zip(authors, ready, strict=True) if not is_celebrity]
         window_start = min_id_at_ms(int(time.time() * 1000) - self.settings.rebuild_window_days * 86_400_000)
-        ids = await self.statuses.recent_ids([*ordinary, user_id], window_start, self.settings.timeline_max)
-        await self.actors.inbox_for(user_id).rebuild.remote(user_id, ids, celebrities)
+        entries = await self.statuses.recent_entries([*ordinary, user_id], window_start, self.settings.timeline_max)
+        await self.actors.inbox_for(user_id).rebuild.remote(user_id, entries[::-1], celebrities)
 
     async def after_follow(self, follower: int, followee: int) -> None:
         if await self.timelines.is_celebrity_ready(followee):
             await self.actors.inbox_for(follower).follow_celebrity.remote(followee, [follower])
             return
-        recent = await self.statuses.recent_ids([followee], 0, self.settings.backfill_count)
-        await self.actors.inbox_for(follower).deliver.remote(recent, [follower])
+        recent = await self.statuses.recent_entries([followee], 0, self.settings.backfill_count)
+        await self.actors.inbox_for(follower).deliver.remote(recent[::-1], [follower])
 
     async def after_unfollow(self, follower: int, followee: int) -> None:
         inbox = self.actors.inbox_for(follower)
@@ -77,5 +77,20 @@ class FeedService:
         if oldest is None:
             return
         # Only the followee's posts inside the inbox's window can be in it: bounded by the window.
-        ids = await self.statuses.recent_ids([followee], oldest - 1, self.settings.timeline_max)
-        await inbox.remove.remote(ids, [follower])
+        entries = await self.statuses.recent_entries([followee], oldest - 1, self.settings.timeline_max)
+        await inbox.remove.remote(entries, [follower])
+
+
+def dedupe_reblogs(posts: list[HydratedStatus]) -> list[HydratedStatus]:
+    """A post shows once per page: the newest of the post itself and its reblogs (Mastodon's rule).
+
+    The inbox already skips a reblog whose original it holds; this covers what
+    the read-time merge brings together, e.g. a celebrity's reblog in an outbox.
+    """
+    seen: set[int] = set()
+    kept = []
+    for post in posts:
+        if post.original.id not in seen:
+            seen.add(post.original.id)
+            kept.append(post)
+    return kept

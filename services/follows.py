@@ -17,6 +17,7 @@ from graph.follows import FollowGraph
 from ids import SnowflakeGenerator
 from redis_store.cache import RecordCache
 from redis_store.events import EventStream
+from services.abuse import AbuseGuard
 from services.errors import Forbidden, NotFound
 from services.feed import FeedService
 
@@ -31,6 +32,7 @@ class FollowService:
         events: EventStream,
         account_cache: RecordCache,
         ids: SnowflakeGenerator,
+        abuse: AbuseGuard,
     ) -> None:
         self.settings = settings
         self.follows = follows
@@ -39,6 +41,7 @@ class FollowService:
         self.events = events
         self.account_cache = account_cache
         self.ids = ids
+        self.abuse = abuse
 
     async def _check_target(self, me: int, target: int) -> None:
         if me == target:
@@ -48,6 +51,7 @@ class FollowService:
 
     async def follow(self, me: int, target: int) -> tuple[int, bool, bool]:
         await self._check_target(me, target)
+        await self.abuse.rate_limit("follow", me)
         change = await self.follows.follow(
             me, target, self.ids.next_id(), int(time.time() * 1000), self.settings.celebrity_threshold
         )

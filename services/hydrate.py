@@ -1,9 +1,10 @@
-"""Turn status ids into full records for the API, in one batch.
+"""Turn status ids into full records for the API, in a fixed number of batches.
 
 Statuses and their authors come from the Redis cache (one MGET each) and
 fall back to the graph (one query each) for the misses, which are then
-cached. Missing statuses (deleted) are dropped. Media attachments are
-fetched in one more batch when a media service is wired in.
+cached. Reblogs bring their originals along in one more round. Like counts
+come from the live Redis counters; the viewer's own likes and reblogs from
+their per-user Redis indexes. Deleted posts are dropped.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from typing import Any
 from graph.accounts import AccountGraph
 from graph.statuses import StatusGraph
 from redis_store.cache import RecordCache
+from redis_store.likes import LikeStore
 
 Row = dict[str, Any]
 AttachmentLoader = Callable[[list[int]], Awaitable[dict[int, Row]]]
+ViewerState = Callable[[int, list[int]], Awaitable[tuple[set[int], set[int]]]]
 
 
 @dataclass
@@ -25,8 +28,19 @@ class HydratedStatus:
     status: Row
     account: Row
     media: list[Row] = field(default_factory=list)
+    favourites_count: int = 0
     favourited: bool = False
     reblogged: bool = False
+    reblog: HydratedStatus | None = None
+
+    @property
+    def id(self) -> int:
+        return self.status["id"]
+
+    @property
+    def original(self) -> HydratedStatus:
+        """The post a reblog shares, or the post itself."""
+        return self.reblog or self
 
 
 class Hydrator:
@@ -36,12 +50,15 @@ class Hydrator:
         accounts: AccountGraph,
         status_cache: RecordCache,
         account_cache: RecordCache,
+        likes: LikeStore,
     ) -> None:
         self.statuses = statuses
         self.accounts = accounts
         self.status_cache = status_cache
         self.account_cache = account_cache
+        self.likes = likes
         self.attachment_loader: AttachmentLoader | None = None
+        self.viewer_state: ViewerState | None = None
 
     async def status_rows(self, ids: list[int]) -> dict[int, Row]:
         found = await self.status_cache.get_many(ids)
@@ -63,16 +80,41 @@ class Hydrator:
         return found
 
     async def hydrate(self, ids: list[int], viewer_id: int | None = None) -> list[HydratedStatus]:
-        """Records for ``ids`` in the given order; ids of deleted posts are skipped."""
+        """Records for ``ids`` in the given order; deleted posts (and reblogs of them) are skipped."""
         statuses = await self.status_rows(ids)
+        originals = [s["reblog_of_id"] for s in statuses.values() if s.get("reblog_of_id") is not None]
+        if originals:
+            statuses.update(await self.status_rows([o for o in originals if o not in statuses]))
         accounts = await self.account_rows([s["account_id"] for s in statuses.values()])
         media_ids = [m for s in statuses.values() for m in (s.get("media_ids") or [])]
         media = await self.attachment_loader(media_ids) if media_ids and self.attachment_loader else {}
-        result = []
-        for status_id in ids:
+        counts = await self.likes.counts(list(statuses))
+        liked, reblogged = (
+            await self.viewer_state(viewer_id, list(statuses)) if viewer_id and self.viewer_state else (set(), set())
+        )
+
+        def build(status_id: int) -> HydratedStatus | None:
             status = statuses.get(status_id)
             if status is None or status["account_id"] not in accounts:
+                return None
+            return HydratedStatus(
+                status,
+                accounts[status["account_id"]],
+                [media[m] for m in (status.get("media_ids") or []) if m in media],
+                counts.get(status_id, int(status.get("favourites_count") or 0)),
+                status_id in liked,
+                status_id in reblogged,
+            )
+
+        result = []
+        for status_id in ids:
+            post = build(status_id)
+            if post is None:
                 continue
-            attachments = [media[m] for m in (status.get("media_ids") or []) if m in media]
-            result.append(HydratedStatus(status, accounts[status["account_id"]], attachments))
+            original_id = post.status.get("reblog_of_id")
+            if original_id is not None:
+                post.reblog = build(original_id)
+                if post.reblog is None:
+                    continue
+            result.append(post)
         return result

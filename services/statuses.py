@@ -15,17 +15,21 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 from neo4j import AsyncManagedTransaction
 
+import metrics
 from actors.registry import ActorDirectory
 from config import Settings
 from graph.follows import FollowGraph
 from graph.statuses import AuthorNotFound, ParentNotFound, StatusGraph
 from ids import SnowflakeGenerator
 from redis_store.events import EventStream
+from services.abuse import AbuseGuard
 from services.errors import Forbidden, NotFound, Unprocessable
 from services.hydrate import HydratedStatus, Hydrator
+from services.likes import LikeService
 
 VISIBILITIES = ("public", "unlisted", "private")
 MAX_MEDIA = 10
+THREAD_DEPTH = 64  # how far up and down a thread ``context`` looks
 IDEMPOTENCY_SECONDS = 3600
 MediaAttacher = Callable[[AsyncManagedTransaction, int, int, list[int]], Awaitable[None]]
 
@@ -41,6 +45,8 @@ class StatusService:
         redis: aioredis.Redis,
         ids: SnowflakeGenerator,
         actors: ActorDirectory,
+        abuse: AbuseGuard,
+        likes: LikeService,
     ) -> None:
         self.settings = settings
         self.statuses = statuses
@@ -50,6 +56,8 @@ class StatusService:
         self.redis = redis
         self.ids = ids
         self.actors = actors
+        self.abuse = abuse
+        self.likes = likes
         self.media_attacher: MediaAttacher | None = None
 
     async def create(
@@ -75,6 +83,16 @@ class StatusService:
             raise Unprocessable(f"Validation failed: at most {MAX_MEDIA} media attachments")
         if media_ids and self.media_attacher is None:
             raise Unprocessable("Validation failed: media attachments are not available")
+
+        parent: HydratedStatus | None = None
+        if in_reply_to_id is not None:
+            parent = await self.get(in_reply_to_id, account_id)  # 404 if missing or not visible
+            await self.abuse.rate_limit("comment", account_id)
+            author = (await self.hydrator.account_rows([account_id])).get(account_id)
+            if author is not None:
+                await self.abuse.check_comment(author, text, in_reply_to_id)
+        else:
+            await self.abuse.rate_limit("post", account_id)
 
         status_id = self.ids.next_id()
         idem_key = f"idem:status:{account_id}:{idempotency_key}" if idempotency_key else None
@@ -119,8 +137,15 @@ class StatusService:
         if in_reply_to_id is not None:
             await self.hydrator.status_cache.invalidate(in_reply_to_id)
         await self.hydrator.account_cache.invalidate(account_id)
-        await self.actors.inbox_for(account_id).deliver.remote([status_id], [account_id])
-        await self.events.publish("status.created", status_id=status_id, account_id=account_id)
+        await self.actors.inbox_for(account_id).deliver.remote([(status_id, None)], [account_id])
+        await self.events.publish(
+            "status.created",
+            status_id=status_id,
+            account_id=account_id,
+            in_reply_to_account_id=parent.status["account_id"] if parent else None,
+        )
+        if parent is not None:
+            metrics.count("raygram_comments", "Comments")
         return (await self.hydrator.hydrate([status_id], viewer_id=account_id))[0]
 
     async def _forget(self, idem_key: str | None) -> None:
@@ -154,18 +179,98 @@ class StatusService:
         return post.status["account_id"] in following
 
     async def delete(self, status_id: int, account_id: int) -> HydratedStatus:
+        """Delete a post; its author may, and so may the author of the post a comment replies to."""
         post = await self.get(status_id, account_id)
-        if post.status["account_id"] != account_id:
+        owner = post.status["account_id"]
+        if account_id not in (owner, post.status.get("in_reply_to_account_id")):
             raise Forbidden("This action is not allowed")
-        deleted = await self.statuses.delete(status_id)
-        if deleted is None:
+        result = await self.statuses.delete(status_id)
+        if result is None:
             raise NotFound("Record not found")
-        await self.hydrator.status_cache.invalidate(
-            status_id, *([deleted["in_reply_to_id"]] if deleted.get("in_reply_to_id") is not None else [])
-        )
-        await self.hydrator.account_cache.invalidate(account_id)
-        await self.events.publish("status.deleted", status_id=status_id, account_id=account_id)
+        deleted, reblogs = result
+        touched = [status_id, *(r["id"] for r in reblogs)]
+        for parent_key in ("in_reply_to_id", "reblog_of_id"):
+            if deleted.get(parent_key) is not None:
+                touched.append(deleted[parent_key])
+        await self.hydrator.status_cache.invalidate(*touched)
+        await self.hydrator.account_cache.invalidate(owner, *(r["account_id"] for r in reblogs))
+        if deleted.get("reblog_of_id") is not None:
+            await self.likes.remember_reblog(owner, deleted["reblog_of_id"], None)
+        for record in (deleted, *reblogs):
+            await self.events.publish(
+                "status.deleted",
+                status_id=record["id"],
+                account_id=record["account_id"],
+                reblog_of_id=record.get("reblog_of_id"),
+            )
         return post
+
+    async def reblog(self, account_id: int, status_id: int, visibility: str) -> HydratedStatus:
+        """Share a post with one's followers (once; sharing again returns the same reblog)."""
+        original = (await self.get(status_id, account_id)).original
+        if original.status["visibility"] == "private" and original.status["account_id"] != account_id:
+            raise Unprocessable("Validation failed: Reblog of a private post is not allowed")
+        if visibility not in VISIBILITIES:
+            raise Unprocessable(f"Validation failed: Visibility must be one of {', '.join(VISIBILITIES)}")
+        await self.abuse.rate_limit("post", account_id)
+        record = {
+            "id": self.ids.next_id(),
+            "account_id": account_id,
+            "reblog_of_id": original.id,
+            "text": "",
+            "spoiler_text": "",
+            "sensitive": False,
+            "visibility": visibility,
+            "language": None,
+            "in_reply_to_id": None,
+            "in_reply_to_account_id": None,
+            "media_ids": [],
+            "created_at": int(time.time() * 1000),
+            "delivered": False,
+            "replies_count": 0,
+            "reblogs_count": 0,
+            "favourites_count": 0,
+        }
+        try:
+            reblog, created = await self.statuses.create_reblog(record)
+        except (ParentNotFound, AuthorNotFound):
+            raise NotFound("Record not found") from None
+        if created:
+            await self.hydrator.status_cache.invalidate(original.id)
+            await self.hydrator.account_cache.invalidate(account_id)
+            await self.likes.remember_reblog(account_id, original.id, reblog["id"])
+            await self.actors.inbox_for(account_id).deliver.remote([(reblog["id"], original.id)], [account_id])
+            await self.events.publish(
+                "status.created",
+                status_id=reblog["id"],
+                account_id=account_id,
+                reblog_of_id=original.id,
+                reblog_of_account_id=original.status["account_id"],
+            )
+        return (await self.hydrator.hydrate([reblog["id"]], viewer_id=account_id))[0]
+
+    async def unreblog(self, account_id: int, status_id: int) -> HydratedStatus:
+        original = (await self.get(status_id, account_id)).original
+        reblog = await self.statuses.find_reblog(account_id, original.id)
+        if reblog is not None:
+            await self.delete(reblog["id"], account_id)
+        return await self.get(original.id, account_id)
+
+    async def context(
+        self, status_id: int, viewer_id: int | None, after: int, limit: int
+    ) -> tuple[list[HydratedStatus], list[HydratedStatus], int | None]:
+        """(ancestors, a page of descendants, the cursor of the next page or None)."""
+        post = await self.get(status_id, viewer_id)
+        ancestor_ids = await self.statuses.ancestors(post.id, THREAD_DEPTH)
+        descendant_ids = await self.statuses.descendants(post.id, after, limit + 1, THREAD_DEPTH)
+        more = len(descendant_ids) > limit
+        descendant_ids = descendant_ids[:limit]
+        hydrated = await self.hydrator.hydrate(ancestor_ids + descendant_ids, viewer_id=viewer_id)
+        by_id = {h.id: h for h in hydrated}
+        visible = {h.id for h in hydrated if await self.can_see(h, viewer_id)}
+        ancestors = [by_id[i] for i in ancestor_ids if i in visible]
+        descendants = [by_id[i] for i in descendant_ids if i in visible]
+        return ancestors, descendants, (descendant_ids[-1] if more else None)
 
     async def by_account(
         self,

@@ -1,0 +1,100 @@
+"""``Notifier``: turns interaction events into notifications (consumer group ``notify``).
+
+The rules, in one place:
+  * ``follow``        → "follow" for the followed account
+  * ``like.created``  → "favourite" for the post's author
+  * ``status.created`` of a reply → "mention" for the author replied to
+  * ``status.created`` of a reblog → "reblog" for the original's author
+  * nobody is notified of their own actions;
+  * the same actor doing the same thing to the same post notifies once
+    (like, unlike, like again: one notification);
+  * likes and reblogs of one post share a ``group_key`` (grouped notifications, v2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import ray
+
+import metrics
+from actors.consumer import consume_forever
+from config import get_settings
+from redis_store.client import claim_id_generator, connect
+from redis_store.events import Event, EventStream
+from redis_store.notifications import NotificationStore
+
+GROUP = "notify"
+
+
+def notification_for(event: Event) -> tuple[str, int, int, int | None] | None:
+    """(type, recipient, actor, status id) for an event that notifies someone, else None."""
+    data = event.data
+    if event.type == "follow":
+        return "follow", data["target_id"], data["account_id"], None
+    if event.type == "like.created":
+        return "favourite", data["status_account_id"], data["account_id"], data["status_id"]
+    if event.type == "status.created":
+        if data.get("reblog_of_id") is not None:
+            return "reblog", data["reblog_of_account_id"], data["account_id"], data["reblog_of_id"]
+        if data.get("in_reply_to_account_id") is not None:
+            return "mention", data["in_reply_to_account_id"], data["account_id"], data["status_id"]
+    return None
+
+
+def group_key(kind: str, status_id: int | None, notification_id: int) -> str:
+    if kind in ("favourite", "reblog") and status_id is not None:
+        return f"{kind}-{status_id}"
+    return f"ungrouped-{notification_id}"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class Notifier:
+    async def __init__(self, index: int) -> None:
+        settings = get_settings()
+        self.index = index
+        redis = connect(settings.redis_url)
+        self.ids = await claim_id_generator(redis)
+        self.store = NotificationStore(redis, settings.notifications_max)
+        self.events = EventStream(redis, maxlen=settings.event_stream_max)
+        self.delivered = 0
+        self._task = asyncio.get_running_loop().create_task(
+            consume_forever(
+                self.events,
+                GROUP,
+                f"notify-{index}",
+                self.handle_batch,
+                claim_idle_ms=settings.fanout_claim_idle_ms,
+                batch_size=100,
+            )
+        )
+
+    async def ping(self) -> int:
+        return self.index
+
+    async def handle_batch(self, batch: list[Event]) -> None:
+        for event in batch:
+            found = notification_for(event)
+            if found is None:
+                continue
+            kind, recipient, actor, status_id = found
+            if recipient == actor:
+                continue
+            notification_id = self.ids.next_id()
+            record = {
+                "id": notification_id,
+                "type": kind,
+                "recipient_id": recipient,
+                "account_id": actor,
+                "status_id": status_id,
+                "created_at": int(time.time() * 1000),
+                "group_key": group_key(kind, status_id, notification_id),
+            }
+            if await self.store.add(record):
+                self.delivered += 1
+                metrics.count("raygram_notifications_delivered", "Notifications delivered", type=kind)
+                event_ms = int(event.id.split("-")[0])
+                metrics.observe_ms(
+                    "raygram_notification_lag_ms", "Event to notification", time.time() * 1000 - event_ms
+                )

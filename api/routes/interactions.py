@@ -1,0 +1,128 @@
+"""Likes (favourites), shares (reblogs) and threads (context)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import ORJSONResponse
+from pydantic import BaseModel, Field
+
+from api.auth import context, optional_principal, user_principal
+from api.entities import account_entity, status_entity
+from api.pagination import PageParams, link_header
+from api.params import parse
+from api.routes.accounts import parse_id
+from services.auth import Principal
+
+router = APIRouter()
+
+
+class ReblogForm(BaseModel):
+    visibility: str = "public"
+
+
+class ContextQuery(BaseModel):
+    after_id: int = Field(default=0, ge=0, lt=2**63)
+    limit: int = Field(default=60, ge=1, le=4096)
+
+
+async def _status_for_viewer(request: Request, status_id: str, principal: Principal) -> dict:
+    ctx = context(request)
+    post = await ctx.statuses.get(parse_id(status_id), principal.account_id)
+    return status_entity(post, ctx.settings)
+
+
+@router.post("/api/v1/statuses/{status_id}/favourite")
+async def favourite(status_id: str, request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+    ctx = context(request)
+    post = (await ctx.statuses.get(parse_id(status_id), principal.account_id)).original
+    await ctx.likes.set_liked(principal.account_id, post, True)  # type: ignore[arg-type]
+    return ORJSONResponse(await _status_for_viewer(request, str(post.id), principal))
+
+
+@router.post("/api/v1/statuses/{status_id}/unfavourite")
+async def unfavourite(
+    status_id: str, request: Request, principal: Principal = Depends(user_principal)
+) -> ORJSONResponse:
+    ctx = context(request)
+    post = (await ctx.statuses.get(parse_id(status_id), principal.account_id)).original
+    await ctx.likes.set_liked(principal.account_id, post, False)  # type: ignore[arg-type]
+    return ORJSONResponse(await _status_for_viewer(request, str(post.id), principal))
+
+
+@router.get("/api/v1/statuses/{status_id}/favourited_by")
+async def favourited_by(
+    status_id: str, request: Request, principal: Principal | None = Depends(optional_principal)
+) -> ORJSONResponse:
+    ctx = context(request)
+    page = await parse(request, PageParams)
+    post = await ctx.statuses.get(parse_id(status_id), principal.account_id if principal else None)
+    rows = await ctx.likes.graph.likers(post.original.id, page.max_id, page.limit)
+    headers = link_header(request, rows[0][0], rows[-1][0]) if rows else {}
+    return ORJSONResponse([account_entity(a, ctx.settings) for _, a in rows], headers=headers)
+
+
+@router.get("/api/v1/favourites")
+async def favourites(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+    ctx = context(request)
+    page = await parse(request, PageParams)
+    ids = await ctx.likes.favourites(principal.account_id, page.max_id, page.since_id, page.limit)  # type: ignore[arg-type]
+    posts = await ctx.statuses.hydrator.hydrate(ids, viewer_id=principal.account_id)
+    scores = await ctx.likes.store.like_scores(principal.account_id, [p.id for p in posts])  # type: ignore[arg-type]
+    headers = {}
+    if posts:  # cursors are like ids (time), not post ids: a like of an old post sorts as recent
+        newest, oldest = scores[posts[0].id] << 12, scores[posts[-1].id] << 12
+        headers = link_header(request, newest, oldest)
+    return ORJSONResponse([status_entity(p, ctx.settings) for p in posts], headers=headers)
+
+
+@router.post("/api/v1/statuses/{status_id}/reblog")
+async def reblog(status_id: str, request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+    ctx = context(request)
+    form = await parse(request, ReblogForm)
+    post = await ctx.statuses.reblog(principal.account_id, parse_id(status_id), form.visibility)  # type: ignore[arg-type]
+    return ORJSONResponse(status_entity(post, ctx.settings))
+
+
+@router.post("/api/v1/statuses/{status_id}/unreblog")
+async def unreblog(status_id: str, request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+    ctx = context(request)
+    post = await ctx.statuses.unreblog(principal.account_id, parse_id(status_id))  # type: ignore[arg-type]
+    return ORJSONResponse(status_entity(post, ctx.settings))
+
+
+@router.get("/api/v1/statuses/{status_id}/reblogged_by")
+async def reblogged_by(
+    status_id: str, request: Request, principal: Principal | None = Depends(optional_principal)
+) -> ORJSONResponse:
+    ctx = context(request)
+    page = await parse(request, PageParams)
+    post = await ctx.statuses.get(parse_id(status_id), principal.account_id if principal else None)
+    pairs = await ctx.statuses.statuses.rebloggers(post.original.id, page.max_id, page.limit)
+    accounts = await ctx.statuses.hydrator.account_rows([aid for _, aid in pairs])
+    headers = link_header(request, pairs[0][0], pairs[-1][0]) if pairs else {}
+    return ORJSONResponse(
+        [account_entity(accounts[aid], ctx.settings) for _, aid in pairs if aid in accounts], headers=headers
+    )
+
+
+@router.get("/api/v1/statuses/{status_id}/context")
+async def thread(
+    status_id: str, request: Request, principal: Principal | None = Depends(optional_principal)
+) -> ORJSONResponse:
+    """Ancestors and descendants; long threads page their descendants with ``after_id`` (``Link: next``)."""
+    ctx = context(request)
+    query = await parse(request, ContextQuery)
+    ancestors, descendants, next_after = await ctx.statuses.context(
+        parse_id(status_id), principal.account_id if principal else None, query.after_id, query.limit
+    )
+    headers = {}
+    if next_after is not None:
+        url = request.url.include_query_params(after_id=next_after, limit=query.limit)
+        headers["Link"] = f'<{url}>; rel="next"'
+    return ORJSONResponse(
+        {
+            "ancestors": [status_entity(p, ctx.settings) for p in ancestors],
+            "descendants": [status_entity(p, ctx.settings) for p in descendants],
+        },
+        headers=headers,
+    )

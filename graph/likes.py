@@ -1,0 +1,79 @@
+"""Likes in the graph: ``(:Account)-[:LIKED {id, created_at}]->(:Status)``.
+
+Written in batches by the like persister from the event stream. Each row
+creates or deletes its edge only if needed and moves the post's stored
+``favourites_count`` by one, so replays are harmless and the count equals
+the number of edges without counting them.
+"""
+
+from __future__ import annotations
+
+from neo4j import AsyncManagedTransaction
+
+from graph.accounts import ACCOUNT_FIELDS
+from graph.driver import GraphClient, Row
+
+
+class LikeGraph:
+    def __init__(self, graph: GraphClient) -> None:
+        self.graph = graph
+
+    async def apply(self, created: list[Row], deleted: list[Row]) -> None:
+        """Persist one batch: ``created`` rows {account_id, status_id, like_id, created_at}, ``deleted`` rows."""
+
+        async def work(tx: AsyncManagedTransaction) -> None:
+            if created:
+                await tx.run(
+                    """
+                    UNWIND $rows AS r
+                    MATCH (a:Account {id: r.account_id}), (s:Status {id: r.status_id})
+                    OPTIONAL MATCH (a)-[old:LIKED]->(s)
+                    WITH a, s, r, old WHERE old IS NULL
+                    CREATE (a)-[:LIKED {id: r.like_id, created_at: r.created_at}]->(s)
+                    SET s.favourites_count = s.favourites_count + 1
+                    """,
+                    rows=created,
+                )
+            if deleted:
+                await tx.run(
+                    """
+                    UNWIND $rows AS r
+                    MATCH (:Account {id: r.account_id})-[l:LIKED]->(s:Status {id: r.status_id})
+                    DELETE l
+                    SET s.favourites_count = s.favourites_count - 1
+                    """,
+                    rows=deleted,
+                )
+
+        await self.graph.write_transaction(work)
+
+    async def likes_of_user(self, account_id: int, limit: int) -> list[tuple[int, int]]:
+        """(status id, like id) of the user's most recent likes."""
+        rows = await self.graph.read(
+            "MATCH (:Account {id: $id})-[l:LIKED]->(s:Status) RETURN s.id AS sid, l.id AS lid "
+            "ORDER BY l.id DESC LIMIT $limit",
+            id=account_id,
+            limit=limit,
+        )
+        return [(r["sid"], r["lid"]) for r in rows]
+
+    async def likers(self, status_id: int, max_id: int | None, limit: int) -> list[tuple[int, Row]]:
+        """(like id, account) pairs, most recent like first."""
+        rows = await self.graph.read(
+            f"""
+            MATCH (:Status {{id: $id}})<-[l:LIKED]-(a:Account) WHERE l.id < $max
+            RETURN l.id AS cursor, a {{ {ACCOUNT_FIELDS} }} AS account ORDER BY l.id DESC LIMIT $limit
+            """,
+            id=status_id,
+            max=max_id if max_id is not None else 2**63 - 1,
+            limit=limit,
+        )
+        return [(r["cursor"], r["account"]) for r in rows]
+
+    async def recount(self, status_id: int) -> int:
+        """The number of like edges, counted (for checks; the hot path reads the stored counter)."""
+        rows = await self.graph.read(
+            "MATCH (s:Status {id: $id}) RETURN COUNT { (s)<-[:LIKED]-() } AS n, s.favourites_count AS stored",
+            id=status_id,
+        )
+        return rows[0]["n"] if rows else 0

@@ -1,0 +1,109 @@
+"""Likes in Redis: instant to the user, persisted to the graph behind.
+
+A like is one atomic Lua call: it adds the post to the liker's favourites
+(``favs:{user}``, scored by like time), bumps the post's counter
+(``likes:n:{status}``) and appends a ``like.created`` event to the stream in
+the same step, so an acknowledged like is always on its way to the graph.
+Liking twice changes nothing. A counter that is missing (first like, or data
+lost) starts from the graph's persisted count; a favourites set that is
+missing is loaded from the graph once, marked by a sentinel member.
+"""
+
+from __future__ import annotations
+
+import orjson
+import redis.asyncio as aioredis
+
+from redis_store.events import STREAM
+from redis_store.timelines import member
+
+LOADED = "loaded"  # sentinel member (score -1) of a favourites set loaded from the graph
+
+# KEYS: favs:{user}, likes:n:{status}, stream; ARGV: member, score, initial count, event data, maxlen, event type
+_CHANGE = """
+local liked = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local like = ARGV[6] == 'like.created'
+if (like and liked) or (not like and not liked) then
+  return {0, tonumber(redis.call('GET', KEYS[2]) or ARGV[3])}
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SET', KEYS[2], ARGV[3]) end
+local n
+if like then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+  n = redis.call('INCR', KEYS[2])
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  n = redis.call('DECR', KEYS[2])
+end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'type', ARGV[6], 'data', ARGV[4])
+return {1, n}
+"""
+
+
+def favs_key(user_id: int) -> str:
+    return f"favs:{user_id}"
+
+
+def count_key(status_id: int) -> str:
+    return f"likes:n:{status_id}"
+
+
+def like_score(like_id: int) -> int:
+    """The like's snowflake without its sequence bits: exact in a double, ordered by time."""
+    return like_id >> 12
+
+
+class LikeStore:
+    def __init__(self, redis: aioredis.Redis, stream_maxlen: int) -> None:
+        self.redis = redis
+        self.stream_maxlen = stream_maxlen
+        self._change = redis.register_script(_CHANGE)
+
+    async def change(
+        self, event_type: str, user_id: int, status_id: int, like_id: int, persisted_count: int, event: dict
+    ) -> tuple[bool, int]:
+        """Apply a like or unlike; (whether anything changed, the post's like count)."""
+        changed, count = await self._change(
+            keys=[favs_key(user_id), count_key(status_id), STREAM],
+            args=[
+                member(status_id),
+                like_score(like_id),
+                persisted_count,
+                orjson.dumps(event),
+                self.stream_maxlen,
+                event_type,
+            ],
+        )
+        return bool(changed), int(count)
+
+    async def favourites_loaded(self, user_id: int) -> bool:
+        return bool(await self.redis.exists(favs_key(user_id)))
+
+    async def load_favourites(self, user_id: int, likes: list[tuple[int, int]]) -> None:
+        """Fill a user's favourites from the graph's (status id, like id) pairs, plus the sentinel."""
+        mapping = {member(status_id): like_score(like_id) for status_id, like_id in likes}
+        await self.redis.zadd(favs_key(user_id), {LOADED: -1, **mapping}, nx=True)
+
+    async def counts(self, status_ids: list[int]) -> dict[int, int]:
+        """Live like counts of the posts that have a counter."""
+        if not status_ids:
+            return {}
+        values = await self.redis.mget([count_key(s) for s in status_ids])
+        return {s: int(v) for s, v in zip(status_ids, values, strict=True) if v is not None}
+
+    async def liked(self, user_id: int, status_ids: list[int]) -> set[int]:
+        if not status_ids:
+            return set()
+        scores = await self.redis.zmscore(favs_key(user_id), [member(s) for s in status_ids])
+        return {s for s, score in zip(status_ids, scores, strict=True) if score is not None}
+
+    async def favourites_page(self, user_id: int, max_id: int | None, since_id: int | None, limit: int) -> list[int]:
+        """Status ids the user liked, most recent like first; cursors are like ids."""
+        high = f"({like_score(max_id)}" if max_id is not None else "+inf"
+        low = f"({like_score(since_id)}" if since_id is not None else "0"
+        rows = await self.redis.zrevrangebyscore(favs_key(user_id), high, low, start=0, num=limit, withscores=True)
+        return [int(m) for m, _ in rows]
+
+    async def like_scores(self, user_id: int, status_ids: list[int]) -> dict[int, int]:
+        scores = await self.redis.zmscore(favs_key(user_id), [member(s) for s in status_ids]) if status_ids else []
+        return {s: int(score) for s, score in zip(status_ids, scores, strict=True) if score is not None}

@@ -1,0 +1,111 @@
+"""Notifications in Redis: a capped list per user, records by id, live push by pub/sub.
+
+``notifs:{user}`` is a sorted set of zero-padded notification ids (ranged
+lexicographically, like timelines); ``notif:{id}`` holds the record as JSON.
+Adding one is a single Lua call that also collapses duplicates (the same
+actor doing the same thing to the same post notifies once), trims the list
+to its cap and publishes on the user's streaming channel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from redis_store.timelines import PageBounds, member
+
+
+def list_key(user_id: int) -> str:
+    return f"notifs:{user_id}"
+
+
+def record_key(notification_id: int) -> str:
+    return f"notif:{notification_id}"
+
+
+def channel(user_id: int) -> str:
+    """The pub/sub channel a user's streaming connections listen on, on every Serve replica."""
+    return f"stream:{user_id}"
+
+
+def marker_key(user_id: int) -> str:
+    return f"markers:{user_id}"
+
+
+# KEYS: notifs:{u}, notif:{id}, dedupe key, channel; ARGV: member, record json, cap, dedupe ttl, push json
+_ADD = """
+if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'EX', ARGV[4]) == false then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[1], 0, ARGV[1])
+local size = redis.call('ZCARD', KEYS[1])
+local cap = tonumber(ARGV[3])
+if size > cap then
+  for _, old in ipairs(redis.call('ZRANGE', KEYS[1], 0, size - cap - 1)) do
+    redis.call('DEL', 'notif:' .. tonumber(old))
+  end
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, size - cap - 1)
+end
+redis.call('PUBLISH', KEYS[4], ARGV[5])
+return 1
+"""
+
+
+class NotificationStore:
+    def __init__(self, redis: aioredis.Redis, cap: int, dedupe_seconds: int = 7 * 86_400) -> None:
+        self.redis = redis
+        self.cap = cap
+        self.dedupe_seconds = dedupe_seconds
+        self._add = redis.register_script(_ADD)
+
+    async def add(self, record: dict[str, Any]) -> bool:
+        """Store and push a notification; False if it duplicates one already made."""
+        recipient = record["recipient_id"]
+        dedupe = f"notif:seen:{recipient}:{record['type']}:{record['account_id']}:{record.get('status_id') or ''}"
+        push = orjson.dumps({"event": "notification", "id": record["id"]})
+        added = await self._add(
+            keys=[list_key(recipient), record_key(record["id"]), dedupe, channel(recipient)],
+            args=[member(record["id"]), orjson.dumps(record), self.cap, self.dedupe_seconds, push],
+        )
+        return bool(added)
+
+    async def page_ids(self, user_id: int, bounds: PageBounds, count: int) -> list[int]:
+        key = list_key(user_id)
+        if bounds.ascending:
+            raw = await self.redis.zrangebylex(key, bounds.lo, bounds.hi, start=0, num=count)
+        else:
+            raw = await self.redis.zrevrangebylex(key, bounds.hi, bounds.lo, start=0, num=count)
+        return [int(m) for m in raw]
+
+    async def records(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        if not ids:
+            return {}
+        values = await self.redis.mget([record_key(i) for i in ids])
+        return {i: orjson.loads(v) for i, v in zip(ids, values, strict=True) if v is not None}
+
+    async def dismiss(self, user_id: int, notification_id: int) -> bool:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(list_key(user_id), member(notification_id))
+            pipe.delete(record_key(notification_id))
+            removed, _ = await pipe.execute()
+        return bool(removed)
+
+    async def clear(self, user_id: int) -> None:
+        ids = await self.redis.zrange(list_key(user_id), 0, -1)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if ids:
+                pipe.delete(*(record_key(int(i)) for i in ids))
+            pipe.delete(list_key(user_id))
+            await pipe.execute()
+
+    async def count_after(self, user_id: int, after_id: int | None) -> int:
+        low = f"({member(after_id)}" if after_id else "-"
+        return int(await self.redis.zlexcount(list_key(user_id), low, "+"))
+
+    async def get_markers(self, user_id: int) -> dict[str, dict[str, Any]]:
+        raw = await self.redis.hgetall(marker_key(user_id))
+        return {timeline: orjson.loads(value) for timeline, value in raw.items()}
+
+    async def set_marker(self, user_id: int, timeline: str, marker: dict[str, Any]) -> None:
+        await self.redis.hset(marker_key(user_id), timeline, orjson.dumps(marker))

@@ -1,0 +1,109 @@
+"""Likes (Mastodon favourites) and the viewer's own like/reblog state.
+
+A like is answered from Redis in one atomic step and persisted to the graph
+by the ``LikePersister`` actor; see ``redis_store.likes``. The viewer's
+likes and reblogs are per-user Redis indexes, loaded from the graph once
+after a cold start, so hydrating a page costs two Redis round trips.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis.asyncio as aioredis
+
+import metrics
+from config import Settings
+from graph.likes import LikeGraph
+from graph.statuses import StatusGraph
+from ids import SnowflakeGenerator
+from redis_store.likes import LikeStore
+from services.abuse import AbuseGuard
+from services.hydrate import HydratedStatus, Hydrator
+
+REBLOGS_LOADED = "loaded"
+
+
+def reblogs_key(user_id: int) -> str:
+    """Hash: original post id → the user's reblog of it."""
+    return f"shared:{user_id}"
+
+
+class LikeService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: LikeStore,
+        graph: LikeGraph,
+        statuses: StatusGraph,
+        hydrator: Hydrator,
+        redis: aioredis.Redis,
+        ids: SnowflakeGenerator,
+        abuse: AbuseGuard,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.graph = graph
+        self.statuses = statuses
+        self.hydrator = hydrator
+        self.redis = redis
+        self.ids = ids
+        self.abuse = abuse
+
+    async def ensure_loaded(self, user_id: int) -> None:
+        if not await self.store.favourites_loaded(user_id):
+            await self.store.load_favourites(
+                user_id, await self.graph.likes_of_user(user_id, self.settings.favourites_load_limit)
+            )
+
+    async def set_liked(self, user_id: int, post: HydratedStatus, liked: bool) -> None:
+        """Like or unlike ``post`` (an original, not a reblog wrapper); idempotent."""
+        await self.abuse.rate_limit("favourite", user_id)
+        await self.ensure_loaded(user_id)
+        like_id = self.ids.next_id()
+        event = {
+            "account_id": user_id,
+            "status_id": post.id,
+            "status_account_id": post.status["account_id"],
+            "like_id": like_id,
+            "created_at": int(time.time() * 1000),
+        }
+        changed, _ = await self.store.change(
+            "like.created" if liked else "like.deleted",
+            user_id,
+            post.id,
+            like_id,
+            int(post.status.get("favourites_count") or 0),
+            event,
+        )
+        if changed and liked:
+            metrics.count("raygram_likes", "Likes")
+
+    async def favourites(self, user_id: int, max_id: int | None, since_id: int | None, limit: int) -> list[int]:
+        await self.ensure_loaded(user_id)
+        return await self.store.favourites_page(user_id, max_id, since_id, limit)
+
+    # -- the viewer's own state, for hydration -------------------------------------
+
+    async def ensure_reblogs_loaded(self, user_id: int) -> None:
+        if await self.redis.exists(reblogs_key(user_id)):
+            return
+        pairs = await self.statuses.reblogs_by(user_id, self.settings.favourites_load_limit)
+        await self.redis.hset(
+            reblogs_key(user_id), mapping={REBLOGS_LOADED: 1, **{str(orig): rid for orig, rid in pairs}}
+        )
+
+    async def viewer_state(self, user_id: int, status_ids: list[int]) -> tuple[set[int], set[int]]:
+        """(the posts among ``status_ids`` the user liked, those they reblogged)."""
+        await self.ensure_loaded(user_id)
+        await self.ensure_reblogs_loaded(user_id)
+        liked = await self.store.liked(user_id, status_ids)
+        shared = await self.redis.hmget(reblogs_key(user_id), [str(s) for s in status_ids]) if status_ids else []
+        return liked, {s for s, r in zip(status_ids, shared, strict=True) if r is not None}
+
+    async def remember_reblog(self, user_id: int, original_id: int, reblog_id: int | None) -> None:
+        if await self.redis.exists(reblogs_key(user_id)):
+            if reblog_id is None:
+                await self.redis.hdel(reblogs_key(user_id), str(original_id))
+            else:
+                await self.redis.hset(reblogs_key(user_id), str(original_id), reblog_id)

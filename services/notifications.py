@@ -1,0 +1,143 @@
+"""Reading notifications: filtered pages, grouped pages (Mastodon 4.3), dismissal, markers.
+
+Notifications are made by the ``Notifier`` actor; this service only reads
+and removes them, and hydrates their accounts and posts in one batch each.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis_store.notifications import NotificationStore
+from redis_store.timelines import PageBounds
+from services.errors import NotFound
+from services.hydrate import HydratedStatus, Hydrator
+
+TYPES = ("mention", "status", "reblog", "follow", "follow_request", "favourite", "poll", "update")
+SCAN_CHUNK = 100
+MAX_SCANNED = 2000  # a filtered page looks at most this far back
+
+
+@dataclass
+class HydratedNotification:
+    record: dict[str, Any]
+    account: dict[str, Any]
+    status: HydratedStatus | None
+
+
+class NotificationService:
+    def __init__(self, store: NotificationStore, hydrator: Hydrator) -> None:
+        self.store = store
+        self.hydrator = hydrator
+
+    async def _records(
+        self, user_id: int, bounds: PageBounds, limit: int, types: set[str], exclude: set[str], account_id: int | None
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` records in the window that pass the filters, scanning in chunks."""
+        found: list[dict[str, Any]] = []
+        scanned = 0
+        while len(found) < limit and scanned < MAX_SCANNED:
+            ids = await self.store.page_ids(user_id, bounds, SCAN_CHUNK)
+            if not ids:
+                break
+            scanned += len(ids)
+            records = await self.store.records(ids)
+            for notification_id in ids:
+                record = records.get(notification_id)
+                if record is None or (types and record["type"] not in types) or record["type"] in exclude:
+                    continue
+                if account_id is not None and record["account_id"] != account_id:
+                    continue
+                found.append(record)
+            last = ids[-1]
+            bounds = (
+                PageBounds.from_cursors(bounds_max(bounds), None, last)
+                if bounds.ascending
+                else PageBounds(bounds.lo, f"({last:019d}", False)
+            )
+        found = found[:limit]
+        return sorted(found, key=lambda r: r["id"], reverse=True)
+
+    async def hydrate(self, records: list[dict[str, Any]], viewer_id: int) -> list[HydratedNotification]:
+        accounts = await self.hydrator.account_rows([r["account_id"] for r in records])
+        status_ids = [r["status_id"] for r in records if r.get("status_id") is not None]
+        statuses = {h.id: h for h in await self.hydrator.hydrate(status_ids, viewer_id=viewer_id)}
+        result = []
+        for record in records:
+            status = statuses.get(record["status_id"]) if record.get("status_id") is not None else None
+            if record["account_id"] not in accounts or (record.get("status_id") is not None and status is None):
+                continue  # the actor or the post is gone
+            result.append(HydratedNotification(record, accounts[record["account_id"]], status))
+        return result
+
+    async def page(
+        self,
+        user_id: int,
+        max_id: int | None,
+        since_id: int | None,
+        min_id: int | None,
+        limit: int,
+        types: set[str],
+        exclude: set[str],
+        account_id: int | None = None,
+    ) -> list[HydratedNotification]:
+        bounds = PageBounds.from_cursors(max_id, since_id, min_id)
+        records = await self._records(user_id, bounds, limit, types, exclude, account_id)
+        return await self.hydrate(records, user_id)
+
+    async def get(self, user_id: int, notification_id: int) -> HydratedNotification:
+        record = (await self.store.records([notification_id])).get(notification_id)
+        if record is None or record["recipient_id"] != user_id:
+            raise NotFound("Record not found")
+        hydrated = await self.hydrate([record], user_id)
+        if not hydrated:
+            raise NotFound("Record not found")
+        return hydrated[0]
+
+    async def dismiss(self, user_id: int, notification_id: int) -> None:
+        await self.get(user_id, notification_id)  # 404 for someone else's
+        await self.store.dismiss(user_id, notification_id)
+
+    async def clear(self, user_id: int) -> None:
+        await self.store.clear(user_id)
+
+    async def grouped(
+        self,
+        user_id: int,
+        max_id: int | None,
+        since_id: int | None,
+        min_id: int | None,
+        limit: int,
+        types: set[str],
+        exclude: set[str],
+    ) -> list[tuple[str, list[HydratedNotification]]]:
+        """Groups (by ``group_key``) of the notifications in one page, most recent group first."""
+        notifications = await self.page(user_id, max_id, since_id, min_id, limit, types, exclude)
+        groups: dict[str, list[HydratedNotification]] = {}
+        for notification in notifications:
+            groups.setdefault(notification.record["group_key"], []).append(notification)
+        return list(groups.items())
+
+    async def unread_count(self, user_id: int) -> int:
+        markers = await self.store.get_markers(user_id)
+        last_read = markers.get("notifications", {}).get("last_read_id")
+        return await self.store.count_after(user_id, int(last_read) if last_read else None)
+
+    async def markers(self, user_id: int, timelines: list[str]) -> dict[str, dict[str, Any]]:
+        stored = await self.store.get_markers(user_id)
+        return {t: stored[t] for t in timelines if t in stored}
+
+    async def set_markers(self, user_id: int, updates: dict[str, str]) -> dict[str, dict[str, Any]]:
+        stored = await self.store.get_markers(user_id)
+        for timeline, last_read_id in updates.items():
+            version = int(stored.get(timeline, {}).get("version", 0)) + 1
+            marker = {"last_read_id": last_read_id, "version": version, "updated_at": int(time.time() * 1000)}
+            await self.store.set_marker(user_id, timeline, marker)
+            stored[timeline] = marker
+        return {t: stored[t] for t in updates}
+
+
+def bounds_max(bounds: PageBounds) -> int | None:
+    return int(bounds.hi[1:]) if bounds.hi.startswith("(") else None
