@@ -261,11 +261,11 @@ class MediaService:
         be attached yet, and there may be at most ``media_max_per_status``; otherwise it raises
         ``Unprocessable`` (a 422), which aborts the transaction. Store ``media_ids`` on the status too, and pass
         them to ``attachments`` when hydrating."""
+        if len(media_ids) > self.settings.media_max_per_status:
+            raise Unprocessable(f"Validation failed: at most {self.settings.media_max_per_status} media attachments")
         ids = list(dict.fromkeys(media_ids))
         if len(ids) != len(media_ids):
             raise Unprocessable("Validation failed: the same media is attached twice")
-        if len(ids) > self.settings.media_max_per_status:
-            raise Unprocessable(f"Validation failed: at most {self.settings.media_max_per_status} media attachments")
         if not ids:
             return
         rows = await attachable_tx(tx, ids)
