@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, TimeoutError
 
 from ids import MAX_WORKER, SnowflakeGenerator
 
 
 def connect(url: str) -> aioredis.Redis:
-    return aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    """A client that reconnects and retries when the server restarts or a connection drops.
+
+    Retried writes are safe: every multi-step write is a Lua script that checks
+    its own preconditions, so running it twice does what running it once did.
+    """
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=8),
+        retry_on_error=[ConnectionError, TimeoutError],
+    )
 
 
 async def claim_id_generator(redis: aioredis.Redis) -> SnowflakeGenerator:
