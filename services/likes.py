@@ -79,9 +79,22 @@ class LikeService:
         if changed and liked:
             metrics.count("raygram_likes", "Likes")
 
-    async def favourites(self, user_id: int, max_id: int | None, since_id: int | None, limit: int) -> list[int]:
+    async def favourites(
+        self, user_id: int, max_id: int | None, since_id: int | None, limit: int
+    ) -> list[tuple[int, HydratedStatus]]:
+        """(like cursor, post) pairs of the posts the user liked, most recent like first.
+
+        Cursors are like ids, not post ids: liking an old post puts it first.
+        """
         await self.ensure_loaded(user_id)
-        return await self.store.favourites_page(user_id, max_id, since_id, limit)
+        ids = await self.store.favourites_page(user_id, max_id, since_id, limit)
+        posts = await self.hydrator.hydrate(ids, viewer_id=user_id)
+        scores = await self.store.like_scores(user_id, [p.id for p in posts])
+        return [(scores[p.id] << 12, p) for p in posts if p.id in scores]
+
+    async def favourited_by(self, status_id: int, max_id: int | None, limit: int) -> list[tuple[int, dict]]:
+        """(like cursor, account) pairs of the persisted likes, most recent first."""
+        return await self.graph.likers(status_id, max_id, limit)
 
     # -- the viewer's own state, for hydration -------------------------------------
 

@@ -256,6 +256,12 @@ class StatusService:
             await self.delete(reblog["id"], account_id)
         return await self.get(original.id, account_id)
 
+    async def reblogged_by(self, status_id: int, max_id: int | None, limit: int) -> list[tuple[int, dict]]:
+        """(reblog id as cursor, account) pairs, newest share first."""
+        pairs = await self.statuses.rebloggers(status_id, max_id, limit)
+        accounts = await self.hydrator.account_rows([aid for _, aid in pairs])
+        return [(rid, accounts[aid]) for rid, aid in pairs if aid in accounts]
+
     async def context(
         self, status_id: int, viewer_id: int | None, after: int, limit: int
     ) -> tuple[list[HydratedStatus], list[HydratedStatus], int | None]:

@@ -56,7 +56,7 @@ async def favourited_by(
     ctx = context(request)
     page = await parse(request, PageParams)
     post = await ctx.statuses.get(parse_id(status_id), principal.account_id if principal else None)
-    rows = await ctx.likes.graph.likers(post.original.id, page.max_id, page.limit)
+    rows = await ctx.likes.favourited_by(post.original.id, page.max_id, page.limit)
     headers = link_header(request, rows[0][0], rows[-1][0]) if rows else {}
     return ORJSONResponse([account_entity(a, ctx.settings) for _, a in rows], headers=headers)
 
@@ -65,14 +65,9 @@ async def favourited_by(
 async def favourites(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
     ctx = context(request)
     page = await parse(request, PageParams)
-    ids = await ctx.likes.favourites(principal.account_id, page.max_id, page.since_id, page.limit)  # type: ignore[arg-type]
-    posts = await ctx.statuses.hydrator.hydrate(ids, viewer_id=principal.account_id)
-    scores = await ctx.likes.store.like_scores(principal.account_id, [p.id for p in posts])  # type: ignore[arg-type]
-    headers = {}
-    if posts:  # cursors are like ids (time), not post ids: a like of an old post sorts as recent
-        newest, oldest = scores[posts[0].id] << 12, scores[posts[-1].id] << 12
-        headers = link_header(request, newest, oldest)
-    return ORJSONResponse([status_entity(p, ctx.settings) for p in posts], headers=headers)
+    found = await ctx.likes.favourites(principal.account_id, page.max_id, page.since_id, page.limit)  # type: ignore[arg-type]
+    headers = link_header(request, found[0][0], found[-1][0]) if found else {}
+    return ORJSONResponse([status_entity(p, ctx.settings) for _, p in found], headers=headers)
 
 
 @router.post("/api/v1/statuses/{status_id}/reblog")
@@ -97,12 +92,9 @@ async def reblogged_by(
     ctx = context(request)
     page = await parse(request, PageParams)
     post = await ctx.statuses.get(parse_id(status_id), principal.account_id if principal else None)
-    pairs = await ctx.statuses.statuses.rebloggers(post.original.id, page.max_id, page.limit)
-    accounts = await ctx.statuses.hydrator.account_rows([aid for _, aid in pairs])
-    headers = link_header(request, pairs[0][0], pairs[-1][0]) if pairs else {}
-    return ORJSONResponse(
-        [account_entity(accounts[aid], ctx.settings) for _, aid in pairs if aid in accounts], headers=headers
-    )
+    rows = await ctx.statuses.reblogged_by(post.original.id, page.max_id, page.limit)
+    headers = link_header(request, rows[0][0], rows[-1][0]) if rows else {}
+    return ORJSONResponse([account_entity(account, ctx.settings) for _, account in rows], headers=headers)
 
 
 @router.get("/api/v1/statuses/{status_id}/context")

@@ -51,15 +51,15 @@ async def render(ctx: AppContext, user_id: int, message: dict) -> tuple[str, str
     event = message["event"]
     if event == "delete":
         return event, str(message["status_id"])
-    if event == "update":
-        posts = await ctx.statuses.hydrator.hydrate([int(message["status_id"])], viewer_id=user_id)
-        return (event, orjson.dumps(status_entity(posts[0], ctx.settings)).decode()) if posts else None
-    if event == "notification":
-        try:
+    try:
+        if event == "update":
+            post = await ctx.statuses.get(int(message["status_id"]), user_id)
+            return event, orjson.dumps(status_entity(post, ctx.settings)).decode()
+        if event == "notification":
             found = await ctx.notifications.get(user_id, int(message["id"]))
-        except NotFound:
-            return None
-        return event, orjson.dumps(notification_entity(found, ctx.settings)).decode()
+            return event, orjson.dumps(notification_entity(found, ctx.settings)).decode()
+    except NotFound:  # deleted (or no longer visible) before it could be sent
+        return None
     return None
 
 
