@@ -21,7 +21,7 @@ from api.auth import context, user_principal
 from api.params import parse, read_params, validate
 from media.urls import MEDIA_PATH_PREFIX
 from services.auth import Principal
-from services.errors import NotFound, PayloadTooLarge, Unprocessable
+from services.errors import BadRequest, NotFound, PayloadTooLarge, Unprocessable
 from services.media import ServedObject
 
 router = APIRouter()
@@ -42,29 +42,43 @@ def parse_media_id(raw: str) -> int:
     return int(raw)
 
 
-def body_limited(request: Request, limit: int) -> Request:
+class LimitedBody:
     """``request`` whose body may not exceed ``limit`` bytes (413), whatever Content-Length claims or omits."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"Request body is too large: at most {limit // (1024 * 1024)} MB")
-    received = 0
 
-    async def receive() -> Message:
-        nonlocal received
-        message = await request.receive()
-        if message["type"] == "http.request":
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise PayloadTooLarge(f"Request body is too large: at most {limit // (1024 * 1024)} MB")
-        return message
+    def __init__(self, request: Request, limit: int) -> None:
+        self.limit = limit
+        self.exceeded = False
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise self.error()
+        received = 0
 
-    return Request(request.scope, receive)
+        async def receive() -> Message:
+            nonlocal received
+            message = await request.receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    self.exceeded = True
+                    raise self.error()
+            return message
+
+        self.request = Request(request.scope, receive)
+
+    def error(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"Request body is too large: at most {self.limit // (1024 * 1024)} MB")
 
 
 async def _upload(request: Request, principal: Principal) -> ORJSONResponse:
     ctx = context(request)
     limit = max(ctx.settings.media_image_max_bytes, ctx.settings.media_video_max_bytes) + MULTIPART_OVERHEAD
-    params = await read_params(body_limited(request, limit), files=True)
+    body = LimitedBody(request, limit)
+    try:
+        params = await read_params(body.request, files=True)
+    except BadRequest:
+        if body.exceeded:  # the form parser reports any failure of the stream as a malformed body
+            raise body.error() from None
+        raise
     try:
         upload = params.get("file")
         if not isinstance(upload, UploadFile):
