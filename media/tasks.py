@@ -49,10 +49,10 @@ def _crash_if_requested(settings: Settings, sha256: str) -> None:
     os._exit(1)
 
 
-def _describe(variant: Rendered, key: str, role: str | None = None) -> dict[str, Any]:
+def _describe(variant: Rendered, key: str) -> dict[str, Any]:
     return {
         "name": variant.name,
-        "role": role or variant.role,
+        "role": variant.role,
         "key": key,
         "width": variant.width,
         "height": variant.height,
