@@ -114,7 +114,7 @@ class FanoutWorker:
             return
         entry = (status_id, status.get("reblog_of_id"))
         if await self.timelines.is_celebrity_ready(author_id):
-            await self.actors.outbox_for(author_id).append.remote(author_id, [status_id])
+            await self.actors.outbox_for(author_id).append.remote(author_id, [status_id], announce=True)
         else:
             await self._for_each_follower_page(author_id, lambda inbox, users: inbox.deliver.remote([entry], users))
         await self.actors.inbox_for(author_id).deliver.remote([entry], [author_id])

@@ -25,8 +25,8 @@ class CelebrityOutbox:
     async def ping(self) -> int:
         return self.shard
 
-    async def append(self, author_id: int, status_ids: list[int]) -> None:
-        await self.store.append_outbox(author_id, status_ids)
+    async def append(self, author_id: int, status_ids: list[int], announce: bool = False) -> None:
+        await self.store.append_outbox(author_id, status_ids, announce)
 
     async def remove(self, author_id: int, status_ids: list[int]) -> None:
         await self.store.remove_from_outbox(author_id, status_ids)

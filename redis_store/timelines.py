@@ -50,6 +50,11 @@ def stream_channel(user_id: int) -> str:
     return f"stream:{user_id}"
 
 
+def celebrity_channel(author_id: int) -> str:
+    """Where a celebrity's new posts are announced once; their followers' streams subscribe to it."""
+    return f"stream:celebrity:{author_id}"
+
+
 ONLINE = "streaming:online"  # hash: user id -> open streaming connections (any replica)
 Entry = tuple[int, int | None]  # (status id, id of the post it reblogs)
 
@@ -189,16 +194,24 @@ class TimelineStore:
         if entries and user_ids:
             await self._remove(keys=user_keys(user_ids), args=entry_args(entries))
 
-    async def append_outbox(self, author_id: int, status_ids: list[int]) -> None:
+    async def append_outbox(self, author_id: int, status_ids: list[int], announce: bool = False) -> None:
+        """Add posts to a celebrity's outbox; ``announce`` pushes them to followers' open streams."""
         key = outbox_key(author_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zadd(key, {member(s): 0 for s in status_ids})
             pipe.zremrangebyrank(key, 0, -self.outbox_max - 1)
+            if announce:
+                for status_id in status_ids:
+                    pipe.publish(celebrity_channel(author_id), f'{{"event":"update","status_id":"{status_id}"}}')
             await pipe.execute()
 
     async def remove_from_outbox(self, author_id: int, status_ids: list[int]) -> None:
         if status_ids:
-            await self.redis.zrem(outbox_key(author_id), *(member(s) for s in status_ids))
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(outbox_key(author_id), *(member(s) for s in status_ids))
+                for status_id in status_ids:
+                    pipe.publish(celebrity_channel(author_id), f'{{"event":"delete","status_id":"{status_id}"}}')
+                await pipe.execute()
 
     async def clear_outbox(self, author_id: int) -> None:
         await self.redis.delete(outbox_key(author_id))

@@ -392,3 +392,20 @@ def test_mastodon_py_interactions_notifications_and_stream(base_url: str) -> Non
         handle.close()
     grouped = creator.grouped_notifications()
     assert sorted(g.type for g in grouped.notification_groups) == ["favourite", "mention", "reblog"]
+
+
+def test_live_push_of_a_celebrity_post(
+    http: httpx.Client, make_user: UserFactory, base_url: str, redis_client: redis.Redis
+) -> None:
+    star, listener = make_user(), make_user()
+    home(http, listener)
+    for fan in (listener, make_user(), make_user()):  # the threshold in tests is 3 followers
+        follow(http, fan, star)
+    eventually(lambda: redis_client.exists(f"celeb:ready:{star.id}") == 1)
+    ready = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(read_sse_events, base_url, listener, "/api/v1/streaming/user", 1, ready)
+        assert ready.wait(30)
+        status = post(http, star, "from the top")
+        received = future.result(timeout=60)
+    assert received == [("update", received[0][1])] and received[0][1]["id"] == status["id"]

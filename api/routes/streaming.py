@@ -11,7 +11,7 @@ heartbeat: an SSE comment line, or the server's WebSocket ping frames.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import orjson
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
@@ -21,7 +21,7 @@ from api.auth import context
 from api.context import AppContext
 from api.entities import notification_entity, status_entity
 from redis_store.notifications import channel
-from redis_store.timelines import ONLINE
+from redis_store.timelines import ONLINE, celebrity_channel, celebs_key
 from services.auth import Principal
 from services.errors import NotFound, Unauthorized
 
@@ -38,12 +38,12 @@ async def _principal_from(ctx: AppContext, token: str | None) -> Principal:
     return principal
 
 
-def _token(headers: dict[str, str] | object, query: dict[str, str] | object) -> str | None:
-    header = headers.get("authorization", "")  # type: ignore[attr-defined]
-    scheme, _, value = header.partition(" ")
+def _token(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    """Bearer header, ``access_token`` query parameter, or the WebSocket sub-protocol, as Mastodon accepts."""
+    scheme, _, value = headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value:
         return value.strip()
-    return query.get("access_token") or headers.get("sec-websocket-protocol")  # type: ignore[attr-defined]
+    return query.get("access_token") or headers.get("sec-websocket-protocol")
 
 
 async def render(ctx: AppContext, user_id: int, message: dict) -> tuple[str, str] | None:
@@ -66,7 +66,9 @@ async def render(ctx: AppContext, user_id: int, message: dict) -> tuple[str, str
 async def subscription(ctx: AppContext, user_id: int) -> AsyncIterator[dict | None]:
     """Messages for the user as they arrive; None every heartbeat interval of silence."""
     pubsub = ctx.redis.pubsub(ignore_subscribe_messages=True)
-    await pubsub.subscribe(channel(user_id))
+    # The user's own channel, plus one per followed celebrity (their posts are announced once, not per follower).
+    celebrities = await ctx.redis.smembers(celebs_key(user_id))
+    await pubsub.subscribe(channel(user_id), *(celebrity_channel(int(a)) for a in celebrities))
     await ctx.redis.hincrby(ONLINE, str(user_id), 1)
     try:
         while True:
