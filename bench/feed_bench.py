@@ -1,0 +1,619 @@
+"""Feed benchmarks (DESIGN.md §3): fan-out, celebrity posts, home-feed reads, each against a same-run baseline.
+
+1. Fan-out: a post by an author with 10k active followers, timed through the
+   ``FanoutWorker`` path (and end to end from the HTTP POST), as inbox writes
+   per second against a raw pipelined-Redis loop making the same writes.
+2. Celebrity post: the POST round trip and the time until the outbox has it,
+   for a celebrity with 1k followers and one with 100k: pull must not scale
+   with the audience.
+3. Home-feed read over HTTP through Serve with 32 connections, against a bare
+   aiohttp + Redis server (``bench/baseline_server.py``) doing the same reads.
+
+The stack is the one ``raygram up`` and the tests start (``stack.Stack``), on
+free loopback ports in a temporary state folder; only what this run started
+is stopped. Large follower sets are written straight into the graph, as the
+tests do, because signing up 100k users over HTTP would take hours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import orjson
+import ray
+import redis.asyncio as aioredis
+
+from actors.registry import fanout_name, group_by_shard
+from bench.cpu import cpu_by_role, delta
+from config import Settings
+from graph.driver import GraphClient
+from graph.follows import FollowGraph
+from ids import SnowflakeGenerator
+from launcher import free_port
+from redis_store.client import claim_id_generator, connect
+from redis_store.timelines import active_key, celeb_ready_key, member, outbox_key, timeline_key
+from stack import Stack, wait_for_http
+
+FANOUT_FOLLOWERS = 10_000
+FANOUT_RUNS = 3
+CELEBRITY_SIZES = (1_000, 100_000)
+CELEBRITY_POSTS = 20
+READ_AUTHORS = 50
+READ_POSTS_PER_AUTHOR = 8
+READ_CONNECTIONS = 32
+READ_WARMUP_SECONDS = 3.0
+READ_SECONDS = 10.0
+SEED_BATCH = 2_000  # followers per graph transaction
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # where ``-m bench.baseline_server`` resolves
+
+BENCH_ENV = {
+    # Cheap password hashing: sign-up is set-up here, not what is measured.
+    "ARGON2_TIME_COST": "1",
+    "ARGON2_MEMORY_KIB": "8192",
+    "ARGON2_PARALLELISM": "1",
+    "SIGNUP_RATE_LIMIT": "100000",
+    # Above every follower count used here: who is a celebrity is decided by
+    # ``celeb:ready`` and the graph flag, which the celebrity benchmark sets itself.
+    "CELEBRITY_THRESHOLD": "1000000",
+    # Caches outlive the run, so that raygram and the baseline read the same warm keys.
+    "STATUS_CACHE_SECONDS": "3600",
+    "ACCOUNT_CACHE_SECONDS": "3600",
+    "TOKEN_CACHE_SECONDS": "3600",
+}
+
+
+# -- figures -----------------------------------------------------------------
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def heading(title: str) -> None:
+    print(f"\n== {title} " + "=" * max(0, 76 - len(title)), flush=True)
+
+
+def row(label: str, value: str, note: str = "") -> None:
+    print(f"  {label:<44} {value:>16}  {note}".rstrip(), flush=True)
+
+
+def verdict(ok: bool) -> str:
+    return "goal met" if ok else "goal MISSED"
+
+
+# -- the running stack and seeding -------------------------------------------
+
+
+@dataclass
+class Account:
+    id: int
+    username: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class Bench:
+    """Clients on the running stack plus the helpers that seed it."""
+
+    stack: Stack
+    http: aiohttp.ClientSession
+    redis: aioredis.Redis
+    graph: GraphClient
+    ids: SnowflakeGenerator
+    app_token: str = ""
+    seeded: list[int] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        return self.stack.settings
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url
+
+    async def _json(self, method: str, path: str, **kwargs: object) -> dict:
+        async with self.http.request(method, self.base_url + path, **kwargs) as response:  # type: ignore[arg-type]
+            body = await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{method} {path}: {response.status} {body[:300]!r}")
+            return orjson.loads(body)
+
+    async def sign_up(self, prefix: str) -> Account:
+        """A real account over HTTP, as a client would make it, so that it has a bearer token."""
+        if not self.app_token:
+            app = await self._json("POST", "/api/v1/apps", data={"client_name": "bench", "scopes": "read write"})
+            token = await self._json(
+                "POST",
+                "/oauth/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": app["client_id"],
+                    "client_secret": app["client_secret"],
+                    "scope": "read write",
+                },
+            )
+            self.app_token = token["access_token"]
+        username = f"{prefix}{uuid.uuid4().hex[:10]}"
+        created = await self._json(
+            "POST",
+            "/api/v1/accounts",
+            headers={"Authorization": f"Bearer {self.app_token}"},
+            data={
+                "username": username,
+                "email": f"{username}@bench.example",
+                "password": "bench password 1",
+                "agreement": "true",
+            },
+        )
+        me = await self._json(
+            "GET", "/api/v1/accounts/verify_credentials", headers={"Authorization": f"Bearer {created['access_token']}"}
+        )
+        return Account(int(me["id"]), username, created["access_token"])
+
+    async def post(self, author: Account, text: str) -> dict:
+        return await self._json("POST", "/api/v1/statuses", headers=author.headers, data={"status": text})
+
+    async def seed_followers(self, author_id: int, count: int, *, active: bool) -> list[int]:
+        """``count`` follower accounts made straight in the graph, ``SEED_BATCH`` per transaction."""
+        ids = [self.ids.next_id() for _ in range(count)]
+        for start in range(0, count, SEED_BATCH):
+            await self.graph.write(
+                """
+                MATCH (a:Account {id: $author})
+                UNWIND $ids AS fid
+                CREATE (f:Account {id: fid, username: 'seed' + toString(fid), username_key: 'seed' + toString(fid),
+                                   email_key: toString(fid) + '@seed.example', followers_count: 0,
+                                   following_count: 1, statuses_count: 0, celebrity: false, created_at: 0})
+                CREATE (f)-[:FOLLOWS {id: fid, created_at: 0}]->(a)
+                """,
+                author=author_id,
+                ids=ids[start : start + SEED_BATCH],
+            )
+        await self.graph.write(
+            "MATCH (a:Account {id: $id}) SET a.followers_count = a.followers_count + $n", id=author_id, n=count
+        )
+        if active:
+            for start in range(0, count, SEED_BATCH):
+                await self.redis.mset({active_key(i): 1 for i in ids[start : start + SEED_BATCH]})
+        return ids
+
+    async def status_in_graph(self, author_id: int, text: str, *, delivered: bool) -> int:
+        """A post written the way ``StatusService.create`` writes it, without its event (no fan-out yet)."""
+        status_id = self.ids.next_id()
+        record = {
+            "id": status_id,
+            "account_id": author_id,
+            "text": text,
+            "spoiler_text": "",
+            "sensitive": False,
+            "visibility": "public",
+            "language": None,
+            "in_reply_to_id": None,
+            "in_reply_to_account_id": None,
+            "media_ids": [],
+            "created_at": int(time.time() * 1000),
+            "delivered": delivered,
+            "replies_count": 0,
+            "reblogs_count": 0,
+            "favourites_count": 0,
+        }
+        await self.graph.write(
+            """
+            MATCH (a:Account {id: $status.account_id})
+            CREATE (s:Status) SET s = $status
+            SET a.statuses_count = a.statuses_count + 1, a.last_status_at = $status.created_at
+            """,
+            status=record,
+        )
+        return status_id
+
+    async def inboxes_holding(self, users: list[int], status_id: int) -> int:
+        """How many of ``users``' inboxes hold ``status_id`` (pipelined ZSCORE)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user in users:
+                pipe.zscore(timeline_key(user), member(status_id))
+            return sum(score is not None for score in await pipe.execute())
+
+
+def bench_stack(state_dir: Path) -> Stack:
+    """The stack the tests use, on free loopback ports, with the benchmark's settings in the environment."""
+    os.environ.update(BENCH_ENV)
+    settings = Settings(
+        state_dir=state_dir,
+        redis_port=free_port(),
+        graph_bolt_port=free_port(),
+        graph_http_port=free_port(),
+        http_port=free_port(),
+        ray_namespace=f"raygram-bench-{uuid.uuid4().hex[:8]}",
+    )
+    return Stack(settings)
+
+
+# -- 1. fan-out ----------------------------------------------------------------
+
+
+async def raw_fanout(redis: aioredis.Redis, followers: list[int], status_id: int, settings: Settings) -> float:
+    """The same inbox writes with nothing around them: ZADD + trim per user, pipelined by the same groups.
+
+    Pages and shard groups match what ``FanoutWorker`` sends each ``InboxShard``,
+    so both sides make the same number of round trips of the same size.
+    """
+    cap, page = settings.timeline_max, settings.follower_page_size
+    entry = member(status_id)
+
+    async def write(users: list[int]) -> None:
+        async with redis.pipeline(transaction=False) as pipe:
+            for user in users:
+                pipe.zadd(timeline_key(user), {entry: 0})
+                pipe.zremrangebyrank(timeline_key(user), 0, -cap - 1)
+            await pipe.execute()
+
+    started = time.perf_counter()
+    for start in range(0, len(followers), page):
+        groups = group_by_shard(followers[start : start + page], settings.inbox_shards)
+        await asyncio.gather(*(write(users) for users in groups.values()))
+    return time.perf_counter() - started
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], patience: float, interval: float) -> float:
+    """Seconds until ``check`` holds, polling every ``interval``; raises after ``patience`` seconds."""
+    started = time.perf_counter()
+    while not await check():
+        if time.perf_counter() - started > patience:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(interval)
+    return time.perf_counter() - started
+
+
+async def fanout_bench(bench: Bench) -> None:
+    heading(f"1. fan-out: one post to {FANOUT_FOLLOWERS:,} active followers")
+    settings = bench.settings
+    author = await bench.sign_up("fanout")
+    seeding = time.perf_counter()
+    followers = await bench.seed_followers(author.id, FANOUT_FOLLOWERS, active=True)
+    print(f"  (seeded {len(followers):,} followers in {time.perf_counter() - seeding:.1f}s)", flush=True)
+    worker = ray.get_actor(fanout_name(0), namespace=settings.ray_namespace)
+
+    # Inside: the FanoutWorker's own path (graph paging, one deliver per shard and page, mark delivered).
+    inside: list[float] = []
+    for run in range(FANOUT_RUNS + 1):  # the first run warms the worker's connections and the graph's pages
+        status_id = await bench.status_in_graph(author.id, f"fan-out inside {run}", delivered=False)
+        started = time.perf_counter()
+        await worker.fan_out.remote(status_id, author.id)
+        elapsed = time.perf_counter() - started
+        holding = await bench.inboxes_holding(followers, status_id)
+        if holding != len(followers):
+            raise RuntimeError(f"fan-out reached {holding} of {len(followers)} inboxes")
+        if run:
+            inside.append(elapsed)
+
+    # End to end: from the POST until the worker acknowledged every shard (the post's ``delivered`` flag).
+    end_to_end: list[float] = []
+    for run in range(FANOUT_RUNS):
+        started = time.perf_counter()
+        status_id = int((await bench.post(author, f"fan-out over HTTP {run}"))["id"])
+
+        async def delivered(status_id: int = status_id) -> bool:
+            rows = await bench.graph.read("MATCH (s:Status {id: $id}) RETURN s.delivered AS d", id=status_id)
+            return bool(rows and rows[0]["d"])
+
+        await wait_until(delivered, patience=120, interval=0.01)
+        end_to_end.append(time.perf_counter() - started)
+        holding = await bench.inboxes_holding(followers, status_id)
+        if holding != len(followers):
+            raise RuntimeError(f"fan-out reached {holding} of {len(followers)} inboxes")
+
+    # Where the time goes: the follower pages alone, and the shard deliveries alone (no graph).
+    follows = FollowGraph(bench.graph)
+    paging: list[float] = []
+    delivering: list[float] = []
+    inboxes = [ray.get_actor(f"inbox-{k}", namespace=settings.ray_namespace) for k in range(settings.inbox_shards)]
+    for _ in range(FANOUT_RUNS):
+        started, after, pages = time.perf_counter(), 0, []
+        while page := await follows.follower_ids(author.id, after, settings.follower_page_size):
+            pages.append(page)
+            after = page[-1]
+            if len(page) < settings.follower_page_size:
+                break
+        paging.append(time.perf_counter() - started)
+        fake = bench.ids.next_id()
+        started = time.perf_counter()
+        for page in pages:
+            groups = group_by_shard(page, settings.inbox_shards)
+            await asyncio.gather(*(inboxes[k].deliver.remote([fake], users) for k, users in groups.items()))
+        delivering.append(time.perf_counter() - started)
+
+    raw = [await raw_fanout(bench.redis, followers, bench.ids.next_id(), settings) for _ in range(FANOUT_RUNS)]
+
+    n = len(followers)
+    inside_rate, raw_rate = n / median(inside), n / median(raw)
+    row("FanoutWorker.fan_out (median)", f"{median(inside) * 1000:,.0f} ms", f"{inside_rate:,.0f} inbox writes/s")
+    row("POST → delivered to all (median)", f"{median(end_to_end) * 1000:,.0f} ms", f"{n / median(end_to_end):,.0f}/s")
+    row("  of which: follower pages from the graph", f"{median(paging) * 1000:,.0f} ms")
+    row(
+        "  of which: InboxShard.deliver calls",
+        f"{median(delivering) * 1000:,.0f} ms",
+        f"{n / median(delivering):,.0f}/s",
+    )
+    row("baseline: raw pipelined Redis (median)", f"{median(raw) * 1000:,.0f} ms", f"{raw_rate:,.0f} inbox writes/s")
+    ratio = inside_rate / raw_rate
+    row("ratio fan-out / baseline", f"{ratio:.0%}", f"goal >= 50 %: {verdict(ratio >= 0.5)}")
+
+
+# -- 2. celebrity posts ----------------------------------------------------------
+
+
+async def celebrity_bench(bench: Bench) -> None:
+    sizes = " and ".join(f"{n:,}" for n in CELEBRITY_SIZES)
+    heading(f"2. celebrity post: {sizes} followers, {CELEBRITY_POSTS} posts each")
+    celebrities: dict[int, Account] = {}
+    for size in CELEBRITY_SIZES:
+        author = await bench.sign_up(f"celeb{size}")
+        seeding = time.perf_counter()
+        await bench.seed_followers(author.id, size, active=False)
+        print(f"  (seeded {size:,} followers in {time.perf_counter() - seeding:.1f}s)", flush=True)
+        # What promotion leaves behind (DESIGN.md §3), without paging 100k followers into their celebrity sets.
+        await bench.graph.write("MATCH (a:Account {id: $id}) SET a.celebrity = true", id=author.id)
+        await bench.redis.set(celeb_ready_key(author.id), 1)
+        celebrities[size] = author
+
+    round_trip: dict[int, list[float]] = {size: [] for size in CELEBRITY_SIZES}
+    to_outbox: dict[int, list[float]] = {size: [] for size in CELEBRITY_SIZES}
+    for index in range(CELEBRITY_POSTS + 2):  # two warm-up rounds; sizes interleaved so drift hits both alike
+        for size, author in celebrities.items():
+            started = time.perf_counter()
+            status_id = int((await bench.post(author, f"celebrity post {index}"))["id"])
+            answered = time.perf_counter() - started
+
+            async def in_outbox(author_id: int = author.id, status_id: int = status_id) -> bool:
+                return await bench.redis.zscore(outbox_key(author_id), member(status_id)) is not None
+
+            await wait_until(in_outbox, patience=30, interval=0.001)
+            if index >= 2:
+                round_trip[size].append(answered)
+                to_outbox[size].append(time.perf_counter() - started)
+
+    for size in CELEBRITY_SIZES:
+        row(
+            f"{size:>7,} followers: POST round trip (median, p90)",
+            f"{median(round_trip[size]) * 1000:.1f} ms",
+            f"p90 {percentile(round_trip[size], 0.9) * 1000:.1f} ms",
+        )
+        row(
+            f"{size:>7,} followers: POST → in outbox (median, p90)",
+            f"{median(to_outbox[size]) * 1000:.1f} ms",
+            f"p90 {percentile(to_outbox[size], 0.9) * 1000:.1f} ms",
+        )
+    small, large = CELEBRITY_SIZES[0], CELEBRITY_SIZES[-1]
+    for label, figures in (("round trip", round_trip), ("to outbox", to_outbox)):
+        ratio = median(figures[large]) / median(figures[small])
+        row(f"ratio {large:,} / {small:,} ({label})", f"{ratio:.2f}x", f"goal <= 1.2x: {verdict(ratio <= 1.2)}")
+
+
+# -- 3. home-feed reads ------------------------------------------------------------
+
+
+SERVING_ROLES = ("serve replica", "serve proxy", "haproxy", "baseline server", "redis")
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+    cpu: dict[str, float]
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def cpu_ms_per_request(self, role: str) -> float:
+        return self.cpu.get(role, 0.0) * 1000 / max(self.requests, 1)
+
+
+async def load(url: str, headers: dict[str, str], connections: int, warmup: float, seconds: float) -> LoadResult:
+    """``connections`` clients each sending one request after another: a warm-up, then ``seconds`` measured."""
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def client(until: float, latencies: list[float], errors: list[int]) -> None:
+            while time.perf_counter() < until:
+                started = time.perf_counter()
+                async with session.get(url, headers=headers) as response:
+                    await response.read()
+                    if response.status != 200:
+                        errors.append(response.status)
+                latencies.append(time.perf_counter() - started)
+
+        warm_until = time.perf_counter() + warmup
+        await asyncio.gather(*(client(warm_until, [], []) for _ in range(connections)))
+        latencies: list[float] = []
+        errors: list[int] = []
+        cpu_before = cpu_by_role()
+        started = time.perf_counter()
+        await asyncio.gather(*(client(started + seconds, latencies, errors) for _ in range(connections)))
+        elapsed = time.perf_counter() - started
+        cpu = delta(cpu_before, cpu_by_role())
+    return LoadResult(len(latencies), len(errors), elapsed, latencies, cpu)
+
+
+async def seed_reader(bench: Bench) -> Account:
+    """A reader following ``READ_AUTHORS`` authors with ``READ_POSTS_PER_AUTHOR`` posts each, all in the graph."""
+    reader = await bench.sign_up("reader")
+    authors = [bench.ids.next_id() for _ in range(READ_AUTHORS)]
+    now = int(time.time() * 1000)
+    await bench.graph.write(
+        """
+        UNWIND $ids AS aid
+        CREATE (:Account {id: aid, username: 'author' + toString(aid), username_key: 'author' + toString(aid),
+                          email_key: toString(aid) + '@author.example', display_name: 'An Author', note: 'bench',
+                          locked: false, bot: false, discoverable: true, created_at: $now, last_active_at: $now,
+                          last_status_at: $now, followers_count: 1, following_count: 0, statuses_count: 0,
+                          celebrity: false})
+        """,
+        ids=authors,
+        now=now,
+    )
+    await bench.graph.write(
+        """
+        MATCH (r:Account {id: $reader})
+        UNWIND $follows AS pair
+        MATCH (a:Account {id: pair[0]})
+        CREATE (r)-[:FOLLOWS {id: pair[1], created_at: $now}]->(a)
+        SET r.following_count = r.following_count + 1
+        """,
+        reader=reader.id,
+        follows=[[a, bench.ids.next_id()] for a in authors],
+        now=now,
+    )
+    for index in range(READ_POSTS_PER_AUTHOR):
+        for author in authors:
+            text = f"Post {index} by {author}: a caption of ordinary length, with a line break\nand an <angle>."
+            await bench.status_in_graph(author, text, delivered=True)
+    return reader
+
+
+async def feed_read_bench(bench: Bench) -> None:
+    total = READ_AUTHORS * READ_POSTS_PER_AUTHOR
+    heading(f"3. home-feed read: {READ_CONNECTIONS} connections, {READ_SECONDS:.0f}s, {total} posts in the timeline")
+    reader = await seed_reader(bench)
+    path = "/api/v1/timelines/home"
+    # The first read rebuilds the cold timeline from the graph and fills the caches (fan-out on read).
+    async with bench.http.get(bench.base_url + path, headers=reader.headers) as response:
+        first = await response.read()
+        if response.status != 200 or len(orjson.loads(first)) != 20:
+            raise RuntimeError(f"first home read: {response.status} {first[:300]!r}")
+
+    port = free_port()
+    baseline = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.baseline_server",
+        "--port",
+        str(port),
+        "--redis-url",
+        bench.settings.redis_url,
+        "--base-url",
+        bench.base_url,
+        cwd=PROJECT_ROOT,
+    )
+    try:
+        baseline_url = f"http://127.0.0.1:{port}"
+        await asyncio.to_thread(wait_for_http, f"{baseline_url}/health", 30)
+        async with bench.http.get(bench.base_url + path, headers=reader.headers) as response:
+            ours = orjson.loads(await response.read())
+        async with bench.http.get(baseline_url + path, headers=reader.headers) as response:
+            theirs = orjson.loads(await response.read())
+        same = "identical" if ours == theirs else "DIFFERENT (the comparison is unfair)"
+        print(f"  (raygram and baseline bodies: {same})", flush=True)
+
+        results = {}
+        for name, url in (
+            ("raygram via Serve", bench.base_url + path),
+            ("baseline aiohttp + Redis", baseline_url + path),
+        ):
+            results[name] = await load(url, reader.headers, READ_CONNECTIONS, READ_WARMUP_SECONDS, READ_SECONDS)
+    finally:
+        baseline.terminate()
+        await asyncio.wait_for(baseline.wait(), 10)
+
+    for name, result in results.items():
+        latency = result.latencies
+        row(
+            f"{name}",
+            f"{result.rate:,.0f} req/s",
+            f"p50 {percentile(latency, 0.5) * 1000:.1f} ms, p99 {percentile(latency, 0.99) * 1000:.1f} ms"
+            + (f", {result.errors} errors" if result.errors else ""),
+        )
+        spent = ", ".join(
+            f"{role} {result.cpu_ms_per_request(role):.2f}"
+            for role in sorted(result.cpu, key=lambda r: -result.cpu[r])
+            if result.cpu_ms_per_request(role) >= 0.01
+        )
+        if spent:
+            print(f"    CPU ms per request: {spent}", flush=True)
+    ours_result, base_result = results["raygram via Serve"], results["baseline aiohttp + Redis"]
+    ratio = ours_result.rate / base_result.rate
+    p99 = percentile(ours_result.latencies, 0.99) * 1000
+    row("ratio raygram / baseline (req/s)", f"{ratio:.0%}", f"goal >= 50 %: {verdict(ratio >= 0.5)}")
+    row("raygram p99", f"{p99:.1f} ms", f"goal <= 50 ms: {verdict(p99 <= 50)}")
+    # CPU per request is the steadier figure when other work shares the machine.
+    ours_cpu = sum(ours_result.cpu_ms_per_request(role) for role in SERVING_ROLES)
+    base_cpu = sum(base_result.cpu_ms_per_request(role) for role in SERVING_ROLES)
+    row(
+        "serving CPU per request, raygram / baseline",
+        f"{ours_cpu:.2f} / {base_cpu:.2f} ms",
+        f"{base_cpu / ours_cpu:.0%}",
+    )
+
+
+# -- running them ------------------------------------------------------------------
+
+
+async def run_all(stack: Stack, names: list[str]) -> None:
+    settings = stack.settings
+    redis = connect(settings.redis_url)
+    graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
+            bench = Bench(stack, http, redis, graph, await claim_id_generator(redis))
+            for name in names:
+                await BENCHMARKS[name](bench)
+    finally:
+        await graph.close()
+        await redis.aclose()
+
+
+BENCHMARKS: dict[str, Callable[[Bench], Awaitable[None]]] = {
+    "fanout": fanout_bench,
+    "celebrity": celebrity_bench,
+    "read": feed_read_bench,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the named benchmarks (``python -m bench.feed_bench read``: one of them while tuning), or all."""
+    names = list(argv if argv is not None else sys.argv[1:]) or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        raise SystemExit(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    print(f"feed benchmarks: {os.cpu_count()} CPUs, Ray {ray.__version__}", flush=True)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="raygram-bench-") as state_dir:
+        stack = bench_stack(Path(state_dir))
+        try:  # ``stop`` also stops a half-started stack: only what it started
+            stack.start_services()
+            stack.start_ray(dashboard=False, num_cpus=4)
+            stack.deploy()
+            wait_for_http(f"{stack.settings.base_url}/health")
+            print(f"  (stack up in {time.perf_counter() - started:.0f}s at {stack.settings.base_url})", flush=True)
+            asyncio.run(run_all(stack, names))
+        finally:
+            stack.stop()
+    print(f"\nfeed benchmarks done in {time.perf_counter() - started:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
