@@ -341,7 +341,7 @@ async def fanout_bench(bench: Bench) -> None:
         started = time.perf_counter()
         for page in pages:
             groups = group_by_shard(page, settings.inbox_shards)
-            await asyncio.gather(*(inboxes[k].deliver.remote([fake], users) for k, users in groups.items()))
+            await asyncio.gather(*(inboxes[k].deliver.remote([(fake, None)], users) for k, users in groups.items()))
         delivering.append(time.perf_counter() - started)
 
     raw = [await raw_fanout(bench.redis, followers, bench.ids.next_id(), settings) for _ in range(FANOUT_RUNS)]
