@@ -18,6 +18,7 @@ from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
 from redis_store.events import EventStream
 from redis_store.likes import LikeStore
+from redis_store.locks import Locks
 from redis_store.notifications import NotificationStore
 from redis_store.ratelimit import RateLimiter
 from redis_store.timelines import TimelineStore
@@ -75,6 +76,7 @@ class AppContext:
             like_store,
         )
         rate_limiter = RateLimiter(redis)
+        locks = Locks(redis)
         abuse = AbuseGuard(settings, redis, rate_limiter)
         likes = LikeService(settings, like_store, LikeGraph(graph), status_graph, hydrator, redis, ids, abuse)
         hydrator.viewer_state = likes.viewer_state
@@ -92,9 +94,11 @@ class AppContext:
             auth=AuthService(settings, account_graph, redis, ids, passwords),
             accounts=AccountService(settings, account_graph, ids, passwords),
             events=events,
-            follows=FollowService(settings, follow_graph, account_graph, feed, events, account_cache, ids, abuse),
+            follows=FollowService(
+                settings, follow_graph, account_graph, feed, events, account_cache, ids, abuse, locks
+            ),
             statuses=StatusService(
-                settings, status_graph, follow_graph, hydrator, events, redis, ids, actors, abuse, likes
+                settings, status_graph, follow_graph, hydrator, events, redis, ids, actors, abuse, likes, locks
             ),
             likes=likes,
             notifications=NotificationService(NotificationStore(redis, settings.notifications_max), hydrator),

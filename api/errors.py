@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from redis_store.locks import LockBusy
 from services.errors import OAuthError, ServiceError
 
 log = logging.getLogger("raygram.api")
@@ -33,6 +34,10 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.details:
             body["details"] = exc.details
         return ORJSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(LockBusy)
+    async def lock_busy(_: Request, exc: LockBusy) -> ORJSONResponse:
+        return ORJSONResponse({"error": "The resource is busy; retry"}, status_code=409, headers={"Retry-After": "1"})
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> ORJSONResponse:

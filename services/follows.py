@@ -17,6 +17,7 @@ from graph.follows import FollowGraph
 from ids import SnowflakeGenerator
 from redis_store.cache import RecordCache
 from redis_store.events import EventStream
+from redis_store.locks import Locks
 from services.abuse import AbuseGuard
 from services.errors import Forbidden, NotFound
 from services.feed import FeedService
@@ -33,6 +34,7 @@ class FollowService:
         account_cache: RecordCache,
         ids: SnowflakeGenerator,
         abuse: AbuseGuard,
+        locks: Locks,
     ) -> None:
         self.settings = settings
         self.follows = follows
@@ -42,6 +44,7 @@ class FollowService:
         self.account_cache = account_cache
         self.ids = ids
         self.abuse = abuse
+        self.locks = locks
 
     async def _check_target(self, me: int, target: int) -> None:
         if me == target:
@@ -52,9 +55,10 @@ class FollowService:
     async def follow(self, me: int, target: int) -> tuple[int, bool, bool]:
         await self._check_target(me, target)
         await self.abuse.rate_limit("follow", me)
-        change = await self.follows.follow(
-            me, target, self.ids.next_id(), int(time.time() * 1000), self.settings.celebrity_threshold
-        )
+        async with self.locks.hold(f"follow:{me}:{target}"):  # the graph does not serialize check-then-create
+            change = await self.follows.follow(
+                me, target, self.ids.next_id(), int(time.time() * 1000), self.settings.celebrity_threshold
+            )
         if change.changed:
             await self.account_cache.invalidate(me, target)
             await self.feed.after_follow(me, target)
@@ -65,7 +69,8 @@ class FollowService:
 
     async def unfollow(self, me: int, target: int) -> tuple[int, bool, bool]:
         await self._check_target(me, target)
-        change = await self.follows.unfollow(me, target, self.settings.demote_below)
+        async with self.locks.hold(f"follow:{me}:{target}"):
+            change = await self.follows.unfollow(me, target, self.settings.demote_below)
         if change.changed:
             await self.account_cache.invalidate(me, target)
             await self.feed.after_unfollow(me, target)

@@ -22,6 +22,7 @@ from graph.follows import FollowGraph
 from graph.statuses import AuthorNotFound, ParentNotFound, StatusGraph
 from ids import SnowflakeGenerator
 from redis_store.events import EventStream
+from redis_store.locks import Locks
 from services.abuse import AbuseGuard
 from services.errors import Forbidden, NotFound, Unprocessable
 from services.hydrate import HydratedStatus, Hydrator
@@ -47,6 +48,7 @@ class StatusService:
         actors: ActorDirectory,
         abuse: AbuseGuard,
         likes: LikeService,
+        locks: Locks,
     ) -> None:
         self.settings = settings
         self.statuses = statuses
@@ -58,6 +60,7 @@ class StatusService:
         self.actors = actors
         self.abuse = abuse
         self.likes = likes
+        self.locks = locks
         self.media_attacher: MediaAttacher | None = None
 
     async def create(
@@ -232,7 +235,8 @@ class StatusService:
             "favourites_count": 0,
         }
         try:
-            reblog, created = await self.statuses.create_reblog(record)
+            async with self.locks.hold(f"reblog:{account_id}:{original.id}"):  # one reblog per account and post
+                reblog, created = await self.statuses.create_reblog(record)
         except (ParentNotFound, AuthorNotFound):
             raise NotFound("Record not found") from None
         if created:
@@ -251,9 +255,10 @@ class StatusService:
 
     async def unreblog(self, account_id: int, status_id: int) -> HydratedStatus:
         original = (await self.get(status_id, account_id)).original
-        reblog = await self.statuses.find_reblog(account_id, original.id)
-        if reblog is not None:
-            await self.delete(reblog["id"], account_id)
+        async with self.locks.hold(f"reblog:{account_id}:{original.id}"):
+            reblog = await self.statuses.find_reblog(account_id, original.id)
+            if reblog is not None:
+                await self.delete(reblog["id"], account_id)
         return await self.get(original.id, account_id)
 
     async def reblogged_by(self, status_id: int, max_id: int | None, limit: int) -> list[tuple[int, dict]]:

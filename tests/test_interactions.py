@@ -409,3 +409,21 @@ def test_live_push_of_a_celebrity_post(
         status = post(http, star, "from the top")
         received = future.result(timeout=60)
     assert received == [("update", received[0][1])] and received[0][1]["id"] == status["id"]
+
+
+def test_concurrent_shares_by_one_account_make_one_reblog(
+    http: httpx.Client, make_user: UserFactory, base_url: str
+) -> None:
+    creator, sharer = make_user(), make_user()
+    original = post(http, creator, "share once")
+
+    def attempt(_: int) -> str:
+        with httpx.Client(base_url=base_url, timeout=60) as client:
+            response = client.post(f"/api/v1/statuses/{original['id']}/reblog", headers=sharer.headers)
+            assert response.status_code == 200, response.text
+            return response.json()["id"]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert len(set(pool.map(attempt, range(6)))) == 1
+    assert status_of(http, creator, original["id"])["reblogs_count"] == 1
+    assert len(http.get(f"/api/v1/statuses/{original['id']}/reblogged_by").json()) == 1

@@ -515,3 +515,36 @@ async def test_attach_media_tx_rules(stack: Stack, http: httpx.Client, make_user
         assert found[int(ready["id"])]["type"] == "image" and found[int(ready["id"])]["meta"]["small"]
     finally:
         await graph.close()
+
+
+def test_mastodon_py_media_post_reaches_the_followers_feed(base_url: str, http: httpx.Client) -> None:
+    from mastodon import Mastodon
+
+    from tests.conftest import unique_name
+    from tests.test_feed import eventually
+
+    client_id, secret = Mastodon.create_app("media-test", api_base_url=base_url, scopes=["read", "write", "follow"])
+    apis = []
+    for _ in range(2):
+        name = unique_name("mm")
+        api = Mastodon(client_id=client_id, client_secret=secret, api_base_url=base_url, version_check_mode="none")
+        api.create_account(
+            name, "a long password", f"{name}@example.org", agreement=True, scopes=["read", "write", "follow"]
+        )
+        apis.append(api)
+    poster, follower = apis
+    follower.timeline_home()
+    follower.account_follow(poster.account_verify_credentials().id)
+    media = poster.media_post(photo_jpeg(800, 600, orientation=1), mime_type="image/jpeg", description="red and blue")
+    eventually(lambda: poster.media(media.id).url is not None, timeout=READY_PATIENCE)
+    status = poster.status_post("look at this", media_ids=[media.id])
+    assert [m.id for m in status.media_attachments] == [media.id]
+
+    def attachment_in_feed() -> bool:
+        return any(s.id == status.id and s.media_attachments for s in follower.timeline_home())
+
+    eventually(attachment_in_feed)
+    shown = next(s for s in follower.timeline_home() if s.id == status.id).media_attachments[0]
+    assert shown.description == "red and blue"
+    served = download(http, shown.url)
+    assert open_image(served.content).size == (800, 600)
