@@ -10,18 +10,14 @@ from __future__ import annotations
 import ray
 
 from config import get_settings
-from redis_store.client import connect
 from redis_store.timelines import Entry, TimelineStore
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class InboxShard:
     def __init__(self, shard: int) -> None:
-        settings = get_settings()
         self.shard = shard
-        self.store = TimelineStore(
-            connect(settings.redis_url), settings.timeline_max, settings.outbox_max, settings.inactive_days
-        )
+        self.store = TimelineStore.from_settings(get_settings())
 
     async def ping(self) -> int:
         return self.shard

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from config import Settings
+from redis_store.client import connect
+
 WIDTH = 19
 
 
@@ -172,6 +175,12 @@ class PageBounds:
 
 class TimelineStore:
     """Redis operations on timelines; the actors are its only writers."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, redis: aioredis.Redis | None = None) -> TimelineStore:
+        return cls(
+            redis or connect(settings.redis_url), settings.timeline_max, settings.outbox_max, settings.inactive_days
+        )
 
     def __init__(self, redis: aioredis.Redis, timeline_max: int, outbox_max: int, inactive_days: int) -> None:
         self.redis = redis

@@ -61,23 +61,10 @@ class Hydrator:
         self.viewer_state: ViewerState | None = None
 
     async def status_rows(self, ids: list[int]) -> dict[int, Row]:
-        found = await self.status_cache.get_many(ids)
-        missing = [i for i in ids if i not in found]
-        if missing:
-            loaded = await self.statuses.get_many(missing)
-            await self.status_cache.put_many(loaded)
-            found.update(loaded)
-        return found
+        return await read_aside(self.status_cache, self.statuses.get_many, ids)
 
     async def account_rows(self, ids: list[int]) -> dict[int, Row]:
-        unique = list(dict.fromkeys(ids))
-        found = await self.account_cache.get_many(unique)
-        missing = [i for i in unique if i not in found]
-        if missing:
-            loaded = await self.accounts.get_accounts(missing)
-            await self.account_cache.put_many(loaded)
-            found.update(loaded)
-        return found
+        return await read_aside(self.account_cache, self.accounts.get_accounts, ids)
 
     async def hydrate(self, ids: list[int], viewer_id: int | None = None) -> list[HydratedStatus]:
         """Records for ``ids`` in the given order; deleted posts (and reblogs of them) are skipped."""
@@ -118,3 +105,17 @@ class Hydrator:
                     continue
             result.append(post)
         return result
+
+
+async def read_aside(
+    cache: RecordCache, load: Callable[[list[int]], Awaitable[dict[int, Row]]], ids: list[int]
+) -> dict[int, Row]:
+    """Records by id from the cache, the misses from the graph in one query (and then cached)."""
+    unique = list(dict.fromkeys(ids))
+    found = await cache.get_many(unique)
+    missing = [i for i in unique if i not in found]
+    if missing:
+        loaded = await load(missing)
+        await cache.put_many(loaded)
+        found.update(loaded)
+    return found

@@ -31,22 +31,23 @@ async def _status_for_viewer(request: Request, status_id: str, principal: Princi
     return status_entity(post, ctx.settings)
 
 
-@router.post("/api/v1/statuses/{status_id}/favourite")
-async def favourite(status_id: str, request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def _set_liked(request: Request, status_id: str, principal: Principal, liked: bool) -> ORJSONResponse:
     ctx = context(request)
     post = (await ctx.statuses.get(parse_id(status_id), principal.account_id)).original
-    await ctx.likes.set_liked(principal.account_id, post, True)  # type: ignore[arg-type]
+    await ctx.likes.set_liked(principal.account_id, post, liked)  # type: ignore[arg-type]
     return ORJSONResponse(await _status_for_viewer(request, str(post.id), principal))
+
+
+@router.post("/api/v1/statuses/{status_id}/favourite")
+async def favourite(status_id: str, request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+    return await _set_liked(request, status_id, principal, True)
 
 
 @router.post("/api/v1/statuses/{status_id}/unfavourite")
 async def unfavourite(
     status_id: str, request: Request, principal: Principal = Depends(user_principal)
 ) -> ORJSONResponse:
-    ctx = context(request)
-    post = (await ctx.statuses.get(parse_id(status_id), principal.account_id)).original
-    await ctx.likes.set_liked(principal.account_id, post, False)  # type: ignore[arg-type]
-    return ORJSONResponse(await _status_for_viewer(request, str(post.id), principal))
+    return await _set_liked(request, status_id, principal, False)
 
 
 @router.get("/api/v1/statuses/{status_id}/favourited_by")
