@@ -73,13 +73,12 @@ class AppContext:
             account_graph,
             RecordCache(redis, "status", settings.status_cache_seconds),
             account_cache,
-            like_store,
         )
         rate_limiter = RateLimiter(redis)
         locks = Locks(redis)
         abuse = AbuseGuard(settings, redis, rate_limiter)
         likes = LikeService(settings, like_store, LikeGraph(graph), status_graph, hydrator, redis, ids, abuse)
-        hydrator.viewer_state = likes.viewer_state
+        hydrator.page_view = likes.page_view
         timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
         feed = FeedService(settings, timelines, follow_graph, status_graph, hydrator, actors)
         media = MediaService(settings, graph, ids)

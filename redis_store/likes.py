@@ -11,6 +11,8 @@ missing is loaded from the graph once, marked by a sentinel member.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import orjson
 import redis.asyncio as aioredis
 
@@ -40,6 +42,35 @@ return {1, n}
 """
 
 
+# KEYS: favs:{u}, shared:{u}; ARGV: status ids. One round trip for a page's like counts and the
+# viewer's own state: {favs loaded, shares loaded, then per post: count (-1 if none), liked, shared}.
+_VIEW = """
+local out = {redis.call('EXISTS', KEYS[1]), redis.call('EXISTS', KEYS[2])}
+for _, sid in ipairs(ARGV) do
+  out[#out + 1] = tonumber(redis.call('GET', 'likes:n:' .. sid) or -1)
+  out[#out + 1] = redis.call('ZSCORE', KEYS[1], string.rep('0', 19 - #sid) .. sid) and 1 or 0
+  out[#out + 1] = redis.call('HEXISTS', KEYS[2], sid)
+end
+return out
+"""
+
+
+@dataclass(frozen=True)
+class PageView:
+    """What one ``view`` call tells about a page of posts, for one viewer."""
+
+    favourites_loaded: bool
+    reblogs_loaded: bool
+    counts: dict[int, int]
+    liked: set[int]
+    reblogged: set[int]
+
+
+def reblogs_key(user_id: int) -> str:
+    """Hash: original post id → the user's reblog of it ("loaded" marks it filled from the graph)."""
+    return f"shared:{user_id}"
+
+
 def favs_key(user_id: int) -> str:
     return f"favs:{user_id}"
 
@@ -58,6 +89,20 @@ class LikeStore:
         self.redis = redis
         self.stream_maxlen = stream_maxlen
         self._change = redis.register_script(_CHANGE)
+        self._view = redis.register_script(_VIEW)
+
+    async def view(self, user_id: int, status_ids: list[int]) -> PageView:
+        raw = await self._view(keys=[favs_key(user_id), reblogs_key(user_id)], args=status_ids)
+        counts, liked, reblogged = {}, set(), set()
+        for i, status_id in enumerate(status_ids):
+            count, is_liked, is_shared = raw[2 + 3 * i : 5 + 3 * i]
+            if count >= 0:
+                counts[status_id] = count
+            if is_liked:
+                liked.add(status_id)
+            if is_shared:
+                reblogged.add(status_id)
+        return PageView(bool(raw[0]), bool(raw[1]), counts, liked, reblogged)
 
     async def change(
         self, event_type: str, user_id: int, status_id: int, like_id: int, persisted_count: int, event: dict

@@ -140,15 +140,21 @@ end
 return 1
 """
 
-# KEYS[1] = tl:{u}, KEYS[2] = celebs:{u}; ARGV = lo, hi, limit, ascending ("1"/"0").
-# One round trip: the inbox page and the same page of every followed celebrity's outbox.
+# KEYS: tl:{u}, celebs:{u}, active:{u}, tl:{u}:rb; ARGV = lo, hi, limit, ascending ("1"/"0"), active seconds.
+# One round trip per feed read: marks the user active (keeping their keys alive) and returns
+# whether they already were, then the inbox page and the same page of every followed
+# celebrity's outbox.
 _READ_PAGE = """
-local lo, hi, limit, asc = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
+local lo, hi, limit, asc, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1', ARGV[5]
+local was_active = redis.call('EXISTS', KEYS[3])
+redis.call('SET', KEYS[3], 1, 'EX', ttl)
+for i = 1, 4 do if i ~= 3 then redis.call('EXPIRE', KEYS[i], ttl) end end
 local function page(key)
   if asc then return redis.call('ZRANGEBYLEX', key, lo, hi, 'LIMIT', 0, limit) end
   return redis.call('ZREVRANGEBYLEX', key, hi, lo, 'LIMIT', 0, limit)
 end
-local out = page(KEYS[1])
+local out = {tostring(was_active)}
+for _, m in ipairs(page(KEYS[1])) do out[#out + 1] = m end
 for _, author in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   for _, m in ipairs(page('outbox:' .. author)) do out[#out + 1] = m end
 end
@@ -246,28 +252,19 @@ class TimelineStore:
 
     # -- reads and activity -------------------------------------------------
 
-    async def read_page(self, user_id: int, bounds: PageBounds, limit: int) -> list[int]:
-        """Inbox plus followed celebrities' outboxes for one page: merged, deduplicated, newest first."""
+    async def read_page(self, user_id: int, bounds: PageBounds, limit: int) -> tuple[bool, list[int]]:
+        """(whether the user was active, the page): inbox plus followed celebrities' outboxes, merged,
+        deduplicated, newest first. Reading marks the user active."""
         raw = await self._read_page(
-            keys=[timeline_key(user_id), celebs_key(user_id)],
-            args=[bounds.lo, bounds.hi, limit, "1" if bounds.ascending else "0"],
+            keys=[timeline_key(user_id), celebs_key(user_id), active_key(user_id), reblogs_key(user_id)],
+            args=[bounds.lo, bounds.hi, limit, "1" if bounds.ascending else "0", self.active_seconds],
         )
-        ids = sorted({int(m) for m in raw}, reverse=not bounds.ascending)[:limit]
-        return sorted(ids, reverse=True)
+        ids = sorted({int(m) for m in raw[1:]}, reverse=not bounds.ascending)[:limit]
+        return raw[0] == "1", sorted(ids, reverse=True)
 
     async def oldest_entry(self, user_id: int) -> int | None:
         first = await self.redis.zrange(timeline_key(user_id), 0, 0)
         return int(first[0]) if first else None
-
-    async def touch_active(self, user_id: int) -> bool:
-        """Mark the user active; True if they already were (their inbox is being kept)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(active_key(user_id), 1, ex=self.active_seconds, get=True)
-            pipe.expire(timeline_key(user_id), self.active_seconds)
-            pipe.expire(reblogs_key(user_id), self.active_seconds)
-            pipe.expire(celebs_key(user_id), self.active_seconds)
-            previous, *_ = await pipe.execute()
-        return previous is not None
 
     async def is_celebrity_ready(self, author_id: int) -> bool:
         return bool(await self.redis.exists(celeb_ready_key(author_id)))

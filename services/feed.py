@@ -45,11 +45,12 @@ class FeedService:
     async def home(
         self, user_id: int, max_id: int | None, since_id: int | None, min_id: int | None, limit: int
     ) -> list[HydratedStatus]:
-        if not await self.timelines.touch_active(user_id):
-            await self.rebuild(user_id)
         bounds = PageBounds.from_cursors(max_id, since_id, min_id)
         # Over-fetch a little: entries of deleted posts are dropped during hydration.
-        ids = await self.timelines.read_page(user_id, bounds, limit + 5)
+        was_active, ids = await self.timelines.read_page(user_id, bounds, limit + 5)
+        if not was_active:  # the inbox was not kept up: rebuild it, then read again
+            await self.rebuild(user_id)
+            _, ids = await self.timelines.read_page(user_id, bounds, limit + 5)
         hydrated = dedupe_reblogs(await self.hydrator.hydrate(ids, viewer_id=user_id))
         return hydrated[:limit] if not bounds.ascending else hydrated[-limit:]
 

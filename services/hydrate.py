@@ -3,8 +3,8 @@
 Statuses and their authors come from the Redis cache (one MGET each) and
 fall back to the graph (one query each) for the misses, which are then
 cached. Reblogs bring their originals along in one more round. Like counts
-come from the live Redis counters; the viewer's own likes and reblogs from
-their per-user Redis indexes. Deleted posts are dropped.
+and the viewer's own likes and reblogs come from one more Redis call
+(``page_view``). Deleted posts are dropped.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 from graph.accounts import AccountGraph
 from graph.statuses import StatusGraph
 from redis_store.cache import RecordCache
-from redis_store.likes import LikeStore
+from redis_store.likes import PageView
 
 Row = dict[str, Any]
 AttachmentLoader = Callable[[list[int]], Awaitable[dict[int, Row]]]
-ViewerState = Callable[[int, list[int]], Awaitable[tuple[set[int], set[int]]]]
+PageViewLoader = Callable[[int | None, list[int]], Awaitable[PageView]]
 
 
 @dataclass
@@ -50,15 +50,13 @@ class Hydrator:
         accounts: AccountGraph,
         status_cache: RecordCache,
         account_cache: RecordCache,
-        likes: LikeStore,
     ) -> None:
         self.statuses = statuses
         self.accounts = accounts
         self.status_cache = status_cache
         self.account_cache = account_cache
-        self.likes = likes
         self.attachment_loader: AttachmentLoader | None = None
-        self.viewer_state: ViewerState | None = None
+        self.page_view: PageViewLoader | None = None
 
     async def status_rows(self, ids: list[int]) -> dict[int, Row]:
         return await read_aside(self.status_cache, self.statuses.get_many, ids)
@@ -75,10 +73,9 @@ class Hydrator:
         accounts = await self.account_rows([s["account_id"] for s in statuses.values()])
         media_ids = [m for s in statuses.values() for m in (s.get("media_ids") or [])]
         media = await self.attachment_loader(media_ids) if media_ids and self.attachment_loader else {}
-        counts = await self.likes.counts(list(statuses))
-        liked, reblogged = (
-            await self.viewer_state(viewer_id, list(statuses)) if viewer_id and self.viewer_state else (set(), set())
-        )
+        view = await self.page_view(viewer_id, list(statuses)) if self.page_view else None
+        counts = view.counts if view else {}
+        liked, reblogged = (view.liked, view.reblogged) if view else (set(), set())
 
         def build(status_id: int) -> HydratedStatus | None:
             status = statuses.get(status_id)

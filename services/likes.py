@@ -17,16 +17,11 @@ from config import Settings
 from graph.likes import LikeGraph
 from graph.statuses import StatusGraph
 from ids import SnowflakeGenerator
-from redis_store.likes import LikeStore
+from redis_store.likes import LikeStore, PageView, reblogs_key
 from services.abuse import AbuseGuard
 from services.hydrate import HydratedStatus, Hydrator
 
 REBLOGS_LOADED = "loaded"
-
-
-def reblogs_key(user_id: int) -> str:
-    """Hash: original post id → the user's reblog of it."""
-    return f"shared:{user_id}"
 
 
 class LikeService:
@@ -106,13 +101,16 @@ class LikeService:
             reblogs_key(user_id), mapping={REBLOGS_LOADED: 1, **{str(orig): rid for orig, rid in pairs}}
         )
 
-    async def viewer_state(self, user_id: int, status_ids: list[int]) -> tuple[set[int], set[int]]:
-        """(the posts among ``status_ids`` the user liked, those they reblogged)."""
-        await self.ensure_loaded(user_id)
-        await self.ensure_reblogs_loaded(user_id)
-        liked = await self.store.liked(user_id, status_ids)
-        shared = await self.redis.hmget(reblogs_key(user_id), [str(s) for s in status_ids]) if status_ids else []
-        return liked, {s for s, r in zip(status_ids, shared, strict=True) if r is not None}
+    async def page_view(self, user_id: int | None, status_ids: list[int]) -> PageView:
+        """Like counts of a page, and the viewer's likes and reblogs among it: one Redis call."""
+        if user_id is None:
+            return PageView(True, True, await self.store.counts(status_ids), set(), set())
+        view = await self.store.view(user_id, status_ids)
+        if not (view.favourites_loaded and view.reblogs_loaded):  # first read after a cold start
+            await self.ensure_loaded(user_id)
+            await self.ensure_reblogs_loaded(user_id)
+            view = await self.store.view(user_id, status_ids)
+        return view
 
     async def remember_reblog(self, user_id: int, original_id: int, reblog_id: int | None) -> None:
         if await self.redis.exists(reblogs_key(user_id)):

@@ -7,7 +7,7 @@ from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field
 
 from api.auth import context, optional_principal, user_principal
-from api.entities import account_entity, status_entity
+from api.entities import account_entity, status_entities, status_entity
 from api.pagination import PageParams, link_header
 from api.params import parse
 from api.routes.accounts import parse_id
@@ -68,7 +68,7 @@ async def favourites(request: Request, principal: Principal = Depends(user_princ
     page = await parse(request, PageParams)
     found = await ctx.likes.favourites(principal.account_id, page.max_id, page.since_id, page.limit)  # type: ignore[arg-type]
     headers = link_header(request, found[0][0], found[-1][0]) if found else {}
-    return ORJSONResponse([status_entity(p, ctx.settings) for _, p in found], headers=headers)
+    return ORJSONResponse(status_entities([p for _, p in found], ctx.settings), headers=headers)
 
 
 @router.post("/api/v1/statuses/{status_id}/reblog")
@@ -114,8 +114,8 @@ async def thread(
         headers["Link"] = f'<{url}>; rel="next"'
     return ORJSONResponse(
         {
-            "ancestors": [status_entity(p, ctx.settings) for p in ancestors],
-            "descendants": [status_entity(p, ctx.settings) for p in descendants],
+            "ancestors": status_entities(ancestors, ctx.settings),
+            "descendants": status_entities(descendants, ctx.settings),
         },
         headers=headers,
     )

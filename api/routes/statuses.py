@@ -7,7 +7,7 @@ from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field, field_validator
 
 from api.auth import context, optional_principal, user_principal
-from api.entities import status_entity
+from api.entities import status_entities, status_entity
 from api.pagination import PageParams, link_header
 from api.params import parse
 from api.routes.accounts import parse_id
@@ -93,4 +93,4 @@ async def account_statuses(
         query.exclude_replies,
     )
     headers = link_header(request, posts[0].status["id"], posts[-1].status["id"]) if posts else {}
-    return ORJSONResponse([status_entity(p, ctx.settings) for p in posts], headers=headers)
+    return ORJSONResponse(status_entities(posts, ctx.settings), headers=headers)

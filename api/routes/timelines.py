@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import ORJSONResponse
 
 from api.auth import context, user_principal
-from api.entities import status_entity
+from api.entities import status_entities
 from api.pagination import PageParams, link_header
 from api.params import parse
 from services.auth import Principal
@@ -20,4 +20,4 @@ async def home(request: Request, principal: Principal = Depends(user_principal))
     page = await parse(request, PageParams)
     posts = await ctx.feed.home(principal.account_id, page.max_id, page.since_id, page.min_id, page.limit)  # type: ignore[arg-type]
     headers = link_header(request, posts[0].status["id"], posts[-1].status["id"]) if posts else {}
-    return ORJSONResponse([status_entity(p, ctx.settings) for p in posts], headers=headers)
+    return ORJSONResponse(status_entities(posts, ctx.settings), headers=headers)
