@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     public_url: str = ""  # what clients see; defaults to http://host:port
-    serve_replicas: int = 1
+    serve_replicas: int = 2  # one per core here: the replica's CPU bounds feed reads (bench/feed_bench.py)
     ray_namespace: str = "raygram"
 
     # Instance metadata.

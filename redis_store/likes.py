@@ -21,8 +21,10 @@ from redis_store.timelines import member
 
 LOADED = "loaded"  # sentinel member (score -1) of a favourites set loaded from the graph
 
-# KEYS: favs:{user}, likes:n:{status}, stream; ARGV: member, score, initial count, event data, maxlen, event type
+# KEYS: favs:{user}, likes:n:{status}, stream; ARGV: member, score, initial count, event data, maxlen, event type.
+# Returns {changed (1/0), count}, or {-1, 0} when the user's favourites are not loaded yet.
 _CHANGE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
 local liked = redis.call('ZSCORE', KEYS[1], ARGV[1])
 local like = ARGV[6] == 'like.created'
 if (like and liked) or (not like and not liked) then
@@ -106,8 +108,11 @@ class LikeStore:
 
     async def change(
         self, event_type: str, user_id: int, status_id: int, like_id: int, persisted_count: int, event: dict
-    ) -> tuple[bool, int]:
-        """Apply a like or unlike; (whether anything changed, the post's like count)."""
+    ) -> tuple[bool | None, int]:
+        """Apply a like or unlike: (whether anything changed, the post's like count).
+
+        (None, 0) means the user's favourites must be loaded from the graph first.
+        """
         changed, count = await self._change(
             keys=[favs_key(user_id), count_key(status_id), STREAM],
             args=[
@@ -119,7 +124,7 @@ class LikeStore:
                 event_type,
             ],
         )
-        return bool(changed), int(count)
+        return (None if changed == -1 else bool(changed)), int(count)
 
     async def favourites_loaded(self, user_id: int) -> bool:
         return bool(await self.redis.exists(favs_key(user_id)))

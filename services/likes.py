@@ -52,9 +52,11 @@ class LikeService:
             )
 
     async def set_liked(self, user_id: int, post: HydratedStatus, liked: bool) -> None:
-        """Like or unlike ``post`` (an original, not a reblog wrapper); idempotent."""
+        """Like or unlike ``post`` (an original, not a reblog wrapper); idempotent.
+
+        ``post`` is updated in place (count, ``favourited``), so the caller can answer without re-reading.
+        """
         await self.abuse.rate_limit("favourite", user_id)
-        await self.ensure_loaded(user_id)
         like_id = self.ids.next_id()
         event = {
             "account_id": user_id,
@@ -63,14 +65,13 @@ class LikeService:
             "like_id": like_id,
             "created_at": int(time.time() * 1000),
         }
-        changed, _ = await self.store.change(
-            "like.created" if liked else "like.deleted",
-            user_id,
-            post.id,
-            like_id,
-            int(post.status.get("favourites_count") or 0),
-            event,
-        )
+        kind = "like.created" if liked else "like.deleted"
+        persisted = int(post.status.get("favourites_count") or 0)
+        changed, count = await self.store.change(kind, user_id, post.id, like_id, persisted, event)
+        if changed is None:  # first like since a cold start: load the user's likes, then apply
+            await self.ensure_loaded(user_id)
+            changed, count = await self.store.change(kind, user_id, post.id, like_id, persisted, event)
+        post.favourites_count, post.favourited = count, liked
         if changed and liked:
             metrics.count("raygram_likes", "Likes")
 

@@ -25,17 +25,11 @@ class ContextQuery(BaseModel):
     limit: int = Field(default=60, ge=1, le=4096)
 
 
-async def _status_for_viewer(request: Request, status_id: str, principal: Principal) -> dict:
-    ctx = context(request)
-    post = await ctx.statuses.get(parse_id(status_id), principal.account_id)
-    return status_entity(post, ctx.settings)
-
-
 async def _set_liked(request: Request, status_id: str, principal: Principal, liked: bool) -> ORJSONResponse:
     ctx = context(request)
     post = (await ctx.statuses.get(parse_id(status_id), principal.account_id)).original
     await ctx.likes.set_liked(principal.account_id, post, liked)  # type: ignore[arg-type]
-    return ORJSONResponse(await _status_for_viewer(request, str(post.id), principal))
+    return ORJSONResponse(status_entity(post, ctx.settings))
 
 
 @router.post("/api/v1/statuses/{status_id}/favourite")
