@@ -27,6 +27,14 @@ ROLES: tuple[tuple[str, str], ...] = (
     ("InboxShard", "actors"),
     ("FanoutWorker", "actors"),
     ("CelebrityOutbox", "actors"),
+    ("LikePersister", "actors"),
+    ("Notifier", "actors"),
+    # Ray's own processes, so that load-driven control-plane and metrics work is not lost in "other".
+    ("ServeController", "serve control"),
+    ("HAProxyManager", "serve control"),
+    ("DashboardAgent", "ray agent"),
+    ("gcs_server", "ray core"),
+    ("raylet", "ray core"),
 )
 
 

@@ -8,6 +8,8 @@
    with the audience.
 3. Home-feed read over HTTP through Serve with 32 connections, against a bare
    aiohttp + Redis server (``bench/baseline_server.py``) doing the same reads.
+4. Likes over HTTP with 32 connections, every request a new like, against the
+   same baseline server making the same Redis writes (``bench/likes_bench.py``).
 
 The stack is the one ``raygram up`` and the tests start (``stack.Stack``), on
 free loopback ports in a temporary state folder; only what this run started
@@ -62,6 +64,8 @@ BENCH_ENV = {
     "ARGON2_MEMORY_KIB": "8192",
     "ARGON2_PARALLELISM": "1",
     "SIGNUP_RATE_LIMIT": "100000",
+    # Per account and hour: the likes benchmark has each user like hundreds of posts in seconds.
+    "FAVOURITE_RATE_LIMIT": "10000000",
     # Above every follower count used here: who is a celebrity is decided by
     # ``celeb:ready`` and the graph flag, which the celebrity benchmark sets itself.
     "CELEBRITY_THRESHOLD": "1000000",
@@ -586,10 +590,18 @@ async def run_all(stack: Stack, names: list[str]) -> None:
         await redis.aclose()
 
 
+async def likes_bench(bench: Bench) -> None:
+    """Imported when run: ``bench.likes_bench`` builds on this module, so importing it at the top would be circular."""
+    from bench.likes_bench import likes_bench as run
+
+    await run(bench)
+
+
 BENCHMARKS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "fanout": fanout_bench,
     "celebrity": celebrity_bench,
     "read": feed_read_bench,
+    "likes": likes_bench,
 }
 
 
