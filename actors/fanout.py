@@ -116,7 +116,9 @@ class FanoutWorker:
         if await self.timelines.is_celebrity_ready(author_id):
             await self.actors.outbox_for(author_id).append.remote(author_id, [status_id], announce=True)
         else:
-            await self._for_each_follower_page(author_id, lambda inbox, users: inbox.deliver.remote([entry], users))
+            await self._for_each_follower_page(
+                author_id, lambda inbox, users: inbox.deliver.remote([entry], users, author_id)
+            )
         await self.actors.inbox_for(author_id).deliver.remote([entry], [author_id])
         await self.statuses.mark_delivered(status_id)
         record_fanout_lag(time.time() * 1000 - id_to_ms(status_id))
@@ -155,7 +157,7 @@ class FanoutWorker:
 
         async def switch(inbox: ActorHandle, users: list[int]) -> None:
             if recent:
-                await inbox.deliver.remote(recent, users)
+                await inbox.deliver.remote(recent, users, author_id)
             await inbox.unfollow_celebrity.remote(author_id, users)
 
         await self._for_each_follower_page(author_id, switch)

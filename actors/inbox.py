@@ -22,9 +22,9 @@ class InboxShard:
     async def ping(self) -> int:
         return self.shard
 
-    async def deliver(self, entries: list[Entry], user_ids: list[int]) -> int:
+    async def deliver(self, entries: list[Entry], user_ids: list[int], author_id: int | None = None) -> int:
         """Add posts to the inboxes of the active users among ``user_ids``; returns inboxes written."""
-        return await self.store.deliver(entries, user_ids)
+        return await self.store.deliver(entries, user_ids, author_id)
 
     async def remove(self, entries: list[Entry], user_ids: list[int]) -> None:
         await self.store.remove(entries, user_ids)

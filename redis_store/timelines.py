@@ -15,6 +15,7 @@ Keys:
                       fan-out skips users without it and their next read rebuilds
   ``celeb:ready:{author}`` the author's followers all have them in ``celebs:``;
                       posts go to the outbox only while it exists
+  ``unfollowed:{author}:{user}`` a recent unfollow: late fan-out writes for the pair are dropped
 """
 
 from __future__ import annotations
@@ -84,19 +85,38 @@ def celeb_ready_key(author_id: int) -> str:
     return f"celeb:ready:{author_id}"
 
 
+def unfollowed_key(user_id: int, author_id: int) -> str:
+    return f"unfollowed:{author_id}:{user_id}"
+
+
+UNFOLLOW_GUARD_SECONDS = 600  # longer than any fan-out or promotion runs
+
+# KEYS: celebs:{u} per user; ARGV[1] = author, ARGV[2..] = the users' ids, in the same order.
+_FOLLOW_CELEBRITY = """
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', 'unfollowed:' .. ARGV[1] .. ':' .. ARGV[i + 1]) == 0 then redis.call('SADD', key, ARGV[1]) end
+end
+return 1
+"""
+
+
 # KEYS[1] = streaming:online; then per user (active:{u}, tl:{u}, tl:{u}:rb, stream:{u}).
-# ARGV[1] = cap, then pairs (member, reblogged member or '').
+# ARGV[1] = cap, ARGV[2] = author id or '', then pairs (member, reblogged member or '').
 # Adds the entries to every active user's inbox, trims it, and pushes an "update"
 # to users with an open streaming connection. A reblog is skipped when its
 # original, or another reblog of it, is already in the inbox (Mastodon's rule).
+# Users who just unfollowed the author are skipped: a fan-out that read the
+# follower list before the unfollow must not put the post back.
 _DELIVER = """
-local cap = tonumber(ARGV[1])
+local cap, author = tonumber(ARGV[1]), ARGV[2]
 local written = 0
 for i = 2, #KEYS, 4 do
   local tl, rb, chan = KEYS[i + 1], KEYS[i + 2], KEYS[i + 3]
-  if redis.call('EXISTS', KEYS[i]) == 1 then
+  local uid = string.sub(chan, 8)
+  local unfollowed = author ~= '' and redis.call('EXISTS', 'unfollowed:' .. author .. ':' .. uid) == 1
+  if redis.call('EXISTS', KEYS[i]) == 1 and not unfollowed then
     local added = {}
-    for j = 2, #ARGV, 2 do
+    for j = 3, #ARGV, 2 do
       local m, orig = ARGV[j], ARGV[j + 1]
       local wanted = true
       if orig ~= '' then
@@ -111,7 +131,7 @@ for i = 2, #KEYS, 4 do
     end
     local size = redis.call('ZCARD', tl)
     if size > cap then redis.call('ZREMRANGEBYRANK', tl, 0, size - cap - 1) end
-    if #added > 0 and redis.call('HEXISTS', KEYS[1], string.sub(chan, 8)) == 1 then
+    if #added > 0 and redis.call('HEXISTS', KEYS[1], uid) == 1 then
       for _, m in ipairs(added) do
         redis.call('PUBLISH', chan, '{"event":"update","status_id":"' .. string.gsub(m, '^0+', '') .. '"}')
       end
@@ -194,16 +214,21 @@ class TimelineStore:
         self.outbox_max = outbox_max
         self.active_seconds = inactive_days * 86_400
         self._deliver = redis.register_script(_DELIVER)
+        self._follow_celebrity = redis.register_script(_FOLLOW_CELEBRITY)
         self._remove = redis.register_script(_REMOVE)
         self._read_page = redis.register_script(_READ_PAGE)
 
     # -- writes (called by the actors) -------------------------------------
 
-    async def deliver(self, entries: list[Entry], user_ids: list[int]) -> int:
-        """Add posts to the inboxes of the active users among ``user_ids``; one round trip."""
+    async def deliver(self, entries: list[Entry], user_ids: list[int], author_id: int | None = None) -> int:
+        """Add posts (all by ``author_id``, when given) to the inboxes of the active users among ``user_ids``.
+
+        One round trip. Users who just unfollowed ``author_id`` are skipped.
+        """
         if not entries or not user_ids:
             return 0
-        return int(await self._deliver(keys=user_keys(user_ids), args=[self.timeline_max, *entry_args(entries)]))
+        args = [self.timeline_max, "" if author_id is None else author_id, *entry_args(entries)]
+        return int(await self._deliver(keys=user_keys(user_ids), args=args))
 
     async def remove(self, entries: list[Entry], user_ids: list[int]) -> None:
         if entries and user_ids:
@@ -232,10 +257,16 @@ class TimelineStore:
         await self.redis.delete(outbox_key(author_id))
 
     async def follow_celebrity(self, user_ids: list[int], author_id: int) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for user_id in user_ids:
-                pipe.sadd(celebs_key(user_id), author_id)
-            await pipe.execute()
+        """Add the celebrity to the users' read-time merge, except for users who just unfollowed them."""
+        if user_ids:
+            await self._follow_celebrity(keys=[celebs_key(u) for u in user_ids], args=[author_id, *user_ids])
+
+    async def mark_unfollowed(self, user_id: int, author_id: int) -> None:
+        """For a while, no fan-out or promotion that started before the unfollow may write for this pair."""
+        await self.redis.set(unfollowed_key(user_id, author_id), 1, ex=UNFOLLOW_GUARD_SECONDS)
+
+    async def clear_unfollowed(self, user_id: int, author_id: int) -> None:
+        await self.redis.delete(unfollowed_key(user_id, author_id))
 
     async def unfollow_celebrity(self, user_ids: list[int], author_id: int) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:

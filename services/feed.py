@@ -65,13 +65,17 @@ class FeedService:
         await self.actors.inbox_for(user_id).rebuild.remote(user_id, entries[::-1], celebrities)
 
     async def after_follow(self, follower: int, followee: int) -> None:
+        await self.timelines.clear_unfollowed(follower, followee)
         if await self.timelines.is_celebrity_ready(followee):
             await self.actors.inbox_for(follower).follow_celebrity.remote(followee, [follower])
             return
         recent = await self.statuses.recent_entries([followee], 0, self.settings.backfill_count)
-        await self.actors.inbox_for(follower).deliver.remote(recent[::-1], [follower])
+        await self.actors.inbox_for(follower).deliver.remote(recent[::-1], [follower], followee)
 
     async def after_unfollow(self, follower: int, followee: int) -> None:
+        # First the guard, then the clean-up: a fan-out or promotion that read the follower list before
+        # the unfollow either wrote already (and is cleaned up below) or is refused by the guard.
+        await self.timelines.mark_unfollowed(follower, followee)
         inbox = self.actors.inbox_for(follower)
         await inbox.unfollow_celebrity.remote(followee, [follower])
         oldest = await self.timelines.oldest_entry(follower)

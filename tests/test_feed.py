@@ -386,3 +386,28 @@ def test_mastodon_py_follow_post_and_timeline(base_url: str, visibility: str) ->
     eventually(lambda: {s.id for s in one.timeline_home()} >= {first.id, second.id})
     eventually(lambda: {s.id for s in two.timeline_home()} >= {first.id, second.id})
     assert one.account_relationships(me_two.id)[0].following is True
+
+
+def test_late_fan_out_after_an_unfollow_does_not_bring_posts_back(
+    http: httpx.Client, make_user: UserFactory, stack: Stack, redis_client: redis.Redis
+) -> None:
+    """A fan-out or promotion that read the follower list just before an unfollow finishes after it."""
+    from actors.registry import inbox_name, shard_of
+
+    author, reader = make_user(), make_user()
+    home(http, reader)
+    follow(http, reader, author)
+    status = post(http, author, "in flight")
+    eventually(lambda: status["id"] in home_ids(http, reader))
+    unfollow(http, reader, author)
+    assert status["id"] not in home_ids(http, reader)
+    inbox = ray.get_actor(
+        inbox_name(shard_of(int(reader.id), stack.settings.inbox_shards)), namespace=stack.settings.ray_namespace
+    )
+    # What the in-flight fan-out and a concurrent promotion would now write for the old follower:
+    assert ray.get(inbox.deliver.remote([(int(status["id"]), None)], [int(reader.id)], int(author.id))) == 0
+    ray.get(inbox.follow_celebrity.remote(int(author.id), [int(reader.id)]))
+    assert status["id"] not in home_ids(http, reader)
+    assert redis_client.sismember(f"celebs:{reader.id}", author.id) == 0
+    follow(http, reader, author)  # following again lifts the guard at once
+    assert status["id"] in home_ids(http, reader)
