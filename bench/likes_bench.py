@@ -85,10 +85,10 @@ async def seed(bench: Bench) -> tuple[list[Account], list[int], list[int]]:
     users, authors = people[:LIKE_USERS], people[LIKE_USERS:]
     texts = [f"Like bench post {i}: a caption of ordinary length, with a line break\nand an <angle>." for i in range(2)]
     posts = await bounded_gather(
-        [bench.post(authors[i % LIKE_AUTHORS], texts[i % 2]) for i in range(2 * LIKE_POSTS)], SEED_CONCURRENCY
+        [bench.post(authors[i // 2 % LIKE_AUTHORS], texts[i % 2]) for i in range(2 * LIKE_POSTS)], SEED_CONCURRENCY
     )
     ids = [int(p["id"]) for p in posts]
-    return users, ids[0::2], ids[1::2]  # interleaved, so both sets have the same authors and ages
+    return users, ids[0::2], ids[1::2]  # interleaved, so both sets have the same authors, texts' length and ages
 
 
 async def warm(bench: Bench, users: list[Account], posts: list[int]) -> None:
