@@ -19,6 +19,13 @@ log = logging.getLogger("raygram.consumer")
 BatchHandler = Callable[[list[Event]], Awaitable[None]]
 
 
+async def _own_pending_or_nothing(events: EventStream, group: str, consumer: str) -> list[Event]:
+    try:
+        return await events.read_own_pending(group, consumer, count=1000)
+    except Exception:  # Redis itself is away; the loop will come back here
+        return []
+
+
 async def consume_forever(
     events: EventStream,
     group: str,
@@ -44,3 +51,5 @@ async def consume_forever(
         except Exception:
             log.exception("%s: batch failed; its events stay pending and will be retried", consumer)
             await asyncio.sleep(1)
+            # Retry our own pending events before anything newer, so that order holds (a like, then its unlike).
+            backlog = await _own_pending_or_nothing(events, group, consumer)

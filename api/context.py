@@ -91,7 +91,7 @@ class AppContext:
             ids=ids,
             rate_limiter=rate_limiter,
             auth=AuthService(settings, account_graph, redis, ids, passwords),
-            accounts=AccountService(settings, account_graph, ids, passwords),
+            accounts=AccountService(settings, account_graph, ids, passwords, account_cache),
             events=events,
             follows=FollowService(
                 settings, follow_graph, account_graph, feed, events, account_cache, ids, abuse, locks

@@ -23,10 +23,17 @@ class PageParams(BaseModel):
         return min(value, 40)  # Mastodon clamps rather than refusing
 
 
-def link_header(request: Request, newest: int | None, oldest: int | None) -> dict[str, str]:
-    """``next`` pages to older items (max_id), ``prev`` to newer ones (min_id)."""
+def link_header(request: Request, newest: int | None, oldest: int | None, *, prev: bool = True) -> dict[str, str]:
+    """``next`` pages to older items (max_id), ``prev`` to newer ones (min_id).
+
+    Lists that cannot page forward from a cursor pass ``prev=False`` rather than advertise a link that
+    would return their first page again.
+    """
     if newest is None or oldest is None:
         return {}
     base = str(request.url.remove_query_params(["max_id", "since_id", "min_id"]))
     separator = "&" if "?" in base else "?"
-    return {"Link": f'<{base}{separator}max_id={oldest}>; rel="next", <{base}{separator}min_id={newest}>; rel="prev"'}
+    links = [f'<{base}{separator}max_id={oldest}>; rel="next"']
+    if prev:
+        links.append(f'<{base}{separator}min_id={newest}>; rel="prev"')
+    return {"Link": ", ".join(links)}

@@ -218,9 +218,14 @@ class StatusGraph:
         min_id: int | None,
         limit: int,
         exclude_replies: bool = False,
+        include_private: bool = True,
     ) -> list[Row]:
-        """One page of an author's posts, newest first (``min_id`` pages forward from a cursor)."""
+        """One page of an author's posts, newest first (``min_id`` pages forward from a cursor).
+
+        Filters run inside the query, before its ``LIMIT``, so a page is never short for a filtered viewer.
+        """
         replies = "AND s.in_reply_to_id IS NULL" if exclude_replies else ""
+        replies += "" if include_private else " AND s.visibility <> 'private'"
         order = "ASC" if min_id is not None else "DESC"
         rows = await self.graph.read(
             f"""

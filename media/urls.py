@@ -71,7 +71,9 @@ class UrlSigner:
 
     def verify(self, path: str, expires: str | None, sig: str | None, now: float | None = None) -> bool:
         """True when ``sig`` signs ``path`` and ``expires`` and that moment has not passed."""
-        if not expires or not sig or not expires.isdigit() or len(expires) > 12:
+        if not expires or not sig or not (expires.isascii() and expires.isdigit() and sig.isascii()):
+            return False
+        if len(expires) > 12:
             return False
         if int(expires) < (time.time() if now is None else now):
             return False

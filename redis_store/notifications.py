@@ -43,7 +43,7 @@ local size = redis.call('ZCARD', KEYS[1])
 local cap = tonumber(ARGV[3])
 if size > cap then
   for _, old in ipairs(redis.call('ZRANGE', KEYS[1], 0, size - cap - 1)) do
-    redis.call('DEL', 'notif:' .. tonumber(old))
+    redis.call('DEL', 'notif:' .. string.gsub(old, '^0+', ''))
   end
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, size - cap - 1)
 end

@@ -121,7 +121,7 @@ for i = 2, #KEYS, 4 do
       local wanted = true
       if orig ~= '' then
         local previous = redis.call('HGET', rb, orig)
-        if redis.call('ZSCORE', tl, orig) or (previous and previous ~= m) then
+        if redis.call('ZSCORE', tl, orig) or (previous and previous ~= m and redis.call('ZSCORE', tl, previous)) then
           wanted = false
         else
           redis.call('HSET', rb, orig, m)
@@ -296,6 +296,18 @@ class TimelineStore:
     async def oldest_entry(self, user_id: int) -> int | None:
         first = await self.redis.zrange(timeline_key(user_id), 0, 0)
         return int(first[0]) if first else None
+
+    async def celebrities_ready(self, author_ids: list[int]) -> list[bool]:
+        """For each author, whether they are served by pull (one round trip)."""
+        if not author_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for author_id in author_ids:
+                pipe.exists(celeb_ready_key(author_id))
+            return [bool(found) for found in await pipe.execute()]
+
+    async def forget_active(self, user_id: int) -> None:
+        await self.redis.delete(active_key(user_id))
 
     async def is_celebrity_ready(self, author_id: int) -> bool:
         return bool(await self.redis.exists(celeb_ready_key(author_id)))

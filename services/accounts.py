@@ -13,6 +13,7 @@ import time
 from config import Settings
 from graph.accounts import AccountGraph, EmailTaken, UsernameTaken
 from ids import SnowflakeGenerator
+from redis_store.cache import RecordCache
 from services.errors import NotFound, Unprocessable
 from services.passwords import Passwords
 
@@ -30,8 +31,16 @@ def field_error(field: str, code: str, description: str) -> Unprocessable:
 
 
 class AccountService:
-    def __init__(self, settings: Settings, graph: AccountGraph, ids: SnowflakeGenerator, passwords: Passwords):
+    def __init__(
+        self,
+        settings: Settings,
+        graph: AccountGraph,
+        ids: SnowflakeGenerator,
+        passwords: Passwords,
+        cache: RecordCache,
+    ) -> None:
         self.settings = settings
+        self.cache = cache  # the read-aside copy embedded in statuses; dropped on every profile change
         self.graph = graph
         self.ids = ids
         self.passwords = passwords
@@ -107,4 +116,5 @@ class AccountService:
         )
         if account is None:
             raise NotFound("Record not found")
+        await self.cache.invalidate(account_id)
         return account

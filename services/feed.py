@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from actors.registry import ActorDirectory
@@ -49,7 +48,11 @@ class FeedService:
         # Over-fetch a little: entries of deleted posts are dropped during hydration.
         was_active, ids = await self.timelines.read_page(user_id, bounds, limit + 5)
         if not was_active:  # the inbox was not kept up: rebuild it, then read again
-            await self.rebuild(user_id)
+            try:
+                await self.rebuild(user_id)
+            except BaseException:
+                await self.timelines.forget_active(user_id)  # so that the next read tries again
+                raise
             _, ids = await self.timelines.read_page(user_id, bounds, limit + 5)
         hydrated = dedupe_reblogs(await self.hydrator.hydrate(ids, viewer_id=user_id))
         return hydrated[:limit] if not bounds.ascending else hydrated[-limit:]
@@ -57,7 +60,7 @@ class FeedService:
     async def rebuild(self, user_id: int) -> None:
         """Pull recent posts of everyone the user follows (and their own) from the graph."""
         authors = await self.follows.followed_authors(user_id, REBUILD_FOLLOWING_LIMIT)
-        ready = await asyncio.gather(*(self.timelines.is_celebrity_ready(a) for a in authors))
+        ready = await self.timelines.celebrities_ready(authors)
         celebrities = [a for a, is_celebrity in zip(authors, ready, strict=True) if is_celebrity]
         ordinary = [a for a, is_celebrity in zip(authors, ready, strict=True) if not is_celebrity]
         window_start = min_id_at_ms(int(time.time() * 1000) - self.settings.rebuild_window_days * 86_400_000)

@@ -174,12 +174,17 @@ class StatusService:
         return hydrated[0]
 
     async def can_see(self, post: HydratedStatus, viewer_id: int | None) -> bool:
-        if post.status["visibility"] != "private" or viewer_id == post.status["account_id"]:
-            return True
-        if viewer_id is None:
-            return False
-        following, _ = await self.follows.relationships(viewer_id, [post.status["account_id"]])
-        return post.status["account_id"] in following
+        """Private posts are for their author and followers; a reblog is visible only if what it shares is."""
+        for shown in {post.id: post, post.original.id: post.original}.values():
+            author = shown.status["account_id"]
+            if shown.status["visibility"] != "private" or viewer_id == author:
+                continue
+            if viewer_id is None:
+                return False
+            following, _ = await self.follows.relationships(viewer_id, [author])
+            if author not in following:
+                return False
+        return True
 
     async def delete(self, status_id: int, account_id: int) -> HydratedStatus:
         """Delete a post; its author may, and so may the author of the post a comment replies to."""
@@ -211,8 +216,10 @@ class StatusService:
     async def reblog(self, account_id: int, status_id: int, visibility: str) -> HydratedStatus:
         """Share a post with one's followers (once; sharing again returns the same reblog)."""
         original = (await self.get(status_id, account_id)).original
-        if original.status["visibility"] == "private" and original.status["account_id"] != account_id:
-            raise Unprocessable("Validation failed: Reblog of a private post is not allowed")
+        if original.status["visibility"] == "private":
+            if original.status["account_id"] != account_id:
+                raise Unprocessable("Validation failed: Reblog of a private post is not allowed")
+            visibility = "private"  # sharing your own private post keeps it among your followers
         if visibility not in VISIBILITIES:
             raise Unprocessable(f"Validation failed: Visibility must be one of {', '.join(VISIBILITIES)}")
         await self.abuse.rate_limit("post", account_id)
@@ -293,13 +300,16 @@ class StatusService:
         limit: int,
         exclude_replies: bool,
     ) -> list[HydratedStatus]:
-        rows = await self.statuses.by_author(account_id, max_id, since_id, min_id, limit, exclude_replies)
+        may_see_private = viewer_id == account_id
+        if viewer_id is not None and not may_see_private:
+            following, _ = await self.follows.relationships(viewer_id, [account_id])
+            may_see_private = account_id in following
+        rows = await self.statuses.by_author(
+            account_id, max_id, since_id, min_id, limit, exclude_replies, include_private=may_see_private
+        )
         if not rows:
             return []
         await self.hydrator.status_cache.put_many({r["id"]: r for r in rows})
         posts = await self.hydrator.hydrate([r["id"] for r in rows], viewer_id=viewer_id)
-        if viewer_id != account_id and any(p.status["visibility"] == "private" for p in posts):
-            following, _ = await self.follows.relationships(viewer_id, [account_id]) if viewer_id else (set(), set())
-            if account_id not in following:
-                posts = [p for p in posts if p.status["visibility"] != "private"]
-        return posts
+        # Reblogs of other people's private posts: only for those who may see the original.
+        return [p for p in posts if p.reblog is None or await self.can_see(p, viewer_id)]

@@ -427,3 +427,44 @@ def test_concurrent_shares_by_one_account_make_one_reblog(
         assert len(set(pool.map(attempt, range(6)))) == 1
     assert status_of(http, creator, original["id"])["reblogs_count"] == 1
     assert len(http.get(f"/api/v1/statuses/{original['id']}/reblogged_by").json()) == 1
+
+
+def test_private_posts_do_not_leak_through_reblogs_or_short_pages(http: httpx.Client, make_user: UserFactory) -> None:
+    author, stranger = make_user(), make_user()
+    public = [post(http, author, f"public {i}")["id"] for i in range(3)]
+    private = [post(http, author, f"private {i}", visibility="private")["id"] for i in range(22)]
+    shared = http.post(f"/api/v1/statuses/{private[0]}/reblog", headers=author.headers).json()
+    assert shared["visibility"] == "private"  # sharing your own private post keeps it among followers
+    for viewer in ({}, stranger.headers):
+        listed = http.get(f"/api/v1/accounts/{author.id}/statuses", headers=viewer, params={"limit": 20}).json()
+        assert [s["id"] for s in listed] == public[::-1]  # a full page of what the viewer may see
+        assert http.get(f"/api/v1/statuses/{shared['id']}", headers=viewer).status_code == 404
+    assert http.post(f"/api/v1/statuses/{shared['id']}/favourite", headers=stranger.headers).status_code == 404
+
+
+def test_malformed_ids_and_bodies_are_4xx(http: httpx.Client, make_user: UserFactory) -> None:
+    user = make_user()
+    for bad in ("9999999999999999999", "²", "-1", "1e3"):
+        assert http.get(f"/api/v1/statuses/{bad}").status_code == 404
+        assert http.get(f"/api/v1/accounts/{bad}").status_code == 404
+    huge = http.post("/api/v1/statuses", headers=user.headers, data={"status": "x", "media_ids[]": "9" * 20})
+    assert huge.status_code == 422
+    marker = http.post("/api/v1/markers", headers=user.headers, json={"home": "5"})
+    assert marker.status_code == 422 and marker.json()["error"]
+
+
+async def test_notifications_past_the_cap_are_deleted(stack: Stack) -> None:
+    from redis_store.client import connect
+    from redis_store.notifications import NotificationStore, list_key, record_key
+
+    client = connect(stack.settings.redis_url)
+    store = NotificationStore(client, cap=2)
+    recipient = 4242424242
+    ids = [385125924313501696 + i for i in range(3)]
+    for i, notification_id in enumerate(ids):
+        record = {"id": notification_id, "type": "follow", "recipient_id": recipient, "account_id": i}
+        assert await store.add(record)
+    assert await client.zcard(list_key(recipient)) == 2
+    assert await client.exists(record_key(ids[0])) == 0  # the trimmed record is gone, not just unlisted
+    assert await client.exists(record_key(ids[2])) == 1
+    await client.aclose()

@@ -37,8 +37,8 @@ class LookupQuery(BaseModel):
 
 
 def parse_id(raw: str) -> int:
-    """Path ids are decimal snowflakes; anything else cannot name a record."""
-    if not raw.isdigit() or len(raw) > 19:
+    """Path ids are decimal snowflakes (ASCII digits, below 2**63); anything else cannot name a record."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) >= 2**63:
         raise NotFound("Record not found")
     return int(raw)
 

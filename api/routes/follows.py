@@ -27,7 +27,7 @@ async def relationships(request: Request, principal: Principal = Depends(user_pr
     raw = [query.id] if isinstance(query.id, str) else query.id
     if len(raw) > 100:
         raise Unprocessable("Validation failed: at most 100 ids")
-    ids = [int(i) for i in raw if i.isdigit() and len(i) <= 19]
+    ids = [int(i) for i in raw if i.isascii() and i.isdigit() and len(i) <= 19 and int(i) < 2**63]
     found = await context(request).follows.relationships(principal.account_id, ids)  # type: ignore[arg-type]
     return ORJSONResponse([relationship_entity(r) for r in found])
 
@@ -50,7 +50,7 @@ async def _follow_page(account_id: str, request: Request, direction: str) -> ORJ
     ctx = context(request)
     page = await parse(request, PageParams)
     rows = await ctx.follows.page(parse_id(account_id), direction, page.max_id, page.since_id, page.limit)
-    headers = link_header(request, rows[0][0], rows[-1][0]) if rows else {}
+    headers = link_header(request, rows[0][0], rows[-1][0], prev=False) if rows else {}
     return ORJSONResponse([account_entity(account, ctx.settings) for _, account in rows], headers=headers)
 
 

@@ -52,7 +52,7 @@ async def favourited_by(
     page = await parse(request, PageParams)
     post = await ctx.statuses.get(parse_id(status_id), principal.account_id if principal else None)
     rows = await ctx.likes.favourited_by(post.original.id, page.max_id, page.limit)
-    headers = link_header(request, rows[0][0], rows[-1][0]) if rows else {}
+    headers = link_header(request, rows[0][0], rows[-1][0], prev=False) if rows else {}
     return ORJSONResponse([account_entity(a, ctx.settings) for _, a in rows], headers=headers)
 
 
@@ -61,7 +61,7 @@ async def favourites(request: Request, principal: Principal = Depends(user_princ
     ctx = context(request)
     page = await parse(request, PageParams)
     found = await ctx.likes.favourites(principal.account_id, page.max_id, page.since_id, page.limit)  # type: ignore[arg-type]
-    headers = link_header(request, found[0][0], found[-1][0]) if found else {}
+    headers = link_header(request, found[0][0], found[-1][0], prev=False) if found else {}
     return ORJSONResponse(status_entities([p for _, p in found], ctx.settings), headers=headers)
 
 
@@ -88,7 +88,7 @@ async def reblogged_by(
     page = await parse(request, PageParams)
     post = await ctx.statuses.get(parse_id(status_id), principal.account_id if principal else None)
     rows = await ctx.statuses.reblogged_by(post.original.id, page.max_id, page.limit)
-    headers = link_header(request, rows[0][0], rows[-1][0]) if rows else {}
+    headers = link_header(request, rows[0][0], rows[-1][0], prev=False) if rows else {}
     return ORJSONResponse([account_entity(account, ctx.settings) for _, account in rows], headers=headers)
 
 

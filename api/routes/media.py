@@ -19,9 +19,10 @@ from starlette.types import Message
 
 from api.auth import context, user_principal
 from api.params import parse, read_params, validate
+from api.routes.accounts import parse_id
 from media.urls import MEDIA_PATH_PREFIX
 from services.auth import Principal
-from services.errors import BadRequest, NotFound, PayloadTooLarge, Unprocessable
+from services.errors import BadRequest, PayloadTooLarge, Unprocessable
 from services.media import ServedObject
 
 router = APIRouter()
@@ -34,12 +35,6 @@ class MediaForm(BaseModel):
 
     description: str | None = Field(default=None, max_length=100_000)
     focus: str | None = Field(default=None, max_length=100)
-
-
-def parse_media_id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 19:
-        raise NotFound("Record not found")
-    return int(raw)
 
 
 class LimitedBody:
@@ -107,7 +102,7 @@ async def upload_media_v1(request: Request, principal: Principal = Depends(user_
 @router.get("/api/v1/media/{media_id}")
 async def get_media(media_id: str, request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
     ctx = context(request)
-    entity, state = await ctx.media.get_own(principal.account_id, parse_media_id(media_id))  # type: ignore[arg-type]
+    entity, state = await ctx.media.get_own(principal.account_id, parse_id(media_id))  # type: ignore[arg-type]
     return ORJSONResponse(entity, status_code=206 if state == "processing" else 200)
 
 
@@ -117,7 +112,7 @@ async def update_media(
 ) -> ORJSONResponse:
     ctx = context(request)
     form = await parse(request, MediaForm)
-    entity = await ctx.media.update_own(principal.account_id, parse_media_id(media_id), form.description, form.focus)  # type: ignore[arg-type]
+    entity = await ctx.media.update_own(principal.account_id, parse_id(media_id), form.description, form.focus)  # type: ignore[arg-type]
     return ORJSONResponse(entity)
 
 

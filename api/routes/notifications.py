@@ -127,7 +127,10 @@ async def set_markers(request: Request, principal: Principal = Depends(user_prin
     params = await read_params(request)
     updates: dict[str, str] = {}
     for timeline in ("home", "notifications"):
-        value = params.get(f"{timeline}[last_read_id]") or (params.get(timeline) or {}).get("last_read_id")
+        nested = params.get(timeline)
+        value = params.get(f"{timeline}[last_read_id]") or (
+            nested.get("last_read_id") if isinstance(nested, dict) else None
+        )
         if value is not None:
             if not str(value).isdigit() or len(str(value)) > 19:
                 raise Unprocessable(f"Validation failed: {timeline}.last_read_id must be an id")

@@ -172,6 +172,12 @@ async def authorize(request: Request) -> HTMLResponse | RedirectResponse:
     scopes = parse_scopes(form.scope, default="read")
     if not scopes_allowed(scopes, app["scopes"].split()):
         raise OAuthError("invalid_scope", "The requested scope is invalid, unknown, or malformed.")
+    client = request.client.host if request.client else "unknown"
+    decision = await ctx.rate_limiter.hit(
+        "login", client, ctx.settings.login_rate_limit, ctx.settings.rate_limit_window_seconds
+    )
+    if not decision.allowed:
+        raise RateLimited("Too many requests", headers=decision.headers())
     account_id = await ctx.auth.check_password(form.username or "", form.password or "")
     if account_id is None:
         return authorize_page(form, app["name"], "Invalid username/email or password.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field, field_validator
@@ -18,7 +20,7 @@ router = APIRouter()
 
 class StatusForm(BaseModel):
     status: str = Field(default="", max_length=100_000)
-    media_ids: list[int] = Field(default_factory=list, max_length=100)
+    media_ids: list[Annotated[int, Field(ge=0, lt=2**63)]] = Field(default_factory=list, max_length=100)
     in_reply_to_id: int | None = Field(default=None, ge=0, lt=2**63)
     sensitive: bool = False
     spoiler_text: str = Field(default="", max_length=500)
