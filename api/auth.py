@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import Request
 
 from api.context import AppContext
@@ -42,3 +44,23 @@ async def user_principal(request: Request) -> Principal:
     if principal.account_id is None:
         raise Forbidden("This method requires an authenticated user")
     return principal
+
+
+def has_scope(granted: tuple[str, ...], needed: str) -> bool:
+    """Mastodon's scope rules: ``write`` covers ``write:statuses``; legacy ``follow`` covers the follow scopes."""
+    top = needed.split(":")[0]
+    if needed in granted or top in granted:
+        return True
+    return "follow" in granted and needed in ("read:follows", "write:follows", "read:blocks", "write:blocks")
+
+
+def scoped(needed: str) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency: a user token whose scopes cover ``needed`` (403 otherwise, as Mastodon answers)."""
+
+    async def dependency(request: Request) -> Principal:
+        principal = await user_principal(request)
+        if not has_scope(principal.scopes, needed):
+            raise Forbidden("This action is outside the authorized scopes")
+        return principal
+
+    return dependency

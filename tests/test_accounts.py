@@ -284,3 +284,27 @@ def test_instance_entities(http: httpx.Client) -> None:
     assert v1["uri"] and v1["urls"]["streaming_api"].startswith("ws")
     v2 = http.get("/api/v2/instance").json()
     assert v2["domain"] and v2["configuration"]["statuses"]["max_media_attachments"] == 10
+
+
+def test_token_scopes_are_enforced(http: httpx.Client, oauth_app: OAuthApp, make_user: UserFactory) -> None:
+    user = make_user()
+    grant = {
+        "grant_type": "password",
+        "client_id": oauth_app.client_id,
+        "client_secret": oauth_app.client_secret,
+        "username": user.username,
+        "password": user.password,
+    }
+    read_only = http.post("/oauth/token", data={**grant, "scope": "read"}).json()["access_token"]
+    headers = {"Authorization": f"Bearer {read_only}"}
+    assert http.get("/api/v1/timelines/home", headers=headers).status_code == 200
+    refused = http.post("/api/v1/statuses", headers=headers, data={"status": "not allowed"})
+    assert refused.status_code == 403 and refused.json()["error"] == "This action is outside the authorized scopes"
+    assert http.post(f"/api/v1/accounts/{user.id}/follow", headers=headers).status_code == 403
+    granular = http.post("/oauth/token", data={**grant, "scope": "read write:statuses"}).json()["access_token"]
+    allowed = http.post("/api/v1/statuses", headers={"Authorization": f"Bearer {granular}"}, data={"status": "ok"})
+    assert allowed.status_code == 200
+    legacy_follow = http.post("/oauth/token", data={**grant, "scope": "read follow"}).json()["access_token"]
+    other = make_user()
+    followed = http.post(f"/api/v1/accounts/{other.id}/follow", headers={"Authorization": f"Bearer {legacy_follow}"})
+    assert followed.status_code == 200

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field
 
-from api.auth import app_principal, context, user_principal
+from api.auth import app_principal, context, scoped
 from api.entities import account_entity, credential_account_entity
 from api.params import parse
 from services.auth import Principal
@@ -61,14 +61,18 @@ async def sign_up(request: Request, principal: Principal = Depends(app_principal
 
 
 @router.get("/api/v1/accounts/verify_credentials")
-async def verify_credentials(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def verify_credentials(
+    request: Request, principal: Principal = Depends(scoped("read:accounts"))
+) -> ORJSONResponse:
     ctx = context(request)
     account = await ctx.accounts.get(principal.account_id)  # type: ignore[arg-type]
     return ORJSONResponse(credential_account_entity(account, ctx.settings))
 
 
 @router.patch("/api/v1/accounts/update_credentials")
-async def update_credentials(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def update_credentials(
+    request: Request, principal: Principal = Depends(scoped("write:accounts"))
+) -> ORJSONResponse:
     ctx = context(request)
     form = await parse(request, UpdateCredentialsForm)
     account = await ctx.accounts.update_profile(principal.account_id, form.model_dump(exclude_none=True))  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field
 
-from api.auth import context, user_principal
+from api.auth import context, scoped
 from api.entities import account_entity, relationship_entity
 from api.pagination import PageParams, link_header
 from api.params import parse, read_params, validate
@@ -22,7 +22,7 @@ class RelationshipQuery(BaseModel):
 
 
 @router.get("/api/v1/accounts/relationships")
-async def relationships(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def relationships(request: Request, principal: Principal = Depends(scoped("read:follows"))) -> ORJSONResponse:
     query = validate(RelationshipQuery, await read_params(request))
     raw = [query.id] if isinstance(query.id, str) else query.id
     if len(raw) > 100:
@@ -33,14 +33,18 @@ async def relationships(request: Request, principal: Principal = Depends(user_pr
 
 
 @router.post("/api/v1/accounts/{account_id}/follow")
-async def follow(account_id: str, request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def follow(
+    account_id: str, request: Request, principal: Principal = Depends(scoped("write:follows"))
+) -> ORJSONResponse:
     ctx = context(request)
     result = await ctx.follows.follow(principal.account_id, parse_id(account_id))  # type: ignore[arg-type]
     return ORJSONResponse(relationship_entity(result))
 
 
 @router.post("/api/v1/accounts/{account_id}/unfollow")
-async def unfollow(account_id: str, request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def unfollow(
+    account_id: str, request: Request, principal: Principal = Depends(scoped("write:follows"))
+) -> ORJSONResponse:
     ctx = context(request)
     result = await ctx.follows.unfollow(principal.account_id, parse_id(account_id))  # type: ignore[arg-type]
     return ORJSONResponse(relationship_entity(result))

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field
 
-from api.auth import context, optional_principal, user_principal
+from api.auth import context, optional_principal, scoped
 from api.entities import account_entity, status_entities, status_entity
 from api.pagination import PageParams, link_header
 from api.params import parse
@@ -33,13 +33,15 @@ async def _set_liked(request: Request, status_id: str, principal: Principal, lik
 
 
 @router.post("/api/v1/statuses/{status_id}/favourite")
-async def favourite(status_id: str, request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def favourite(
+    status_id: str, request: Request, principal: Principal = Depends(scoped("write:favourites"))
+) -> ORJSONResponse:
     return await _set_liked(request, status_id, principal, True)
 
 
 @router.post("/api/v1/statuses/{status_id}/unfavourite")
 async def unfavourite(
-    status_id: str, request: Request, principal: Principal = Depends(user_principal)
+    status_id: str, request: Request, principal: Principal = Depends(scoped("write:favourites"))
 ) -> ORJSONResponse:
     return await _set_liked(request, status_id, principal, False)
 
@@ -57,7 +59,7 @@ async def favourited_by(
 
 
 @router.get("/api/v1/favourites")
-async def favourites(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def favourites(request: Request, principal: Principal = Depends(scoped("read:favourites"))) -> ORJSONResponse:
     ctx = context(request)
     page = await parse(request, PageParams)
     found = await ctx.likes.favourites(principal.account_id, page.max_id, page.since_id, page.limit)  # type: ignore[arg-type]
@@ -66,7 +68,9 @@ async def favourites(request: Request, principal: Principal = Depends(user_princ
 
 
 @router.post("/api/v1/statuses/{status_id}/reblog")
-async def reblog(status_id: str, request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def reblog(
+    status_id: str, request: Request, principal: Principal = Depends(scoped("write:statuses"))
+) -> ORJSONResponse:
     ctx = context(request)
     form = await parse(request, ReblogForm)
     post = await ctx.statuses.reblog(principal.account_id, parse_id(status_id), form.visibility)  # type: ignore[arg-type]
@@ -74,7 +78,9 @@ async def reblog(status_id: str, request: Request, principal: Principal = Depend
 
 
 @router.post("/api/v1/statuses/{status_id}/unreblog")
-async def unreblog(status_id: str, request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def unreblog(
+    status_id: str, request: Request, principal: Principal = Depends(scoped("write:statuses"))
+) -> ORJSONResponse:
     ctx = context(request)
     post = await ctx.statuses.unreblog(principal.account_id, parse_id(status_id))  # type: ignore[arg-type]
     return ORJSONResponse(status_entity(post, ctx.settings))

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.types import Message
 
-from api.auth import context, user_principal
+from api.auth import context, scoped
 from api.params import parse, read_params, validate
 from api.routes.accounts import parse_id
 from media.urls import MEDIA_PATH_PREFIX
@@ -89,18 +89,20 @@ async def _upload(request: Request, principal: Principal) -> ORJSONResponse:
 
 
 @router.post("/api/v2/media")
-async def upload_media(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def upload_media(request: Request, principal: Principal = Depends(scoped("write:media"))) -> ORJSONResponse:
     return await _upload(request, principal)
 
 
 @router.post("/api/v1/media")
-async def upload_media_v1(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def upload_media_v1(request: Request, principal: Principal = Depends(scoped("write:media"))) -> ORJSONResponse:
     """The deprecated v1 endpoint, kept for old clients; same behaviour as v2."""
     return await _upload(request, principal)
 
 
 @router.get("/api/v1/media/{media_id}")
-async def get_media(media_id: str, request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def get_media(
+    media_id: str, request: Request, principal: Principal = Depends(scoped("write:media"))
+) -> ORJSONResponse:
     ctx = context(request)
     entity, state = await ctx.media.get_own(principal.account_id, parse_id(media_id))  # type: ignore[arg-type]
     return ORJSONResponse(entity, status_code=206 if state == "processing" else 200)
@@ -108,7 +110,7 @@ async def get_media(media_id: str, request: Request, principal: Principal = Depe
 
 @router.put("/api/v1/media/{media_id}")
 async def update_media(
-    media_id: str, request: Request, principal: Principal = Depends(user_principal)
+    media_id: str, request: Request, principal: Principal = Depends(scoped("write:media"))
 ) -> ORJSONResponse:
     ctx = context(request)
     form = await parse(request, MediaForm)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field
 
-from api.auth import context, user_principal
+from api.auth import context, scoped
 from api.entities import iso_time, notification_entity, notification_groups_entity
 from api.pagination import PageParams, link_header
 from api.params import read_params, validate
@@ -41,7 +41,9 @@ async def _query(request: Request) -> NotificationQuery:
 
 
 @router.get("/api/v1/notifications")
-async def notifications(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def notifications(
+    request: Request, principal: Principal = Depends(scoped("read:notifications"))
+) -> ORJSONResponse:
     ctx = context(request)
     q = await _query(request)
     found = await ctx.notifications.page(
@@ -59,7 +61,9 @@ async def notifications(request: Request, principal: Principal = Depends(user_pr
 
 
 @router.get("/api/v2/notifications")
-async def grouped_notifications(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def grouped_notifications(
+    request: Request, principal: Principal = Depends(scoped("read:notifications"))
+) -> ORJSONResponse:
     ctx = context(request)
     q = await _query(request)
     groups = await ctx.notifications.grouped(
@@ -77,20 +81,22 @@ async def grouped_notifications(request: Request, principal: Principal = Depends
 
 
 @router.get("/api/v1/notifications/unread_count")
-async def unread_count(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def unread_count(
+    request: Request, principal: Principal = Depends(scoped("read:notifications"))
+) -> ORJSONResponse:
     count = await context(request).notifications.unread_count(principal.account_id)  # type: ignore[arg-type]
     return ORJSONResponse({"count": count})
 
 
 @router.post("/api/v1/notifications/clear")
-async def clear(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def clear(request: Request, principal: Principal = Depends(scoped("write:notifications"))) -> ORJSONResponse:
     await context(request).notifications.clear(principal.account_id)  # type: ignore[arg-type]
     return ORJSONResponse({})
 
 
 @router.get("/api/v1/notifications/{notification_id}")
 async def get_notification(
-    notification_id: str, request: Request, principal: Principal = Depends(user_principal)
+    notification_id: str, request: Request, principal: Principal = Depends(scoped("read:notifications"))
 ) -> ORJSONResponse:
     ctx = context(request)
     found = await ctx.notifications.get(principal.account_id, parse_id(notification_id))  # type: ignore[arg-type]
@@ -99,7 +105,7 @@ async def get_notification(
 
 @router.post("/api/v1/notifications/{notification_id}/dismiss")
 async def dismiss(
-    notification_id: str, request: Request, principal: Principal = Depends(user_principal)
+    notification_id: str, request: Request, principal: Principal = Depends(scoped("write:notifications"))
 ) -> ORJSONResponse:
     await context(request).notifications.dismiss(principal.account_id, parse_id(notification_id))  # type: ignore[arg-type]
     return ORJSONResponse({})
@@ -114,7 +120,7 @@ def _marker_entity(marker: dict) -> dict:
 
 
 @router.get("/api/v1/markers")
-async def get_markers(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def get_markers(request: Request, principal: Principal = Depends(scoped("read:statuses"))) -> ORJSONResponse:
     query = validate(MarkerQuery, await read_params(request))
     timelines = [query.timeline] if isinstance(query.timeline, str) else query.timeline
     markers = await context(request).notifications.markers(principal.account_id, timelines)  # type: ignore[arg-type]
@@ -122,7 +128,7 @@ async def get_markers(request: Request, principal: Principal = Depends(user_prin
 
 
 @router.post("/api/v1/markers")
-async def set_markers(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def set_markers(request: Request, principal: Principal = Depends(scoped("write:statuses"))) -> ORJSONResponse:
     """Accepts ``home[last_read_id]=…`` form fields or ``{"home": {"last_read_id": …}}`` JSON."""
     params = await read_params(request)
     updates: dict[str, str] = {}

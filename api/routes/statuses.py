@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field, field_validator
 
-from api.auth import context, optional_principal, user_principal
+from api.auth import context, optional_principal, scoped
 from api.entities import status_entities, status_entity
 from api.pagination import PageParams, link_header
 from api.params import parse
@@ -43,7 +43,7 @@ class AccountStatusesQuery(PageParams):
 
 
 @router.post("/api/v1/statuses")
-async def create_status(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def create_status(request: Request, principal: Principal = Depends(scoped("write:statuses"))) -> ORJSONResponse:
     ctx = context(request)
     form = await parse(request, StatusForm)
     post = await ctx.statuses.create(
@@ -71,7 +71,7 @@ async def get_status(
 
 @router.delete("/api/v1/statuses/{status_id}")
 async def delete_status(
-    status_id: str, request: Request, principal: Principal = Depends(user_principal)
+    status_id: str, request: Request, principal: Principal = Depends(scoped("write:statuses"))
 ) -> ORJSONResponse:
     ctx = context(request)
     post = await ctx.statuses.delete(parse_id(status_id), principal.account_id)  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ import orjson
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
-from api.auth import context
+from api.auth import context, has_scope
 from api.context import AppContext
 from api.entities import notification_entity, status_entity
 from redis_store.notifications import channel
@@ -35,6 +35,8 @@ async def _principal_from(ctx: AppContext, token: str | None) -> Principal:
     principal = await ctx.auth.principal(token)
     if principal.account_id is None:
         raise Unauthorized("This stream requires a user token")
+    if not has_scope(principal.scopes, "read:statuses"):
+        raise Unauthorized("This stream requires the read scope")
     return principal
 
 

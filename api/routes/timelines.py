@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import ORJSONResponse
 
-from api.auth import context, user_principal
+from api.auth import context, scoped
 from api.entities import status_entities
 from api.pagination import PageParams, link_header
 from api.params import parse
@@ -15,7 +15,7 @@ router = APIRouter()
 
 
 @router.get("/api/v1/timelines/home")
-async def home(request: Request, principal: Principal = Depends(user_principal)) -> ORJSONResponse:
+async def home(request: Request, principal: Principal = Depends(scoped("read:statuses"))) -> ORJSONResponse:
     ctx = context(request)
     page = await parse(request, PageParams)
     posts = await ctx.feed.home(principal.account_id, page.max_id, page.since_id, page.min_id, page.limit)  # type: ignore[arg-type]
