@@ -124,9 +124,16 @@ class FanoutWorker:
         record_fanout_lag(time.time() * 1000 - id_to_ms(status_id))
 
     async def fan_out_delete(self, status_id: int, author_id: int, reblog_of_id: int | None) -> None:
+        """Take a deleted post out of timelines.
+
+        A celebrity's post is only in their outbox (and their own inbox): one removal, whatever the
+        audience. Copies pushed before a promotion may linger in inboxes until trimmed; reads skip
+        them, since hydration drops deleted posts.
+        """
         entry = (status_id, reblog_of_id)
         await self.actors.outbox_for(author_id).remove.remote(author_id, [status_id])
-        await self._for_each_follower_page(author_id, lambda inbox, users: inbox.remove.remote([entry], users))
+        if not await self.timelines.is_celebrity_ready(author_id):
+            await self._for_each_follower_page(author_id, lambda inbox, users: inbox.remove.remote([entry], users))
         await self.actors.inbox_for(author_id).remove.remote([entry], [author_id])
 
     # -- celebrity transitions ---------------------------------------------------

@@ -69,11 +69,3 @@ class LikeGraph:
             limit=limit,
         )
         return [(r["cursor"], r["account"]) for r in rows]
-
-    async def recount(self, status_id: int) -> int:
-        """The number of like edges, counted (for checks; the hot path reads the stored counter)."""
-        rows = await self.graph.read(
-            "MATCH (s:Status {id: $id}) RETURN COUNT { (s)<-[:LIKED]-() } AS n, s.favourites_count AS stored",
-            id=status_id,
-        )
-        return rows[0]["n"] if rows else 0

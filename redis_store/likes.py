@@ -141,12 +141,6 @@ class LikeStore:
         values = await self.redis.mget([count_key(s) for s in status_ids])
         return {s: int(v) for s, v in zip(status_ids, values, strict=True) if v is not None}
 
-    async def liked(self, user_id: int, status_ids: list[int]) -> set[int]:
-        if not status_ids:
-            return set()
-        scores = await self.redis.zmscore(favs_key(user_id), [member(s) for s in status_ids])
-        return {s for s, score in zip(status_ids, scores, strict=True) if score is not None}
-
     async def favourites_page(self, user_id: int, max_id: int | None, since_id: int | None, limit: int) -> list[int]:
         """Status ids the user liked, most recent like first; cursors are like ids."""
         high = f"({like_score(max_id)}" if max_id is not None else "+inf"

@@ -29,7 +29,6 @@ from services.hydrate import HydratedStatus, Hydrator
 from services.likes import LikeService
 
 VISIBILITIES = ("public", "unlisted", "private")
-MAX_MEDIA = 10
 THREAD_DEPTH = 64  # how far up and down a thread ``context`` looks
 IDEMPOTENCY_SECONDS = 3600
 MediaAttacher = Callable[[AsyncManagedTransaction, int, int, list[int]], Awaitable[None]]
@@ -82,8 +81,8 @@ class StatusService:
             raise Unprocessable(f"Validation failed: Text is too long (maximum is {self.settings.status_max_chars})")
         if visibility not in VISIBILITIES:
             raise Unprocessable(f"Validation failed: Visibility must be one of {', '.join(VISIBILITIES)}")
-        if len(media_ids) > MAX_MEDIA:
-            raise Unprocessable(f"Validation failed: at most {MAX_MEDIA} media attachments")
+        if len(media_ids) > self.settings.media_max_per_status:
+            raise Unprocessable(f"Validation failed: at most {self.settings.media_max_per_status} media attachments")
         if media_ids and self.media_attacher is None:
             raise Unprocessable("Validation failed: media attachments are not available")
 
@@ -173,18 +172,26 @@ class StatusService:
             raise NotFound("Record not found")
         return hydrated[0]
 
-    async def can_see(self, post: HydratedStatus, viewer_id: int | None) -> bool:
-        """Private posts are for their author and followers; a reblog is visible only if what it shares is."""
-        for shown in {post.id: post, post.original.id: post.original}.values():
+    async def visible_ids(self, posts: list[HydratedStatus], viewer_id: int | None) -> set[int]:
+        """Which of ``posts`` the viewer may see, with one relationship query for all private authors."""
+        private_authors = {
+            shown.status["account_id"]
+            for post in posts
+            for shown in (post, post.original)
+            if shown.status["visibility"] == "private" and shown.status["account_id"] != viewer_id
+        }
+        following: set[int] = set()
+        if private_authors and viewer_id is not None:
+            following, _ = await self.follows.relationships(viewer_id, sorted(private_authors))
+
+        def allowed(shown: HydratedStatus) -> bool:
             author = shown.status["account_id"]
-            if shown.status["visibility"] != "private" or viewer_id == author:
-                continue
-            if viewer_id is None:
-                return False
-            following, _ = await self.follows.relationships(viewer_id, [author])
-            if author not in following:
-                return False
-        return True
+            return shown.status["visibility"] != "private" or author == viewer_id or author in following
+
+        return {post.id for post in posts if allowed(post) and allowed(post.original)}
+
+    async def can_see(self, post: HydratedStatus, viewer_id: int | None) -> bool:
+        return post.id in await self.visible_ids([post], viewer_id)
 
     async def delete(self, status_id: int, account_id: int) -> HydratedStatus:
         """Delete a post; its author may, and so may the author of the post a comment replies to."""
@@ -285,7 +292,7 @@ class StatusService:
         descendant_ids = descendant_ids[:limit]
         hydrated = await self.hydrator.hydrate(ancestor_ids + descendant_ids, viewer_id=viewer_id)
         by_id = {h.id: h for h in hydrated}
-        visible = {h.id for h in hydrated if await self.can_see(h, viewer_id)}
+        visible = await self.visible_ids(hydrated, viewer_id)
         ancestors = [by_id[i] for i in ancestor_ids if i in visible]
         descendants = [by_id[i] for i in descendant_ids if i in visible]
         return ancestors, descendants, (descendant_ids[-1] if more else None)
@@ -312,4 +319,5 @@ class StatusService:
         await self.hydrator.status_cache.put_many({r["id"]: r for r in rows})
         posts = await self.hydrator.hydrate([r["id"] for r in rows], viewer_id=viewer_id)
         # Reblogs of other people's private posts: only for those who may see the original.
-        return [p for p in posts if p.reblog is None or await self.can_see(p, viewer_id)]
+        visible = await self.visible_ids([p for p in posts if p.reblog is not None], viewer_id)
+        return [p for p in posts if p.reblog is None or p.id in visible]

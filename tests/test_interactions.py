@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -212,45 +213,61 @@ def test_every_notification_type_end_to_end(http: httpx.Client, make_user: UserF
     assert notifications(http, fan) == []  # the author's actions on their own post notified nobody else
 
 
-def read_sse_events(base_url: str, user: User, path: str, count: int, ready: threading.Event) -> list[tuple[str, dict]]:
-    """Connect to an SSE stream and collect ``count`` events (bounded by the client timeout)."""
-    events: list[tuple[str, dict]] = []
-    with httpx.Client(base_url=base_url, timeout=httpx.Timeout(30, read=30)) as client:
-        with client.stream("GET", path, headers=user.headers) as response:
-            assert response.status_code == 200
-            assert response.headers["content-type"].startswith("text/event-stream")
-            event = None
-            for line in response.iter_lines():
-                if line.startswith(":"):
-                    ready.set()  # the opening comment and heartbeats
-                elif line.startswith("event: "):
-                    event = line[len("event: ") :]
-                elif line.startswith("data: ") and event:
-                    payload = line[len("data: ") :]
-                    events.append((event, orjson.loads(payload) if payload.startswith("{") else {"id": payload}))
-                    if len(events) == count:
-                        return events
-    return events
+class SseListener:
+    """Reads an SSE stream in a thread into a queue; every wait is bounded, and ``close`` ends the thread."""
+
+    def __init__(self, base_url: str, user: User, path: str) -> None:
+        self.events: queue.Queue[tuple[str, dict]] = queue.Queue()
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+        self.status: int | None = None
+        self.content_type = ""
+        self.thread = threading.Thread(target=self._read, args=(base_url, user, path), daemon=True)
+        self.thread.start()
+        assert self.ready.wait(30), "the stream did not open"
+
+    def _read(self, base_url: str, user: User, path: str) -> None:
+        with httpx.Client(base_url=base_url, timeout=httpx.Timeout(30, read=30)) as client:
+            with client.stream("GET", path, headers=user.headers) as response:
+                self.status, self.content_type = response.status_code, response.headers.get("content-type", "")
+                event = None
+                for line in response.iter_lines():  # heartbeats arrive every second: ``stop`` is seen promptly
+                    if self.stop.is_set():
+                        return
+                    if line.startswith(":"):
+                        self.ready.set()
+                    elif line.startswith("event: "):
+                        event = line[len("event: ") :]
+                    elif line.startswith("data: ") and event:
+                        payload = line[len("data: ") :]
+                        self.events.put((event, orjson.loads(payload) if payload.startswith("{") else {"id": payload}))
+
+    def next(self, timeout: float = 30) -> tuple[str, dict]:
+        return self.events.get(timeout=timeout)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
 
 
 def test_live_push_over_server_sent_events(http: httpx.Client, make_user: UserFactory, base_url: str) -> None:
     listener, friend = make_user(), make_user()
     home(http, listener)
     follow(http, listener, friend)
-    ready = threading.Event()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(read_sse_events, base_url, listener, "/api/v1/streaming/user", 3, ready)
-        assert ready.wait(30)
+    stream = SseListener(base_url, listener, "/api/v1/streaming/user")
+    try:
+        assert stream.status == 200 and stream.content_type.startswith("text/event-stream")
         follow(http, friend, listener)
+        kind, notification = stream.next()
+        assert kind == "notification" and notification["type"] == "follow"
+        assert notification["account"]["id"] == friend.id
         status = post(http, friend, "live!")
+        kind, update = stream.next()
+        assert kind == "update" and update["id"] == status["id"]
         http.delete(f"/api/v1/statuses/{status['id']}", headers=friend.headers)
-        received = future.result(timeout=60)
-    kinds = {kind for kind, _ in received}
-    assert kinds == {"notification", "update", "delete"}
-    by_kind = dict(received)
-    assert by_kind["notification"]["type"] == "follow" and by_kind["notification"]["account"]["id"] == friend.id
-    assert by_kind["update"]["id"] == status["id"]
-    assert by_kind["delete"] == {"id": status["id"]}
+        assert stream.next() == ("delete", {"id": status["id"]})
+    finally:
+        stream.close()
     assert http.get("/api/v1/streaming/health").text == "OK"
     assert http.get("/api/v1/streaming/user").status_code == 401
 
@@ -402,13 +419,13 @@ def test_live_push_of_a_celebrity_post(
     for fan in (listener, make_user(), make_user()):  # the threshold in tests is 3 followers
         follow(http, fan, star)
     eventually(lambda: redis_client.exists(f"celeb:ready:{star.id}") == 1)
-    ready = threading.Event()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(read_sse_events, base_url, listener, "/api/v1/streaming/user", 1, ready)
-        assert ready.wait(30)
+    stream = SseListener(base_url, listener, "/api/v1/streaming/user")
+    try:
         status = post(http, star, "from the top")
-        received = future.result(timeout=60)
-    assert received == [("update", received[0][1])] and received[0][1]["id"] == status["id"]
+        kind, update = stream.next()
+        assert kind == "update" and update["id"] == status["id"]
+    finally:
+        stream.close()
 
 
 def test_concurrent_shares_by_one_account_make_one_reblog(

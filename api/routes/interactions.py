@@ -22,7 +22,7 @@ class ReblogForm(BaseModel):
 
 class ContextQuery(BaseModel):
     after_id: int = Field(default=0, ge=0, lt=2**63)
-    limit: int = Field(default=60, ge=1, le=4096)
+    limit: int = Field(default=60, ge=1, le=200)
 
 
 async def _set_liked(request: Request, status_id: str, principal: Principal, liked: bool) -> ORJSONResponse:
