@@ -57,6 +57,15 @@ class LikeGraph:
         )
         return [(r["sid"], r["lid"]) for r in rows]
 
+    async def like_of(self, account_id: int, status_id: int) -> int | None:
+        """The id of the account's like of the post, if the graph has one."""
+        rows = await self.graph.read(
+            "MATCH (:Account {id: $aid})-[l:LIKED]->(:Status {id: $sid}) RETURN l.id AS id",
+            aid=account_id,
+            sid=status_id,
+        )
+        return rows[0]["id"] if rows else None
+
     async def likers(self, status_id: int, max_id: int | None, limit: int) -> list[tuple[int, Row]]:
         """(like id, account) pairs, most recent like first."""
         rows = await self.graph.read(

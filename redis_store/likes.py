@@ -19,13 +19,16 @@ import redis.asyncio as aioredis
 from redis_store.events import STREAM
 from redis_store.timelines import member
 
-LOADED = "loaded"  # sentinel member (score -1) of a favourites set loaded from the graph
+LOADED = "loaded"  # sentinel member (score -1): the favourites set holds all the user's likes
+PARTIAL = "partial"  # sentinel member (score -1): only the newest likes were loaded; a miss proves nothing
 
-# KEYS: favs:{user}, likes:n:{status}, stream; ARGV: member, score, initial count, event data, maxlen, event type.
-# Returns {changed (1/0), count}, or {-1, 0} when the user's favourites are not loaded yet.
+# KEYS: favs:{user}, likes:n:{status}, stream; ARGV: member, score, initial count, event data, maxlen, event type,
+# and '1' once the graph was consulted for this pair. Returns {changed (1/0), count}; {-1, 0} when the user's
+# favourites are not loaded yet; {-2, 0} when they are partial and this post is not among them.
 _CHANGE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
 local liked = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not liked and ARGV[7] ~= '1' and redis.call('ZSCORE', KEYS[1], 'partial') then return {-2, 0} end
 local like = ARGV[6] == 'like.created'
 if (like and liked) or (not like and not liked) then
   return {0, tonumber(redis.call('GET', KEYS[2]) or ARGV[3])}
@@ -107,11 +110,19 @@ class LikeStore:
         return PageView(bool(raw[0]), bool(raw[1]), counts, liked, reblogged)
 
     async def change(
-        self, event_type: str, user_id: int, status_id: int, like_id: int, persisted_count: int, event: dict
-    ) -> tuple[bool | None, int]:
+        self,
+        event_type: str,
+        user_id: int,
+        status_id: int,
+        like_id: int,
+        persisted_count: int,
+        event: dict,
+        graph_checked: bool = False,
+    ) -> tuple[bool | str, int]:
         """Apply a like or unlike: (whether anything changed, the post's like count).
 
-        (None, 0) means the user's favourites must be loaded from the graph first.
+        Instead of a bool, "load" means the user's favourites must be loaded from the graph first, and
+        "check" that they were loaded partially and the graph must say whether this post is liked.
         """
         changed, count = await self._change(
             keys=[favs_key(user_id), count_key(status_id), STREAM],
@@ -122,17 +133,22 @@ class LikeStore:
                 orjson.dumps(event),
                 self.stream_maxlen,
                 event_type,
+                "1" if graph_checked else "0",
             ],
         )
-        return (None if changed == -1 else bool(changed)), int(count)
+        return {-1: "load", -2: "check"}.get(changed, bool(changed)), int(count)
+
+    async def remember_like(self, user_id: int, status_id: int, like_id: int) -> None:
+        """Record a like the graph knows of but the partial favourites set did not hold."""
+        await self.redis.zadd(favs_key(user_id), {member(status_id): like_score(like_id)})
 
     async def favourites_loaded(self, user_id: int) -> bool:
         return bool(await self.redis.exists(favs_key(user_id)))
 
-    async def load_favourites(self, user_id: int, likes: list[tuple[int, int]]) -> None:
+    async def load_favourites(self, user_id: int, likes: list[tuple[int, int]], complete: bool) -> None:
         """Fill a user's favourites from the graph's (status id, like id) pairs, plus the sentinel."""
         mapping = {member(status_id): like_score(like_id) for status_id, like_id in likes}
-        await self.redis.zadd(favs_key(user_id), {LOADED: -1, **mapping}, nx=True)
+        await self.redis.zadd(favs_key(user_id), {LOADED if complete else PARTIAL: -1, **mapping}, nx=True)
 
     async def counts(self, status_ids: list[int]) -> dict[int, int]:
         """Live like counts of the posts that have a counter."""

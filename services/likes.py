@@ -46,10 +46,11 @@ class LikeService:
         self.abuse = abuse
 
     async def ensure_loaded(self, user_id: int) -> None:
+        """Load the user's newest likes into Redis, marking the set partial when there are more."""
         if not await self.store.favourites_loaded(user_id):
-            await self.store.load_favourites(
-                user_id, await self.graph.likes_of_user(user_id, self.settings.favourites_load_limit)
-            )
+            limit = self.settings.favourites_load_limit
+            likes = await self.graph.likes_of_user(user_id, limit + 1)
+            await self.store.load_favourites(user_id, likes[:limit], complete=len(likes) <= limit)
 
     async def set_liked(self, user_id: int, post: HydratedStatus, liked: bool) -> None:
         """Like or unlike ``post`` (an original, not a reblog wrapper); idempotent.
@@ -68,9 +69,16 @@ class LikeService:
         kind = "like.created" if liked else "like.deleted"
         persisted = int(post.status.get("favourites_count") or 0)
         changed, count = await self.store.change(kind, user_id, post.id, like_id, persisted, event)
-        if changed is None:  # first like since a cold start: load the user's likes, then apply
+        if changed == "load":  # first like since a cold start: load the user's likes, then apply
             await self.ensure_loaded(user_id)
             changed, count = await self.store.change(kind, user_id, post.id, like_id, persisted, event)
+        if changed == "check":  # an old post beyond what was loaded: the graph knows if it is liked
+            earlier = await self.graph.like_of(user_id, post.id)
+            if earlier is not None:
+                await self.store.remember_like(user_id, post.id, earlier)
+            changed, count = await self.store.change(
+                kind, user_id, post.id, like_id, persisted, event, graph_checked=True
+            )
         post.favourites_count, post.favourited = count, liked
         if changed and liked:
             metrics.count("raygram_likes", "Likes")

@@ -485,3 +485,23 @@ async def test_notifications_past_the_cap_are_deleted(stack: Stack) -> None:
     assert await client.exists(record_key(ids[0])) == 0  # the trimmed record is gone, not just unlisted
     assert await client.exists(record_key(ids[2])) == 1
     await client.aclose()
+
+
+def test_a_partial_favourites_reload_never_counts_an_old_like_twice(
+    http: httpx.Client, make_user: UserFactory, stack: Stack, redis_client: redis.Redis, graph_session: neo4j.Session
+) -> None:
+    """After Redis lost a heavy liker's set, only their newest likes come back; older ones live in the graph."""
+    author, fan = make_user(), make_user()
+    old, new = post(http, author, "old favourite"), post(http, author, "new favourite")
+    like(http, fan, old["id"])
+    like(http, fan, new["id"])
+    eventually(
+        lambda: graph_likes(graph_session, old["id"]) == (1, 1) and graph_likes(graph_session, new["id"]) == (1, 1)
+    )
+    # What a reload with a limit below this user's like count leaves: the newest like and the partial marker.
+    redis_client.delete(f"favs:{fan.id}")
+    redis_client.zadd(f"favs:{fan.id}", {"partial": -1, f"{int(new['id']):019d}": 1})
+    assert like(http, fan, old["id"])["favourites_count"] == 1  # already liked, per the graph: no second count
+    undone = http.post(f"/api/v1/statuses/{old['id']}/unfavourite", headers=fan.headers).json()
+    assert undone["favourites_count"] == 0
+    eventually(lambda: graph_likes(graph_session, old["id"]) == (0, 0))
