@@ -18,6 +18,7 @@ from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
 from redis_store.events import EventStream
 from redis_store.likes import LikeStore
+from redis_store.live import LiveChannels
 from redis_store.locks import Locks
 from redis_store.notifications import NotificationStore
 from redis_store.ratelimit import RateLimiter
@@ -50,6 +51,7 @@ class AppContext:
     feed: FeedService
     likes: LikeService
     notifications: NotificationService
+    live: LiveChannels
     media: MediaService
 
     @classmethod
@@ -101,6 +103,7 @@ class AppContext:
             ),
             likes=likes,
             notifications=NotificationService(NotificationStore(redis, settings.notifications_max), hydrator),
+            live=LiveChannels(redis, settings.streaming_heartbeat_seconds),
             feed=feed,
             media=media,
         )

@@ -1,10 +1,9 @@
 """Mastodon's streaming API: server-sent events and WebSocket, across Serve replicas.
 
-Events reach a connection through Redis pub/sub (``stream:{user}``), so a
+Events reach a connection through Redis pub/sub (``redis_store.live``), so a
 post fanned out by any actor or a notification made by the notifier reaches
-the user's connection on whichever replica holds it. Connections register in
-``streaming:online`` so that fan-out publishes only for users who listen.
-Payloads are rendered per viewer when they are sent. Idle connections get a
+the user's connection on whichever replica holds it. Payloads are rendered
+per viewer when they are sent. Idle connections get a
 heartbeat: an SSE comment line, or the server's WebSocket ping frames.
 """
 
@@ -20,8 +19,6 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from api.auth import context, has_scope
 from api.context import AppContext
 from api.entities import notification_entity, status_entity
-from redis_store.notifications import channel
-from redis_store.timelines import ONLINE, celebrity_channel, celebs_key
 from services.auth import Principal
 from services.errors import NotFound, Unauthorized
 
@@ -65,23 +62,6 @@ async def render(ctx: AppContext, user_id: int, message: dict) -> tuple[str, str
     return None
 
 
-async def subscription(ctx: AppContext, user_id: int) -> AsyncIterator[dict | None]:
-    """Messages for the user as they arrive; None every heartbeat interval of silence."""
-    pubsub = ctx.redis.pubsub(ignore_subscribe_messages=True)
-    # The user's own channel, plus one per followed celebrity (their posts are announced once, not per follower).
-    celebrities = await ctx.redis.smembers(celebs_key(user_id))
-    await pubsub.subscribe(channel(user_id), *(celebrity_channel(int(a)) for a in celebrities))
-    await ctx.redis.hincrby(ONLINE, str(user_id), 1)
-    try:
-        while True:
-            message = await pubsub.get_message(timeout=ctx.settings.streaming_heartbeat_seconds)
-            yield orjson.loads(message["data"]) if message else None
-    finally:
-        if await ctx.redis.hincrby(ONLINE, str(user_id), -1) <= 0:
-            await ctx.redis.hdel(ONLINE, str(user_id))
-        await pubsub.aclose()
-
-
 @router.get("/api/v1/streaming/health")
 async def health() -> PlainTextResponse:
     return PlainTextResponse("OK")
@@ -95,7 +75,7 @@ async def _sse(request: Request, stream: str) -> StreamingResponse:
 
     async def body() -> AsyncIterator[bytes]:
         yield b":)\n\n"
-        async for message in subscription(ctx, user_id):
+        async for message in ctx.live.subscription(user_id):
             if await request.is_disconnected():
                 return
             if message is None:
@@ -154,7 +134,7 @@ async def websocket_stream(websocket: WebSocket) -> None:
 
     reader = asyncio.create_task(read_commands())
     try:
-        async for message in subscription(ctx, user_id):
+        async for message in ctx.live.subscription(user_id):
             if reader.done():
                 return
             if message is None:
