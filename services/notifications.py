@@ -20,6 +20,19 @@ SCAN_CHUNK = 100
 MAX_SCANNED = 2000  # a filtered page looks at most this far back
 
 
+@dataclass(frozen=True)
+class NotificationFilter:
+    """One page request: Mastodon's cursors, the limit, and which notifications count."""
+
+    max_id: int | None
+    since_id: int | None
+    min_id: int | None
+    limit: int
+    types: frozenset[str] = frozenset()
+    exclude: frozenset[str] = frozenset()
+    account_id: int | None = None
+
+
 @dataclass
 class HydratedNotification:
     record: dict[str, Any]
@@ -72,19 +85,11 @@ class NotificationService:
             result.append(HydratedNotification(record, accounts[record["account_id"]], status))
         return result
 
-    async def page(
-        self,
-        user_id: int,
-        max_id: int | None,
-        since_id: int | None,
-        min_id: int | None,
-        limit: int,
-        types: set[str],
-        exclude: set[str],
-        account_id: int | None = None,
-    ) -> list[HydratedNotification]:
-        bounds = PageBounds.from_cursors(max_id, since_id, min_id)
-        records = await self._records(user_id, bounds, limit, types, exclude, account_id)
+    async def page(self, user_id: int, query: NotificationFilter) -> list[HydratedNotification]:
+        bounds = PageBounds.from_cursors(query.max_id, query.since_id, query.min_id)
+        records = await self._records(
+            user_id, bounds, query.limit, set(query.types), set(query.exclude), query.account_id
+        )
         return await self.hydrate(records, user_id)
 
     async def get(self, user_id: int, notification_id: int) -> HydratedNotification:
@@ -103,18 +108,9 @@ class NotificationService:
     async def clear(self, user_id: int) -> None:
         await self.store.clear(user_id)
 
-    async def grouped(
-        self,
-        user_id: int,
-        max_id: int | None,
-        since_id: int | None,
-        min_id: int | None,
-        limit: int,
-        types: set[str],
-        exclude: set[str],
-    ) -> list[tuple[str, list[HydratedNotification]]]:
+    async def grouped(self, user_id: int, query: NotificationFilter) -> list[tuple[str, list[HydratedNotification]]]:
         """Groups (by ``group_key``) of the notifications in one page, most recent group first."""
-        notifications = await self.page(user_id, max_id, since_id, min_id, limit, types, exclude)
+        notifications = await self.page(user_id, query)
         groups: dict[str, list[HydratedNotification]] = {}
         for notification in notifications:
             groups.setdefault(notification.record["group_key"], []).append(notification)

@@ -13,7 +13,7 @@ from api.params import read_params, validate
 from api.routes.accounts import parse_id
 from services.auth import Principal
 from services.errors import Unprocessable
-from services.notifications import TYPES
+from services.notifications import TYPES, NotificationFilter
 
 router = APIRouter()
 
@@ -36,8 +36,17 @@ def type_set(value: list[str] | str) -> set[str]:
     return values
 
 
-async def _query(request: Request) -> NotificationQuery:
-    return validate(NotificationQuery, await read_params(request))
+async def _filter(request: Request) -> NotificationFilter:
+    q = validate(NotificationQuery, await read_params(request))
+    return NotificationFilter(
+        q.max_id,
+        q.since_id,
+        q.min_id,
+        q.limit,
+        frozenset(type_set(q.types)),
+        frozenset(type_set(q.exclude_types)),
+        q.account_id,
+    )
 
 
 @router.get("/api/v1/notifications")
@@ -45,17 +54,7 @@ async def notifications(
     request: Request, principal: Principal = Depends(scoped("read:notifications"))
 ) -> ORJSONResponse:
     ctx = context(request)
-    q = await _query(request)
-    found = await ctx.notifications.page(
-        principal.account_id,
-        q.max_id,
-        q.since_id,
-        q.min_id,
-        q.limit,  # type: ignore[arg-type]
-        type_set(q.types),
-        type_set(q.exclude_types),
-        q.account_id,
-    )
+    found = await ctx.notifications.page(principal.account_id, await _filter(request))  # type: ignore[arg-type]
     headers = link_header(request, found[0].record["id"], found[-1].record["id"]) if found else {}
     return ORJSONResponse([notification_entity(n, ctx.settings) for n in found], headers=headers)
 
@@ -65,16 +64,7 @@ async def grouped_notifications(
     request: Request, principal: Principal = Depends(scoped("read:notifications"))
 ) -> ORJSONResponse:
     ctx = context(request)
-    q = await _query(request)
-    groups = await ctx.notifications.grouped(
-        principal.account_id,
-        q.max_id,
-        q.since_id,
-        q.min_id,
-        q.limit,  # type: ignore[arg-type]
-        type_set(q.types),
-        type_set(q.exclude_types),
-    )
+    groups = await ctx.notifications.grouped(principal.account_id, await _filter(request))  # type: ignore[arg-type]
     ids = [n.record["id"] for _, members in groups for n in members]
     headers = link_header(request, max(ids), min(ids)) if ids else {}
     return ORJSONResponse(notification_groups_entity(groups, ctx.settings), headers=headers)
