@@ -59,16 +59,12 @@ class FanoutWorker:
         self.timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
         self.events = EventStream(redis, maxlen=settings.event_stream_max)
         self.actors = ActorDirectory(settings)
-        self.handled = 0
         self._tasks = [asyncio.get_running_loop().create_task(self._consume())]
         if index == 0:
             self._tasks.append(asyncio.get_running_loop().create_task(self._sweep()))
 
     async def ping(self) -> int:
         return self.index
-
-    async def stats(self) -> dict[str, int]:
-        return {"handled": self.handled}
 
     async def _consume(self) -> None:
         await consume_forever(
@@ -78,7 +74,6 @@ class FanoutWorker:
     async def handle_batch(self, batch: list[Event]) -> None:
         for event in batch:
             await self.handle(event)
-            self.handled += 1
 
     async def handle(self, event: Event) -> None:
         data = event.data

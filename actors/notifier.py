@@ -58,7 +58,6 @@ class Notifier:
         self.ids = await claim_id_generator(redis)
         self.store = NotificationStore(redis, settings.notifications_max)
         self.events = EventStream(redis, maxlen=settings.event_stream_max)
-        self.delivered = 0
         self._task = asyncio.get_running_loop().create_task(
             consume_forever(
                 self.events,
@@ -92,7 +91,6 @@ class Notifier:
                 "group_key": group_key(kind, status_id, notification_id),
             }
             if await self.store.add(record):
-                self.delivered += 1
                 metrics.count("raygram_notifications_delivered", "Notifications delivered", type=kind)
                 event_ms = int(event.id.split("-")[0])
                 metrics.observe_ms(

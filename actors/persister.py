@@ -31,7 +31,6 @@ class LikePersister:
         self.events = EventStream(connect(settings.redis_url), maxlen=settings.event_stream_max)
         graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
         self.likes = LikeGraph(graph)
-        self.persisted = 0
         self._task = asyncio.get_running_loop().create_task(
             consume_forever(
                 self.events,
@@ -46,9 +45,6 @@ class LikePersister:
     async def ping(self) -> int:
         return self.index
 
-    async def stats(self) -> dict[str, int]:
-        return {"persisted": self.persisted}
-
     async def handle_batch(self, batch: list[Event]) -> None:
         final: dict[tuple[int, int], Event] = {}
         for event in batch:
@@ -58,4 +54,3 @@ class LikePersister:
         deleted = [e.data for e in final.values() if e.type == "like.deleted"]
         if created or deleted:
             await self.likes.apply(created, deleted)
-            self.persisted += len(final)
