@@ -40,6 +40,7 @@ from bench.cpu import cpu_by_role, delta
 from config import Settings
 from graph.driver import GraphClient
 from graph.follows import FollowGraph
+from graph.statuses import new_status
 from ids import SnowflakeGenerator
 from launcher import free_port
 from redis_store.client import claim_id_generator, connect
@@ -205,23 +206,7 @@ class Bench:
     async def status_in_graph(self, author_id: int, text: str, *, delivered: bool) -> int:
         """A post written the way ``StatusService.create`` writes it, without its event (no fan-out yet)."""
         status_id = self.ids.next_id()
-        record = {
-            "id": status_id,
-            "account_id": author_id,
-            "text": text,
-            "spoiler_text": "",
-            "sensitive": False,
-            "visibility": "public",
-            "language": None,
-            "in_reply_to_id": None,
-            "in_reply_to_account_id": None,
-            "media_ids": [],
-            "created_at": int(time.time() * 1000),
-            "delivered": delivered,
-            "replies_count": 0,
-            "reblogs_count": 0,
-            "favourites_count": 0,
-        }
+        record = new_status(status_id, author_id, int(time.time() * 1000), text=text, delivered=delivered)
         await self.graph.write(
             """
             MATCH (a:Account {id: $status.account_id})
@@ -437,7 +422,11 @@ class LoadResult:
         return self.cpu.get(role, 0.0) * 1000 / max(self.requests, 1)
 
 
-async def load(url: str, headers: dict[str, str], connections: int, warmup: float, seconds: float) -> LoadResult:
+# Sends one request on the session and returns its status, or None when there is no more work to send.
+Send = Callable[[aiohttp.ClientSession], Awaitable[int | None]]
+
+
+async def run_load(send: Send, connections: int, warmup: float, seconds: float) -> LoadResult:
     """``connections`` clients each sending one request after another: a warm-up, then ``seconds`` measured."""
     connector = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -445,10 +434,11 @@ async def load(url: str, headers: dict[str, str], connections: int, warmup: floa
         async def client(until: float, latencies: list[float], errors: list[int]) -> None:
             while time.perf_counter() < until:
                 started = time.perf_counter()
-                async with session.get(url, headers=headers) as response:
-                    await response.read()
-                    if response.status != 200:
-                        errors.append(response.status)
+                status = await send(session)
+                if status is None:
+                    return
+                if status != 200:
+                    errors.append(status)
                 latencies.append(time.perf_counter() - started)
 
         warm_until = time.perf_counter() + warmup
@@ -461,6 +451,17 @@ async def load(url: str, headers: dict[str, str], connections: int, warmup: floa
         elapsed = time.perf_counter() - started
         cpu = delta(cpu_before, cpu_by_role())
     return LoadResult(len(latencies), len(errors), elapsed, latencies, cpu)
+
+
+async def load(url: str, headers: dict[str, str], connections: int, warmup: float, seconds: float) -> LoadResult:
+    """The same GET over and over (the home-feed read)."""
+
+    async def get(session: aiohttp.ClientSession) -> int:
+        async with session.get(url, headers=headers) as response:
+            await response.read()
+            return response.status
+
+    return await run_load(get, connections, warmup, seconds)
 
 
 async def seed_reader(bench: Bench) -> Account:

@@ -18,6 +18,29 @@ STATUS_FIELDS = "s {.*} AS status"
 MAX_ID = 2**63 - 1
 
 
+def new_status(status_id: int, account_id: int, created_at: int, **fields: Any) -> dict[str, Any]:
+    """A status record with every property the graph keeps; ``fields`` override the defaults."""
+    return {
+        "id": status_id,
+        "account_id": account_id,
+        "text": "",
+        "spoiler_text": "",
+        "sensitive": False,
+        "visibility": "public",
+        "language": None,
+        "in_reply_to_id": None,
+        "in_reply_to_account_id": None,
+        "reblog_of_id": None,
+        "media_ids": [],
+        "created_at": created_at,
+        "delivered": False,
+        "replies_count": 0,
+        "reblogs_count": 0,
+        "favourites_count": 0,
+        **fields,
+    }
+
+
 class ParentNotFound(Exception):
     """The post being replied to does not exist."""
 

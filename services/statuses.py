@@ -19,7 +19,7 @@ import metrics
 from actors.registry import ActorDirectory
 from config import Settings
 from graph.follows import FollowGraph
-from graph.statuses import AuthorNotFound, ParentNotFound, StatusGraph
+from graph.statuses import AuthorNotFound, ParentNotFound, StatusGraph, new_status
 from ids import SnowflakeGenerator
 from redis_store.events import EventStream
 from redis_store.locks import Locks
@@ -102,23 +102,18 @@ class StatusService:
             return await self._replay(idem_key)
 
         now = int(time.time() * 1000)
-        record = {
-            "id": status_id,
-            "account_id": account_id,
-            "text": text,
-            "spoiler_text": spoiler_text,
-            "sensitive": sensitive,
-            "visibility": visibility,
-            "language": language,
-            "in_reply_to_id": in_reply_to_id,
-            "in_reply_to_account_id": None,
-            "media_ids": media_ids,
-            "created_at": now,
-            "delivered": False,
-            "replies_count": 0,
-            "reblogs_count": 0,
-            "favourites_count": 0,
-        }
+        record = new_status(
+            status_id,
+            account_id,
+            now,
+            text=text,
+            spoiler_text=spoiler_text,
+            sensitive=sensitive,
+            visibility=visibility,
+            language=language,
+            in_reply_to_id=in_reply_to_id,
+            media_ids=media_ids,
+        )
         attach = self.media_attacher
 
         async def attach_media(tx: AsyncManagedTransaction) -> None:
@@ -230,24 +225,9 @@ class StatusService:
         if visibility not in VISIBILITIES:
             raise Unprocessable(f"Validation failed: Visibility must be one of {', '.join(VISIBILITIES)}")
         await self.abuse.rate_limit("post", account_id)
-        record = {
-            "id": self.ids.next_id(),
-            "account_id": account_id,
-            "reblog_of_id": original.id,
-            "text": "",
-            "spoiler_text": "",
-            "sensitive": False,
-            "visibility": visibility,
-            "language": None,
-            "in_reply_to_id": None,
-            "in_reply_to_account_id": None,
-            "media_ids": [],
-            "created_at": int(time.time() * 1000),
-            "delivered": False,
-            "replies_count": 0,
-            "reblogs_count": 0,
-            "favourites_count": 0,
-        }
+        record = new_status(
+            self.ids.next_id(), account_id, int(time.time() * 1000), reblog_of_id=original.id, visibility=visibility
+        )
         try:
             async with self.locks.hold(f"reblog:{account_id}:{original.id}"):  # one reblog per account and post
                 reblog, created = await self.statuses.create_reblog(record)
