@@ -8,7 +8,9 @@ from pydantic import BaseModel, Field
 
 from api.auth import app_principal, context, scoped
 from api.entities import account_entity, credential_account_entity
+from api.pagination import link_header
 from api.params import parse
+from config import Settings
 from services.auth import Principal
 from services.errors import NotFound, RateLimited
 
@@ -36,11 +38,22 @@ class LookupQuery(BaseModel):
     acct: str = Field(min_length=1, max_length=400)
 
 
+def is_id(raw: str) -> bool:
+    """Ids are decimal snowflakes: ASCII digits, below 2**63."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= 19 and int(raw) < 2**63
+
+
 def parse_id(raw: str) -> int:
-    """Path ids are decimal snowflakes (ASCII digits, below 2**63); anything else cannot name a record."""
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) >= 2**63:
+    """A path id; anything that is not an id cannot name a record."""
+    if not is_id(raw):
         raise NotFound("Record not found")
     return int(raw)
+
+
+def account_page(request: Request, rows: list[tuple[int, dict]], settings: Settings) -> ORJSONResponse:
+    """A page of (cursor, account) rows as Accounts, with a ``next`` link (these lists cannot page forward)."""
+    headers = link_header(request, rows[0][0], rows[-1][0], prev=False) if rows else {}
+    return ORJSONResponse([account_entity(account, settings) for _, account in rows], headers=headers)
 
 
 @router.post("/api/v1/accounts")

@@ -7,10 +7,10 @@ from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field
 
 from api.auth import context, scoped
-from api.entities import account_entity, relationship_entity
-from api.pagination import PageParams, link_header
+from api.entities import relationship_entity
+from api.pagination import PageParams
 from api.params import parse, read_params, validate
-from api.routes.accounts import parse_id
+from api.routes.accounts import account_page, is_id, parse_id
 from services.auth import Principal
 from services.errors import Unprocessable
 
@@ -27,7 +27,7 @@ async def relationships(request: Request, principal: Principal = Depends(scoped(
     raw = [query.id] if isinstance(query.id, str) else query.id
     if len(raw) > 100:
         raise Unprocessable("Validation failed: at most 100 ids")
-    ids = [int(i) for i in raw if i.isascii() and i.isdigit() and len(i) <= 19 and int(i) < 2**63]
+    ids = [int(i) for i in raw if is_id(i)]
     found = await context(request).follows.relationships(principal.account_id, ids)  # type: ignore[arg-type]
     return ORJSONResponse([relationship_entity(r) for r in found])
 
@@ -54,8 +54,7 @@ async def _follow_page(account_id: str, request: Request, direction: str) -> ORJ
     ctx = context(request)
     page = await parse(request, PageParams)
     rows = await ctx.follows.page(parse_id(account_id), direction, page.max_id, page.since_id, page.limit)
-    headers = link_header(request, rows[0][0], rows[-1][0], prev=False) if rows else {}
-    return ORJSONResponse([account_entity(account, ctx.settings) for _, account in rows], headers=headers)
+    return account_page(request, rows, ctx.settings)
 
 
 @router.get("/api/v1/accounts/{account_id}/followers")

@@ -7,10 +7,10 @@ from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field
 
 from api.auth import context, optional_principal, scoped
-from api.entities import account_entity, status_entities, status_entity
+from api.entities import status_entities, status_entity
 from api.pagination import PageParams, link_header
 from api.params import parse
-from api.routes.accounts import parse_id
+from api.routes.accounts import account_page, parse_id
 from services.auth import Principal
 
 router = APIRouter()
@@ -54,8 +54,7 @@ async def favourited_by(
     page = await parse(request, PageParams)
     post = await ctx.statuses.get(parse_id(status_id), principal.account_id if principal else None)
     rows = await ctx.likes.favourited_by(post.original.id, page.max_id, page.limit)
-    headers = link_header(request, rows[0][0], rows[-1][0], prev=False) if rows else {}
-    return ORJSONResponse([account_entity(a, ctx.settings) for _, a in rows], headers=headers)
+    return account_page(request, rows, ctx.settings)
 
 
 @router.get("/api/v1/favourites")
@@ -94,8 +93,7 @@ async def reblogged_by(
     page = await parse(request, PageParams)
     post = await ctx.statuses.get(parse_id(status_id), principal.account_id if principal else None)
     rows = await ctx.statuses.reblogged_by(post.original.id, page.max_id, page.limit)
-    headers = link_header(request, rows[0][0], rows[-1][0], prev=False) if rows else {}
-    return ORJSONResponse([account_entity(account, ctx.settings) for _, account in rows], headers=headers)
+    return account_page(request, rows, ctx.settings)
 
 
 @router.get("/api/v1/statuses/{status_id}/context")
