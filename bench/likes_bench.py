@@ -31,7 +31,6 @@ from typing import Any, TypeVar
 import aiohttp
 import orjson
 
-from bench.cpu import cpu_by_role, delta
 from bench.feed_bench import (
     PROJECT_ROOT,
     SERVING_ROLES,
@@ -41,6 +40,7 @@ from bench.feed_bench import (
     heading,
     percentile,
     row,
+    run_load,
 )
 from launcher import free_port
 from redis_store.events import STREAM
@@ -113,37 +113,23 @@ async def like_load(
     Returns the measured result, how many likes were answered 200 in all
     (warm-up included, for the counter check), and whether the pairs ran out.
     """
-    answered = [0]
-    ran_out = [False]
-    connector = aiohttp.TCPConnector(limit=connections)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    answered = 0
+    ran_out = False
 
-        async def client(until: float, latencies: list[float], errors: list[int]) -> None:
-            while time.perf_counter() < until:
-                pair = next(pairs, None)
-                if pair is None:
-                    ran_out[0] = True
-                    return
-                status_id, user = pair
-                started = time.perf_counter()
-                async with session.post(favourite_url(base_url, status_id), headers=user.headers) as response:
-                    await response.read()
-                    if response.status == 200:
-                        answered[0] += 1
-                    else:
-                        errors.append(response.status)
-                latencies.append(time.perf_counter() - started)
+    async def like_next(session: aiohttp.ClientSession) -> int | None:
+        nonlocal answered, ran_out
+        pair = next(pairs, None)
+        if pair is None:
+            ran_out = True
+            return None
+        status_id, user = pair
+        async with session.post(favourite_url(base_url, status_id), headers=user.headers) as response:
+            await response.read()
+            answered += response.status == 200
+            return response.status
 
-        warm_until = time.perf_counter() + warmup
-        await asyncio.gather(*(client(warm_until, [], []) for _ in range(connections)))
-        latencies: list[float] = []
-        errors: list[int] = []
-        cpu_before = cpu_by_role()
-        started = time.perf_counter()
-        await asyncio.gather(*(client(started + seconds, latencies, errors) for _ in range(connections)))
-        elapsed = time.perf_counter() - started
-        cpu = delta(cpu_before, cpu_by_role())
-    return LoadResult(len(latencies), len(errors), elapsed, latencies, cpu), answered[0], ran_out[0]
+    result = await run_load(like_next, connections, warmup, seconds)
+    return result, answered, ran_out
 
 
 async def drain_events(bench: Bench) -> float:
