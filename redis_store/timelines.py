@@ -8,7 +8,9 @@ cursors (``max_id``, ``since_id``, ``min_id``) map straight onto them.
 
 Keys:
   ``tl:{user}``       the user's home inbox (capped at ``timeline_max``)
-  ``tl:{user}:rb``    original → the reblog of it already in the inbox (reblog dedupe)
+  ``tl:{user}:rb``    hash, original → the reblog of it in the inbox (reblog dedupe), plus
+                      ``r<reblog>`` → original, so that an entry leaving the inbox (trimmed or
+                      removed) takes its tracking along: at most two fields per inbox entry
   ``outbox:{author}`` a celebrity's recent posts (capped at ``outbox_max``)
   ``celebs:{user}``   the celebrity authors the user follows (read-time merge)
   ``active:{user}``   present while the user was active in the last ``inactive_days``;
@@ -106,10 +108,19 @@ return 1
 # to users with an open streaming connection. A reblog is skipped when its
 # original, or another reblog of it, is already in the inbox (Mastodon's rule).
 # Users who just unfollowed the author are skipped: a fan-out that read the
-# follower list before the unfollow must not put the post back.
+# follower list before the unfollow must not put the post back. Entries trimmed off the
+# end of the inbox take their reblog tracking with them, so the dedupe hash stays within
+# two fields per inbox entry and expires with the inbox.
 _DELIVER = """
 local cap, author = tonumber(ARGV[1]), ARGV[2]
 local written = 0
+local function forget(rb, m)
+  local orig = redis.call('HGET', rb, 'r' .. m)
+  if orig then
+    redis.call('HDEL', rb, 'r' .. m)
+    if redis.call('HGET', rb, orig) == m then redis.call('HDEL', rb, orig) end
+  end
+end
 for i = 2, #KEYS, 4 do
   local tl, rb, chan = KEYS[i + 1], KEYS[i + 2], KEYS[i + 3]
   local uid = string.sub(chan, 8)
@@ -124,13 +135,19 @@ for i = 2, #KEYS, 4 do
         if redis.call('ZSCORE', tl, orig) or (previous and previous ~= m and redis.call('ZSCORE', tl, previous)) then
           wanted = false
         else
-          redis.call('HSET', rb, orig, m)
+          if previous and previous ~= m then redis.call('HDEL', rb, 'r' .. previous) end
+          redis.call('HSET', rb, orig, m, 'r' .. m, orig)
+          local ttl = redis.call('PTTL', tl)
+          if ttl > 0 then redis.call('PEXPIRE', rb, ttl) end
         end
       end
       if wanted and redis.call('ZADD', tl, 0, m) == 1 then added[#added + 1] = m end
     end
     local size = redis.call('ZCARD', tl)
-    if size > cap then redis.call('ZREMRANGEBYRANK', tl, 0, size - cap - 1) end
+    if size > cap then
+      local trimmed = redis.call('ZPOPMIN', tl, size - cap)
+      for k = 1, #trimmed, 2 do forget(rb, trimmed[k]) end
+    end
     if #added > 0 and redis.call('HEXISTS', KEYS[1], uid) == 1 then
       for _, m in ipairs(added) do
         redis.call('PUBLISH', chan, '{"event":"update","status_id":"' .. string.gsub(m, '^0+', '') .. '"}')
@@ -151,7 +168,10 @@ for i = 2, #KEYS, 4 do
   for j = 1, #ARGV, 2 do
     local m, orig = ARGV[j], ARGV[j + 1]
     local removed = redis.call('ZREM', tl, m)
-    if orig ~= '' and redis.call('HGET', rb, orig) == m then redis.call('HDEL', rb, orig) end
+    if orig ~= '' then
+      if redis.call('HGET', rb, orig) == m then redis.call('HDEL', rb, orig) end
+      redis.call('HDEL', rb, 'r' .. m)
+    end
     if removed == 1 and online then
       redis.call('PUBLISH', chan, '{"event":"delete","status_id":"' .. string.gsub(m, '^0+', '') .. '"}')
     end
