@@ -102,7 +102,8 @@ class Settings(BaseSettings):
 
     # Interactions (issue: likes, comments, shares, notifications).
     notifications_max: int = 800
-    favourites_load_limit: int = 1000  # a user's likes loaded into Redis after a cold start
+    favourites_load_limit: int = 1000  # a user's likes loaded into Redis after a cold start, and kept there at most
+    like_count_ttl_seconds: int = 3 * 86_400  # a post's live like counter expires this long after its last change
     streaming_heartbeat_seconds: float = 15.0
     # Per-account rate limits: (count, window seconds), Mastodon-like defaults.
     post_rate_limit: int = 300

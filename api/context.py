@@ -69,7 +69,7 @@ class AppContext:
         events = EventStream(redis, maxlen=settings.event_stream_max)
         actors = ActorDirectory(settings)
         account_cache = RecordCache(redis, "account", settings.account_cache_seconds)
-        like_store = LikeStore(redis, settings.event_stream_max)
+        like_store = LikeStore(redis, settings)
         hydrator = Hydrator(
             status_graph,
             account_graph,

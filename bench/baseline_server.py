@@ -34,6 +34,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from api.entities import status_entity
+from config import Settings
 from redis_store.client import claim_id_generator
 from redis_store.likes import LikeStore
 from redis_store.timelines import timeline_key
@@ -46,7 +47,7 @@ async def make_app(redis: aioredis.Redis, base_url: str, stream_maxlen: int) -> 
     """The app; async because like ids need a snowflake worker id claimed from Redis, as a replica claims one."""
     settings = SimpleNamespace(base_url=base_url)  # all that ``status_entity`` reads
     like_ids = await claim_id_generator(redis)
-    likes = LikeStore(redis, stream_maxlen)
+    likes = LikeStore(redis, Settings(event_stream_max=stream_maxlen))  # caps and TTLs as the stack's
 
     async def account_id(request: web.Request) -> int | None:
         """The caller's account from the token cache raygram fills (one GET), or None."""

@@ -4,9 +4,28 @@ A like is one atomic Lua call: it adds the post to the liker's favourites
 (``favs:{user}``, scored by like time), bumps the post's counter
 (``likes:n:{status}``) and appends a ``like.created`` event to the stream in
 the same step, so an acknowledged like is always on its way to the graph.
-Liking twice changes nothing. A counter that is missing (first like, or data
-lost) starts from the graph's persisted count; a favourites set that is
-missing is loaded from the graph once, marked by a sentinel member.
+The call is answered only once the append-only file holding it is on disk
+(``WAITAOF``, ``redis_store.durability``): a like is not rebuilt from the
+graph after a Redis crash, since until the persister has run Redis holds the
+only copy.
+Liking twice changes nothing. A counter that is missing (first like, expired,
+or data lost) starts from the graph's persisted count; a favourites set that
+is missing is loaded from the graph once, marked by a sentinel member.
+
+The graph is the system of record once a like is persisted, so everything
+here is bounded and reloads on a miss:
+
+  ``favs:{user}``     sorted set, the user's newest likes (at most ``favourites_load_limit``, plus one
+                      sentinel); expires ``inactive_days`` after the user's last like change or load.
+                      Past the cap the oldest likes are dropped and the set turns ``partial``: the
+                      sentinel's score then says up to which like time it may miss likes, so a like of
+                      a newer post is still decided here and only an older one asks the graph.
+  ``likes:n:{status}`` string, a post's live like count; expires ``like_count_ttl_seconds`` after its
+                      last change, by when the persister has long written every change to the graph's
+                      ``favourites_count``, which reads fall back to.
+  ``shared:{user}``   hash, original post id → the user's reblog of it (the viewer's reblog state);
+                      at most twice ``favourites_load_limit`` entries (pruned to the newest), expires
+                      like ``favs:``.
 """
 
 from __future__ import annotations
@@ -16,19 +35,28 @@ from dataclasses import dataclass
 import orjson
 import redis.asyncio as aioredis
 
+from config import Settings
+from redis_store.durability import Durability
 from redis_store.events import STREAM
 from redis_store.timelines import member
 
 LOADED = "loaded"  # sentinel member (score -1): the favourites set holds all the user's likes
-PARTIAL = "partial"  # sentinel member (score -1): only the newest likes were loaded; a miss proves nothing
+# Sentinel member: only the newest likes are held. Score -1: a miss proves nothing. Score -2 - f: every like
+# missing from the set has a score of at most f, so a miss for a post made later than f proves it is not liked.
+PARTIAL = "partial"
+CLOCK_SKEW_MS = 60_000  # how far apart the clocks of two id-minting processes may be, at most
 
 # KEYS: favs:{user}, likes:n:{status}, stream; ARGV: member, score, initial count, event data, maxlen, event type,
-# and '1' once the graph was consulted for this pair. Returns {changed (1/0), count}; {-1, 0} when the user's
-# favourites are not loaded yet; {-2, 0} when they are partial and this post is not among them.
+# '1' once the graph was consulted for this pair, the post's own score minus the clock skew, favourites cap,
+# counter ttl ms, favourites ttl ms. Returns {changed (1/0), count}; {-1, 0} when the user's favourites are not
+# loaded yet; {-2, 0} when they are partial and may miss a like of this post.
 _CHANGE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
 local liked = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not liked and ARGV[7] ~= '1' and redis.call('ZSCORE', KEYS[1], 'partial') then return {-2, 0} end
+local partial = tonumber(redis.call('ZSCORE', KEYS[1], 'partial'))
+if not liked and ARGV[7] ~= '1' and partial and (partial == -1 or tonumber(ARGV[8]) <= -2 - partial) then
+  return {-2, 0}
+end
 local like = ARGV[6] == 'like.created'
 if (like and liked) or (not like and not liked) then
   return {0, tonumber(redis.call('GET', KEYS[2]) or ARGV[3])}
@@ -38,12 +66,48 @@ local n
 if like then
   redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
   n = redis.call('INCR', KEYS[2])
+  local extra = redis.call('ZCOUNT', KEYS[1], 0, '+inf') - tonumber(ARGV[9])
+  if extra > 0 then  -- past the cap: drop the oldest likes, remember up to when the set may miss some
+    local last = redis.call('ZRANGE', KEYS[1], 0, '+inf', 'BYSCORE', 'LIMIT', extra - 1, 1, 'WITHSCORES')
+    local evicted = tonumber(last[2])
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, evicted)
+    if partial ~= -1 then
+      local floor = evicted
+      if partial then floor = math.max(floor, -2 - partial) end
+      redis.call('ZREM', KEYS[1], 'loaded')
+      redis.call('ZADD', KEYS[1], -2 - floor, 'partial')
+    end
+  end
 else
   redis.call('ZREM', KEYS[1], ARGV[1])
   n = redis.call('DECR', KEYS[2])
 end
+redis.call('PEXPIRE', KEYS[2], ARGV[10])
+redis.call('PEXPIRE', KEYS[1], ARGV[11])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'type', ARGV[6], 'data', ARGV[4])
 return {1, n}
+"""
+
+# KEYS: shared:{u}; ARGV: original id, reblog id ('' to forget), cap, ttl ms. Changes a loaded hash only; past
+# twice the cap it keeps the newest ``cap`` reblogs (and the "loaded" marker).
+_REMEMBER_REBLOG = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+local cap = tonumber(ARGV[3])
+if redis.call('HLEN', KEYS[1]) > 2 * cap + 1 then
+  local flat, rows = redis.call('HGETALL', KEYS[1]), {}
+  for i = 1, #flat, 2 do
+    if flat[i] ~= 'loaded' then rows[#rows + 1] = {flat[i], flat[i + 1]} end
+  end
+  local function newer(a, b)
+    if #a[2] ~= #b[2] then return #a[2] > #b[2] end
+    return a[2] > b[2]
+  end
+  table.sort(rows, newer)
+  for i = cap + 1, #rows do redis.call('HDEL', KEYS[1], rows[i][1]) end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
 """
 
 
@@ -80,6 +144,11 @@ def favs_key(user_id: int) -> str:
     return f"favs:{user_id}"
 
 
+def partial_score(oldest_like_id: int | None) -> int:
+    """The PARTIAL sentinel's score for a set whose likes older than ``oldest_like_id`` may be missing."""
+    return -1 if oldest_like_id is None else -2 - like_score(oldest_like_id)
+
+
 def count_key(status_id: int) -> str:
     return f"likes:n:{status_id}"
 
@@ -90,11 +159,16 @@ def like_score(like_id: int) -> int:
 
 
 class LikeStore:
-    def __init__(self, redis: aioredis.Redis, stream_maxlen: int) -> None:
+    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
         self.redis = redis
-        self.stream_maxlen = stream_maxlen
+        self.stream_maxlen = settings.event_stream_max
+        self.favourites_max = settings.favourites_load_limit
+        self.count_ttl_ms = settings.like_count_ttl_seconds * 1000
+        self.state_ttl_ms = settings.inactive_days * 86_400_000
+        self.durability = Durability.configured()
         self._change = redis.register_script(_CHANGE)
         self._view = redis.register_script(_VIEW)
+        self._remember_reblog = redis.register_script(_REMEMBER_REBLOG)
 
     async def view(self, user_id: int, status_ids: list[int]) -> PageView:
         raw = await self._view(keys=[favs_key(user_id), reblogs_key(user_id)], args=status_ids)
@@ -124,7 +198,9 @@ class LikeStore:
         Instead of a bool, "load" means the user's favourites must be loaded from the graph first, and
         "check" that they were loaded partially and the graph must say whether this post is liked.
         """
-        changed, count = await self._change(
+        changed, count = await self.durability.run_script(
+            self.redis,
+            self._change,
             keys=[favs_key(user_id), count_key(status_id), STREAM],
             args=[
                 member(status_id),
@@ -134,6 +210,10 @@ class LikeStore:
                 self.stream_maxlen,
                 event_type,
                 "1" if graph_checked else "0",
+                like_score(status_id) - (CLOCK_SKEW_MS << 10),
+                self.favourites_max,
+                self.count_ttl_ms,
+                self.state_ttl_ms,
             ],
         )
         return {-1: "load", -2: "check"}.get(changed, bool(changed)), int(count)
@@ -146,9 +226,30 @@ class LikeStore:
         return bool(await self.redis.exists(favs_key(user_id)))
 
     async def load_favourites(self, user_id: int, likes: list[tuple[int, int]], complete: bool) -> None:
-        """Fill a user's favourites from the graph's (status id, like id) pairs, plus the sentinel."""
+        """Fill a user's favourites from the graph's newest (status id, like id) pairs, plus the sentinel."""
         mapping = {member(status_id): like_score(like_id) for status_id, like_id in likes}
-        await self.redis.zadd(favs_key(user_id), {LOADED if complete else PARTIAL: -1, **mapping}, nx=True)
+        sentinel = {LOADED: -1} if complete else {PARTIAL: partial_score(likes[-1][1] if likes else None)}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(favs_key(user_id), {**sentinel, **mapping}, nx=True)
+            pipe.pexpire(favs_key(user_id), self.state_ttl_ms)
+            await pipe.execute()
+
+    async def reblogs_loaded(self, user_id: int) -> bool:
+        return bool(await self.redis.exists(reblogs_key(user_id)))
+
+    async def load_reblogs(self, user_id: int, pairs: list[tuple[int, int]]) -> None:
+        """Fill a user's reblog state from the graph's newest (original id, reblog id) pairs."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(reblogs_key(user_id), mapping={LOADED: 1, **{str(orig): rid for orig, rid in pairs}})
+            pipe.pexpire(reblogs_key(user_id), self.state_ttl_ms)
+            await pipe.execute()
+
+    async def remember_reblog(self, user_id: int, original_id: int, reblog_id: int | None) -> None:
+        """Record (or, with None, forget) the user's reblog of a post, if their reblog state is loaded."""
+        await self._remember_reblog(
+            keys=[reblogs_key(user_id)],
+            args=[original_id, "" if reblog_id is None else reblog_id, self.favourites_max, self.state_ttl_ms],
+        )
 
     async def counts(self, status_ids: list[int]) -> dict[int, int]:
         """Live like counts of the posts that have a counter."""

@@ -17,11 +17,9 @@ from config import Settings
 from graph.likes import LikeGraph
 from graph.statuses import StatusGraph
 from ids import SnowflakeGenerator
-from redis_store.likes import LikeStore, PageView, reblogs_key
+from redis_store.likes import LikeStore, PageView
 from services.abuse import AbuseGuard
 from services.hydrate import HydratedStatus, Hydrator
-
-REBLOGS_LOADED = "loaded"
 
 
 class LikeService:
@@ -103,12 +101,10 @@ class LikeService:
     # -- the viewer's own state, for hydration -------------------------------------
 
     async def ensure_reblogs_loaded(self, user_id: int) -> None:
-        if await self.redis.exists(reblogs_key(user_id)):
-            return
-        pairs = await self.statuses.reblogs_by(user_id, self.settings.favourites_load_limit)
-        await self.redis.hset(
-            reblogs_key(user_id), mapping={REBLOGS_LOADED: 1, **{str(orig): rid for orig, rid in pairs}}
-        )
+        if not await self.store.reblogs_loaded(user_id):
+            await self.store.load_reblogs(
+                user_id, await self.statuses.reblogs_by(user_id, self.settings.favourites_load_limit)
+            )
 
     async def page_view(self, user_id: int | None, status_ids: list[int]) -> PageView:
         """Like counts of a page, and the viewer's likes and reblogs among it: one Redis call."""
@@ -122,8 +118,4 @@ class LikeService:
         return view
 
     async def remember_reblog(self, user_id: int, original_id: int, reblog_id: int | None) -> None:
-        if await self.redis.exists(reblogs_key(user_id)):
-            if reblog_id is None:
-                await self.redis.hdel(reblogs_key(user_id), str(original_id))
-            else:
-                await self.redis.hset(reblogs_key(user_id), str(original_id), reblog_id)
+        await self.store.remember_reblog(user_id, original_id, reblog_id)
