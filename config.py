@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     outbox_max: int = 800
     inactive_days: int = 30
     follower_page_size: int = 5000
+    follower_list_days: int = 30  # an author's follower list in Redis expires this long after their last fan-out
     backfill_count: int = 100
     rebuild_window_days: int = 90  # a cold timeline is rebuilt from posts this recent
     status_cache_seconds: int = 60

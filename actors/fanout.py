@@ -7,11 +7,15 @@ dies mid-batch leaves the event pending; its restart (or another worker after
 part twice is harmless.
 
 The rules (DESIGN.md §3):
-  * ordinary author: page followers out of the graph, group each page by
-    inbox shard, one ``deliver`` call per shard;
+  * ordinary author: page followers out of the author's follower list in
+    Redis (``redis_store.followers``), group each page by inbox shard, one
+    ``deliver`` call per shard. While the list is not complete the pages come
+    from the graph, and a pass from the first follower rebuilds the list on
+    the way;
   * celebrity author (``celeb:ready``): one append to their outbox;
   * promotion fills the outbox and adds the author to every follower's
-    celebrity set *before* switching to pull; demotion switches back to push
+    celebrity set *before* switching to pull, then drops the author's
+    follower list (pull does not read it); demotion switches back to push
     *before* pushing recent posts and dropping the sets, so no post goes
     missing in between and the read-time merge removes duplicates.
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 
 import ray
 from ray.actor import ActorHandle
@@ -38,6 +43,7 @@ from graph.statuses import StatusGraph
 from ids import id_to_ms, min_id_at_ms
 from redis_store.client import connect
 from redis_store.events import Event, EventStream
+from redis_store.followers import FollowerLists
 from redis_store.timelines import TimelineStore
 
 log = logging.getLogger("raygram.fanout")
@@ -55,6 +61,7 @@ class FanoutWorker:
             settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database
         )
         self.follows = FollowGraph(self.graph)
+        self.followers = FollowerLists(redis, settings.follower_list_days)
         self.statuses = StatusGraph(self.graph)
         self.timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
         self.events = EventStream(redis, maxlen=settings.event_stream_max)
@@ -88,20 +95,25 @@ class FanoutWorker:
 
     # -- posts ---------------------------------------------------------------
 
-    async def _for_each_follower_page(self, author_id: int, per_shard) -> None:
-        """Call ``per_shard(shard, user_ids)`` for every page of followers; the next page loads meanwhile."""
-        page_size = self.settings.follower_page_size
-        next_page = asyncio.ensure_future(self.follows.follower_ids(author_id, 0, page_size))
+    async def _follower_pages(self, author_id: int) -> AsyncIterator[list[int]]:
+        """Every follower of the author once, a page at a time in id order; the next page loads meanwhile."""
+        size = self.settings.follower_page_size
+        source = FollowerSource(self.followers, self.follows, author_id, size)
+        next_page = asyncio.ensure_future(source.page(0))
         while True:
             followers = await next_page
-            if not followers:
+            if len(followers) == size:
+                next_page = asyncio.ensure_future(source.page(followers[-1]))
+            if followers:
+                yield followers
+            if len(followers) < size:
                 return
-            if len(followers) == page_size:
-                next_page = asyncio.ensure_future(self.follows.follower_ids(author_id, followers[-1], page_size))
+
+    async def _for_each_follower_page(self, author_id: int, per_shard) -> None:
+        """Call ``per_shard(shard, user_ids)`` for every page of followers, grouped by inbox shard."""
+        async for followers in self._follower_pages(author_id):
             groups = group_by_shard(followers, self.settings.inbox_shards)
             await asyncio.gather(*(per_shard(self.actors.inboxes[k], users) for k, users in groups.items()))
-            if len(followers) < page_size:
-                return
 
     async def fan_out(self, status_id: int, author_id: int) -> None:
         status = await self.statuses.get(status_id)
@@ -147,6 +159,7 @@ class FanoutWorker:
             author_id, lambda inbox, users: inbox.follow_celebrity.remote(author_id, users)
         )
         await self.timelines.set_celebrity_ready(author_id, True)
+        await self.followers.drop(author_id)  # posts are pulled now; demotion rebuilds the list
 
     async def demote(self, author_id: int) -> None:
         if await self._author_is_celebrity(author_id) is not False:
@@ -186,6 +199,39 @@ class FanoutWorker:
                 raise
             except Exception:
                 log.exception("sweep failed; will try again")
+
+
+class FollowerSource:
+    """Where one pass over an author's followers reads its pages, in order of ``after``.
+
+    From the Redis list while it is complete; from the graph once it is not (a
+    list can go missing mid-pass: the pass carries on from the graph where it
+    was). A pass that finds the list incomplete at its first page also claims
+    its rebuild and writes each graph page it reads into it; if another worker
+    holds the rebuild, this pass only reads the graph.
+    """
+
+    def __init__(self, lists: FollowerLists, graph: FollowGraph, author_id: int, size: int) -> None:
+        self.lists, self.graph, self.author_id, self.size = lists, graph, author_id, size
+        self.from_list = True
+        self.rebuild: str | None = None  # this pass's rebuild token
+
+    async def page(self, after: int) -> list[int]:
+        if self.from_list:
+            followers = await self.lists.page(self.author_id, after, self.size)
+            if followers is not None:
+                return followers
+            self.from_list = False
+            if after == 0:
+                self.rebuild = await self.lists.start_rebuild(self.author_id)
+        followers = await self.graph.follower_ids(self.author_id, after, self.size)
+        if self.rebuild is not None:
+            if not await self.lists.add_rebuilt(self.author_id, self.rebuild, followers):
+                self.rebuild = None  # taken over by another rebuild
+            elif len(followers) < self.size:
+                await self.lists.finish_rebuild(self.author_id, self.rebuild)
+                self.rebuild = None
+        return followers
 
 
 _fanout_lag = None

@@ -2,8 +2,10 @@
 
 Follower and following counts are stored on the accounts and changed in the
 same transaction as the edge, so they stay exact without counting. Lists are
-paged by the edge's snowflake id (newest follow first, as Mastodon does);
-fan-out pages followers by account id, the order the graph can serve cheaply.
+paged by the edge's snowflake id (newest follow first, as Mastodon does).
+Fan-out reads followers from a list in Redis derived from these edges
+(``redis_store.followers``); ``follower_ids`` pages them by account id, the
+order that list keeps, to rebuild it and while it is missing.
 """
 
 from __future__ import annotations
@@ -142,7 +144,7 @@ class FollowGraph:
         return [(r["cursor"], r["account"]) for r in rows]
 
     async def follower_ids(self, account_id: int, after: int, limit: int) -> list[int]:
-        """One page of follower ids in id order, for fan-out."""
+        """One page of follower ids in id order: rebuilds the Redis follower list, or stands in for it."""
         rows = await self.graph.read(
             "MATCH (:Account {id: $id})<-[:FOLLOWS]-(f:Account) WHERE f.id > $after "
             "RETURN f.id AS id ORDER BY id LIMIT $limit",

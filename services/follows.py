@@ -1,9 +1,12 @@
 """Follow and unfollow, relationships, follower and following lists.
 
-The graph write is the source of truth and happens first; the timeline work
-(backfill or celebrity set) follows in the same request so the follower sees
-the followee's posts on their next read. Crossing the celebrity threshold
-emits an event the fan-out workers act on.
+The graph write is the source of truth and happens first. Under the same pair
+lock, the followee's follower list in Redis (what fan-out pages, see
+``redis_store.followers``) follows it; a crash between the two is repaired by
+rebuilding that list from the graph. The timeline work (backfill or celebrity
+set) follows in the same request so the follower sees the followee's posts on
+their next read. Crossing the celebrity threshold emits an event the fan-out
+workers act on.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from graph.follows import FollowGraph
 from ids import SnowflakeGenerator
 from redis_store.cache import RecordCache
 from redis_store.events import EventStream
+from redis_store.followers import FollowerLists
 from redis_store.locks import Locks
 from services.abuse import AbuseGuard
 from services.errors import Forbidden, NotFound
@@ -45,6 +49,7 @@ class FollowService:
         self.ids = ids
         self.abuse = abuse
         self.locks = locks
+        self.followers = FollowerLists(locks.redis, settings.follower_list_days)  # same Redis as the locks
 
     async def _check_target(self, me: int, target: int) -> None:
         if me == target:
@@ -55,7 +60,11 @@ class FollowService:
     async def follow(self, me: int, target: int) -> tuple[int, bool, bool]:
         await self._check_target(me, target)
         await self.abuse.rate_limit("follow", me)
-        async with self.locks.hold(f"follow:{me}:{target}"):  # the graph does not serialize check-then-create
+        # The graph does not serialize check-then-create; the lock also keeps the list writes in graph order.
+        async with (
+            self.locks.hold(f"follow:{me}:{target}"),
+            self.followers.changing(target, me, following=True),
+        ):
             change = await self.follows.follow(
                 me, target, self.ids.next_id(), int(time.time() * 1000), self.settings.celebrity_threshold
             )
@@ -69,7 +78,10 @@ class FollowService:
 
     async def unfollow(self, me: int, target: int) -> tuple[int, bool, bool]:
         await self._check_target(me, target)
-        async with self.locks.hold(f"follow:{me}:{target}"):
+        async with (
+            self.locks.hold(f"follow:{me}:{target}"),
+            self.followers.changing(target, me, following=False),
+        ):
             change = await self.follows.unfollow(me, target, self.settings.demote_below)
         if change.changed:
             await self.account_cache.invalidate(me, target)
