@@ -1,4 +1,5 @@
-"""The ``raygram`` command: ``up`` starts the stack in the foreground, ``down`` stops it."""
+"""The ``raygram`` command: ``up`` starts the stack in the foreground, ``down`` stops it, ``events`` lists
+(``dead``) or puts back (``replay``) the events the background consumers gave up on."""
 
 from __future__ import annotations
 
@@ -78,11 +79,46 @@ def down(settings: Settings) -> int:
     return 0
 
 
+def events(settings: Settings, action: str, group: str | None, limit: int) -> int:
+    """``events dead`` lists dead-lettered events; ``events replay`` puts them back for their group."""
+    import asyncio
+
+    from redis_store.client import connect
+    from redis_store.events import EventStream
+
+    async def run() -> int:
+        redis = connect(settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0")
+        stream = EventStream(redis, maxlen=settings.event_stream_max)
+        try:
+            for name in [group] if group else await stream.groups():
+                if action == "replay":
+                    print(f"{name}: {await stream.replay(name, limit)} dead-lettered events put back on the stream")
+                    continue
+                for dead in await stream.dead_letters(name, limit):
+                    print(f"{name}\t{dead.origin_id}\t{dead.type}\t{dead.attempts} tries\t{dead.error}\t{dead.data}")
+        finally:
+            await redis.aclose()
+        return 0
+
+    return asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="raygram", description=__doc__)
-    parser.add_argument("command", choices=["up", "down"])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="start the stack in the foreground")
+    commands.add_parser("down", help="stop a running stack")
+    event_commands = commands.add_parser("events", help="dead-lettered events").add_subparsers(
+        dest="action", required=True
+    )
+    for action, text in (("dead", "list dead-lettered events"), ("replay", "put them back for their group")):
+        sub = event_commands.add_parser(action, help=text)
+        sub.add_argument("--group", help="one consumer group (default: every group)")
+        sub.add_argument("--limit", type=int, default=1000, help="at most this many per group, oldest first")
     args = parser.parse_args(argv)
     settings = Settings()
+    if args.command == "events":
+        return events(settings, args.action, args.group, args.limit)
     return up(settings) if args.command == "up" else down(settings)
 
 

@@ -82,6 +82,15 @@ class Settings(BaseSettings):
     fanout_claim_idle_ms: int = 30_000  # pending events of a dead worker are re-claimed after this
     sweep_interval_seconds: float = 15.0
     sweep_grace_seconds: float = 30.0  # an undelivered post older than this is re-emitted
+    # Background consumers (actors.consumer): an event whose handler failed on this many deliveries goes to
+    # its group's dead-letter stream (``raygram events dead`` / ``replay``), which keeps this many entries.
+    event_max_attempts: int = 5
+    event_retry_seconds: float = 1.0  # pause before events whose handler failed are tried again
+    event_dead_letter_max: int = 10_000
+    # Durable Redis writes (redis_store.durability): WAITAOF before a like, marker or event is acknowledged.
+    # False only for a Redis without an append-only file (then a Redis crash loses the last second of likes).
+    redis_wait_fsync: bool = True
+    redis_fsync_timeout_ms: int = 2000
 
     # Media (DESIGN.md §5). Limits are checked before anything is stored.
     media_image_max_bytes: int = 16 * 1024 * 1024

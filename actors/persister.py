@@ -1,9 +1,13 @@
 """``LikePersister``: writes likes from the event stream to the graph in batches.
 
-Likes are answered from Redis at once; this consumer makes them durable. Per
-batch, only the last event of each (account, post) pair matters — it is the
-state Redis holds — and the graph write is idempotent, so a crash before the
-ack only means the batch is applied again.
+Likes are answered from Redis at once, once the append-only file holding the
+like and its event is on disk (``redis_store.likes``); this consumer then
+makes them part of the graph, the system of record. Per batch, only the last
+event of each (account, post) pair matters — it is the state Redis holds —
+and the graph write is idempotent, so a crash before the ack only means the
+batch is applied again. The events of one pair must be applied in order: the
+consumer loop keeps that order when it retries events one by one or sends
+one to the dead-letter stream (``like_pair``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,14 @@ GROUP = "likes"
 LIKE_EVENTS = ("like.created", "like.deleted")
 
 
+def like_pair(event: Event) -> tuple[int, int] | None:
+    """The (account, post) pair a like event is about; its events must be applied in order."""
+    if event.type not in LIKE_EVENTS:
+        return None
+    pair = (event.data.get("account_id"), event.data.get("status_id"))
+    return pair if all(isinstance(part, int) for part in pair) else None
+
+
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class LikePersister:
     async def __init__(self, index: int) -> None:
@@ -39,6 +51,7 @@ class LikePersister:
                 self.handle_batch,
                 claim_idle_ms=settings.fanout_claim_idle_ms,
                 batch_size=500,
+                order_key=like_pair,
             )
         )
 

@@ -5,6 +5,13 @@ lexicographically, like timelines); ``notif:{id}`` holds the record as JSON.
 Adding one is a single Lua call that also collapses duplicates (the same
 actor doing the same thing to the same post notifies once), trims the list
 to its cap and publishes on the user's streaming channel.
+
+What a user does here is answered only once it is on disk (``WAITAOF``,
+``redis_store.durability``): markers, dismissals and clears live only in
+Redis, and a notification coming back after the user removed it, or an
+unread count going back, would be a lost acknowledged write. Notifications
+themselves are written by the ``Notifier`` from durable events, before the
+event is acked (see ``actors.notifier``).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from redis_store.durability import Durability
 from redis_store.timelines import PageBounds, member
 
 
@@ -53,10 +61,17 @@ return 1
 
 
 class NotificationStore:
-    def __init__(self, redis: aioredis.Redis, cap: int, dedupe_seconds: int = 7 * 86_400) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        cap: int,
+        dedupe_seconds: int = 7 * 86_400,
+        durability: Durability | None = None,
+    ) -> None:
         self.redis = redis
         self.cap = cap
         self.dedupe_seconds = dedupe_seconds
+        self.durability = durability or Durability.configured()
         self._add = redis.register_script(_ADD)
 
     async def add(self, record: dict[str, Any]) -> bool:
@@ -85,19 +100,21 @@ class NotificationStore:
         return {i: orjson.loads(v) for i, v in zip(ids, values, strict=True) if v is not None}
 
     async def dismiss(self, user_id: int, notification_id: int) -> bool:
-        async with self.redis.pipeline(transaction=True) as pipe:
+        # Not a transaction (WAITAOF cannot wait inside one): the list entry goes first, and a reader that
+        # sees it without its record skips it.
+        async with self.durability.pipeline(self.redis) as pipe:
             pipe.zrem(list_key(user_id), member(notification_id))
             pipe.delete(record_key(notification_id))
-            removed, _ = await pipe.execute()
+            removed, _ = await self.durability.execute(pipe)
         return bool(removed)
 
     async def clear(self, user_id: int) -> None:
         ids = await self.redis.zrange(list_key(user_id), 0, -1)
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.durability.pipeline(self.redis) as pipe:
+            pipe.delete(list_key(user_id))
             if ids:
                 pipe.delete(*(record_key(int(i)) for i in ids))
-            pipe.delete(list_key(user_id))
-            await pipe.execute()
+            await self.durability.execute(pipe)
 
     async def count_after(self, user_id: int, after_id: int | None) -> int:
         low = f"({member(after_id)}" if after_id else "-"
@@ -107,5 +124,8 @@ class NotificationStore:
         raw = await self.redis.hgetall(marker_key(user_id))
         return {timeline: orjson.loads(value) for timeline, value in raw.items()}
 
-    async def set_marker(self, user_id: int, timeline: str, marker: dict[str, Any]) -> None:
-        await self.redis.hset(marker_key(user_id), timeline, orjson.dumps(marker))
+    async def set_markers(self, user_id: int, markers: dict[str, dict[str, Any]]) -> None:
+        """Store the user's markers (timeline → marker), durably."""
+        async with self.durability.pipeline(self.redis) as pipe:
+            pipe.hset(marker_key(user_id), mapping={t: orjson.dumps(m) for t, m in markers.items()})
+            await self.durability.execute(pipe)

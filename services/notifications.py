@@ -2,6 +2,8 @@
 
 Notifications are made by the ``Notifier`` actor; this service only reads
 and removes them, and hydrates their accounts and posts in one batch each.
+Markers, dismissals and clears are answered once Redis has them on disk
+(``redis_store.notifications``): they are not in the graph to be rebuilt from.
 """
 
 from __future__ import annotations
@@ -126,13 +128,20 @@ class NotificationService:
         return {t: stored[t] for t in timelines if t in stored}
 
     async def set_markers(self, user_id: int, updates: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """Move the user's read markers; answered once they are on disk (Redis is their only home)."""
         stored = await self.store.get_markers(user_id)
-        for timeline, last_read_id in updates.items():
-            version = int(stored.get(timeline, {}).get("version", 0)) + 1
-            marker = {"last_read_id": last_read_id, "version": version, "updated_at": int(time.time() * 1000)}
-            await self.store.set_marker(user_id, timeline, marker)
-            stored[timeline] = marker
-        return {t: stored[t] for t in updates}
+        now_ms = int(time.time() * 1000)
+        changed = {
+            timeline: {
+                "last_read_id": last_read_id,
+                "version": int(stored.get(timeline, {}).get("version", 0)) + 1,
+                "updated_at": now_ms,
+            }
+            for timeline, last_read_id in updates.items()
+        }
+        if changed:
+            await self.store.set_markers(user_id, changed)
+        return changed
 
 
 def bounds_max(bounds: PageBounds) -> int | None:

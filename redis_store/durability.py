@@ -1,0 +1,87 @@
+"""Answer a Redis write only once it is on disk: ``WAITAOF`` after the write, on the same connection.
+
+Redis keeps likes (until the persister has written them to the graph), the
+events that notifications are made from, notifications themselves and
+timeline markers. The server runs with the append-only file and
+``appendfsync everysec`` (``redis_store.server``): a write is in the
+kernel's page cache when Redis answers, and on disk within about a second.
+That survives a crash of Redis itself (``kill -9``) but not of the machine,
+and not the rare case of a slow disk, when Redis holds the AOF buffer back
+for up to two seconds while it keeps answering. So the write paths whose
+answer promises something to a client (a like, an unlike, a marker, a
+dismissed notification, an event published after a graph write) send
+``WAITAOF 1 0 timeout`` right behind the write: the reply comes once the
+local AOF holding the write has been fsynced. Valkey does not make a waiting
+client sit out the rest of the everysec second: the wait is about one fsync,
+shared by the writes of the same event-loop turn (``bench/likes_bench.py``
+measures it).
+
+``WAITAOF`` waits for the *calling connection's* writes, so it must travel on
+the same connection as the write: a non-transactional pipeline (inside
+``MULTI`` it would not wait). A Redis run without an append-only file cannot
+honour it: set ``REDIS_WAIT_FSYNC=false`` there, and accept that a Redis crash
+loses the last second of likes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from config import get_settings
+
+
+class NotDurable(RedisTimeoutError):
+    """The write was applied but its append-only file was not on disk in time: Redis' disk is failing."""
+
+
+@dataclass(frozen=True)
+class Durability:
+    wait: bool = True
+    timeout_ms: int = 2000
+
+    @classmethod
+    def configured(cls) -> Durability:
+        settings = get_settings()
+        return cls(settings.redis_wait_fsync, settings.redis_fsync_timeout_ms)
+
+    @staticmethod
+    def pipeline(redis: aioredis.Redis) -> Pipeline:
+        """A pipeline whose writes ``execute`` makes durable (non-transactional: see the module docstring)."""
+        return redis.pipeline(transaction=False)
+
+    async def execute(self, pipe: Pipeline) -> list[Any]:
+        """Run the queued writes, then wait for their fsync; returns the writes' replies."""
+        if self.wait:
+            pipe.execute_command("WAITAOF", 1, 0, self.timeout_ms)
+        replies = await pipe.execute()
+        if self.wait:
+            fsynced_locally, _replicas = replies.pop()
+            if int(fsynced_locally) < 1:
+                raise NotDurable(f"Redis did not fsync its append-only file within {self.timeout_ms} ms")
+        return replies
+
+    async def run_script(self, redis: aioredis.Redis, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]):
+        """Run a Lua script and wait for its fsync in one round trip; returns the script's reply.
+
+        ``EVALSHA`` straight on the pipeline: a ``Script`` called on a pipeline costs a ``SCRIPT EXISTS``
+        round trip each time. A server that lost the script (restarted) gets it loaded, then a retry.
+        """
+        try:
+            return await self._evalsha(redis, script, keys, args)
+        except NoScriptError:
+            script.sha = await redis.script_load(script.script)
+            return await self._evalsha(redis, script, keys, args)
+
+    async def _evalsha(self, redis: aioredis.Redis, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]):
+        pipe = self.pipeline(redis)
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+        (reply,) = await self.execute(pipe)
+        return reply
