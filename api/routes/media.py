@@ -1,9 +1,12 @@
 """Media: uploads (Mastodon's /api/v2/media and /api/v1/media), the uploader's view and edits, signed downloads.
 
 Downloads under ``/media/...`` are what a CDN caches: a valid signature is
-required (403 otherwise, also once expired), and the bytes come with a strong
-``ETag``, a year of immutable caching, ``If-None-Match`` (304) and single
-``Range`` requests (206, or 416 when unsatisfiable).
+required (403 otherwise, also once expired), the upload's post must still
+exist (404 once deleted), and the bytes come with a strong ``ETag``, immutable
+caching until the URL expires and no longer (``private`` for media of posts
+that are not public or unlisted, and of uploads not attached yet, so that only
+the browser keeps them), ``If-None-Match`` (304) and single ``Range`` requests
+(206, or 416 when unsatisfiable).
 """
 
 from __future__ import annotations
@@ -20,14 +23,13 @@ from starlette.types import Message
 from api.auth import context, scoped
 from api.params import parse, read_params, validate
 from api.routes.accounts import parse_id
-from media.urls import MEDIA_PATH_PREFIX
+from media.urls import MEDIA_PATH_PREFIX, max_age
 from services.auth import Principal
 from services.errors import BadRequest, PayloadTooLarge, Unprocessable
 from services.media import ServedObject
 
 router = APIRouter()
 MULTIPART_OVERHEAD = 1024 * 1024  # form fields and part headers besides the file itself
-CACHE_FOREVER = "public, max-age=31536000, immutable"
 
 
 class MediaForm(BaseModel):
@@ -157,7 +159,8 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
 def _object_response(request: Request, obj: ServedObject) -> Response:
     ctx = context(request)
     size, etag = obj.info.size, obj.info.etag
-    headers: dict[str, Any] = {"ETag": etag, "Cache-Control": CACHE_FOREVER, "Accept-Ranges": "bytes"}
+    cache = f"{'public' if obj.public else 'private'}, max-age={max_age(obj.expires)}, immutable"
+    headers: dict[str, Any] = {"ETag": etag, "Cache-Control": cache, "Accept-Ranges": "bytes"}
     if etag_matches(request.headers.get("if-none-match", ""), etag):
         return Response(status_code=304, headers=headers)
     start, end, status = 0, size - 1, 200
@@ -182,5 +185,6 @@ def _object_response(request: Request, obj: ServedObject) -> Response:
 async def download(key: str, request: Request) -> Response:
     ctx = context(request)
     path = MEDIA_PATH_PREFIX + quote(key)
-    obj = await ctx.media.served_object(path, request.query_params.get("e"), request.query_params.get("s"))
+    query = request.query_params
+    obj = await ctx.media.served_object(path, query.get("m"), query.get("e"), query.get("s"))
     return _object_response(request, obj)
