@@ -10,6 +10,7 @@ from fastapi.responses import ORJSONResponse
 
 from api.context import AppContext
 from api.errors import install_error_handlers
+from api.openapi import install_openapi
 from api.routes import (
     accounts,
     follows,
@@ -43,7 +44,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    # follows first: its fixed paths (/accounts/relationships) must win over /accounts/{id}.
+    install_openapi(app)
     for module in (
         oauth,
         follows,

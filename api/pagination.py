@@ -5,12 +5,14 @@ from __future__ import annotations
 from fastapi import Request
 from pydantic import BaseModel, Field, field_validator
 
+from api.params import Id
+
 
 class PageParams(BaseModel):
-    max_id: int | None = Field(default=None, ge=0, lt=2**63)
-    since_id: int | None = Field(default=None, ge=0, lt=2**63)
-    min_id: int | None = Field(default=None, ge=0, lt=2**63)
-    limit: int = Field(default=20, ge=1)
+    max_id: Id | None = Field(default=None, description="Items older than this id")
+    since_id: Id | None = Field(default=None, description="Items newer than this id (the newest first)")
+    min_id: Id | None = Field(default=None, description="Items just newer than this id (the oldest of them first)")
+    limit: int = Field(default=20, ge=1, description="At most 40; more is read as 40")
 
     @field_validator("max_id", "since_id", "min_id", mode="before")
     @classmethod

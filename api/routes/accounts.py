@@ -8,11 +8,13 @@ from pydantic import BaseModel, Field
 
 from api.auth import app_principal, context, scoped
 from api.entities import account_entity, credential_account_entity
+from api.openapi import ANY_TOKEN, doc
 from api.pagination import link_header
-from api.params import parse
+from api.params import IdPath, parse, parse_id
+from api.schemas import Account, CredentialAccount, Token
 from config import Settings
 from services.auth import Principal
-from services.errors import NotFound, RateLimited
+from services.errors import RateLimited
 
 router = APIRouter()
 
@@ -38,25 +40,13 @@ class LookupQuery(BaseModel):
     acct: str = Field(min_length=1, max_length=400)
 
 
-def is_id(raw: str) -> bool:
-    """Ids are decimal snowflakes: ASCII digits, below 2**63."""
-    return raw.isascii() and raw.isdigit() and len(raw) <= 19 and int(raw) < 2**63
-
-
-def parse_id(raw: str) -> int:
-    """A path id; anything that is not an id cannot name a record."""
-    if not is_id(raw):
-        raise NotFound("Record not found")
-    return int(raw)
-
-
 def account_page(request: Request, rows: list[tuple[int, dict]], settings: Settings) -> ORJSONResponse:
     """A page of (cursor, account) rows as Accounts, with a ``next`` link (these lists cannot page forward)."""
     headers = link_header(request, rows[0][0], rows[-1][0], prev=False) if rows else {}
     return ORJSONResponse([account_entity(account, settings) for _, account in rows], headers=headers)
 
 
-@router.post("/api/v1/accounts")
+@router.post("/api/v1/accounts", **doc(Token, body=SignUpForm, auth=ANY_TOKEN, errors=[429]))
 async def sign_up(request: Request, principal: Principal = Depends(app_principal)) -> ORJSONResponse:
     ctx = context(request)
     form = await parse(request, SignUpForm)
@@ -73,7 +63,7 @@ async def sign_up(request: Request, principal: Principal = Depends(app_principal
     return ORJSONResponse(token, headers=decision.headers())
 
 
-@router.get("/api/v1/accounts/verify_credentials")
+@router.get("/api/v1/accounts/verify_credentials", **doc(CredentialAccount, auth="read:accounts"))
 async def verify_credentials(
     request: Request, principal: Principal = Depends(scoped("read:accounts"))
 ) -> ORJSONResponse:
@@ -82,7 +72,9 @@ async def verify_credentials(
     return ORJSONResponse(credential_account_entity(account, ctx.settings))
 
 
-@router.patch("/api/v1/accounts/update_credentials")
+@router.patch(
+    "/api/v1/accounts/update_credentials", **doc(CredentialAccount, body=UpdateCredentialsForm, auth="write:accounts")
+)
 async def update_credentials(
     request: Request, principal: Principal = Depends(scoped("write:accounts"))
 ) -> ORJSONResponse:
@@ -92,14 +84,14 @@ async def update_credentials(
     return ORJSONResponse(credential_account_entity(account, ctx.settings))
 
 
-@router.get("/api/v1/accounts/lookup")
+@router.get("/api/v1/accounts/lookup", **doc(Account, query=LookupQuery, errors=[404]))
 async def lookup(request: Request) -> ORJSONResponse:
     ctx = context(request)
     query = await parse(request, LookupQuery)
     return ORJSONResponse(account_entity(await ctx.accounts.lookup(query.acct), ctx.settings))
 
 
-@router.get("/api/v1/accounts/{account_id}")
-async def get_account(account_id: str, request: Request) -> ORJSONResponse:
+@router.get("/api/v1/accounts/{account_id:id}", **doc(Account, errors=[404]))
+async def get_account(account_id: IdPath, request: Request) -> ORJSONResponse:
     ctx = context(request)
     return ORJSONResponse(account_entity(await ctx.accounts.get(parse_id(account_id)), ctx.settings))

@@ -8,9 +8,11 @@ from pydantic import BaseModel, Field
 
 from api.auth import context, scoped
 from api.entities import relationship_entity
+from api.openapi import doc
 from api.pagination import PageParams
-from api.params import parse, read_params, validate
-from api.routes.accounts import account_page, is_id, parse_id
+from api.params import IdPath, is_id, parse, parse_id, read_params, validate
+from api.routes.accounts import account_page
+from api.schemas import Account, Relationship
 from services.auth import Principal
 from services.errors import Unprocessable
 
@@ -18,10 +20,10 @@ router = APIRouter()
 
 
 class RelationshipQuery(BaseModel):
-    id: list[str] | str = Field(default_factory=list)
+    id: list[str] | str = Field(default_factory=list, description="Account ids, at most 100; unknown ones are left out")
 
 
-@router.get("/api/v1/accounts/relationships")
+@router.get("/api/v1/accounts/relationships", **doc(list[Relationship], query=RelationshipQuery, auth="read:follows"))
 async def relationships(request: Request, principal: Principal = Depends(scoped("read:follows"))) -> ORJSONResponse:
     query = validate(RelationshipQuery, await read_params(request))
     raw = [query.id] if isinstance(query.id, str) else query.id
@@ -32,22 +34,27 @@ async def relationships(request: Request, principal: Principal = Depends(scoped(
     return ORJSONResponse([relationship_entity(r) for r in found])
 
 
-@router.post("/api/v1/accounts/{account_id}/follow")
+@router.post(
+    "/api/v1/accounts/{account_id:id}/follow", **doc(Relationship, auth="write:follows", errors=[404, 409, 429])
+)
 async def follow(
-    account_id: str, request: Request, principal: Principal = Depends(scoped("write:follows"))
+    account_id: IdPath, request: Request, principal: Principal = Depends(scoped("write:follows"))
 ) -> ORJSONResponse:
     ctx = context(request)
     result = await ctx.follows.follow(principal.account_id, parse_id(account_id))  # type: ignore[arg-type]
     return ORJSONResponse(relationship_entity(result))
 
 
-@router.post("/api/v1/accounts/{account_id}/unfollow")
+@router.post("/api/v1/accounts/{account_id:id}/unfollow", **doc(Relationship, auth="write:follows", errors=[404, 409]))
 async def unfollow(
-    account_id: str, request: Request, principal: Principal = Depends(scoped("write:follows"))
+    account_id: IdPath, request: Request, principal: Principal = Depends(scoped("write:follows"))
 ) -> ORJSONResponse:
     ctx = context(request)
     result = await ctx.follows.unfollow(principal.account_id, parse_id(account_id))  # type: ignore[arg-type]
     return ORJSONResponse(relationship_entity(result))
+
+
+FOLLOW_PAGE_DOC = doc(list[Account], query=PageParams, paged=True, errors=[404])
 
 
 async def _follow_page(account_id: str, request: Request, direction: str) -> ORJSONResponse:
@@ -57,11 +64,11 @@ async def _follow_page(account_id: str, request: Request, direction: str) -> ORJ
     return account_page(request, rows, ctx.settings)
 
 
-@router.get("/api/v1/accounts/{account_id}/followers")
-async def followers(account_id: str, request: Request) -> ORJSONResponse:
+@router.get("/api/v1/accounts/{account_id:id}/followers", **FOLLOW_PAGE_DOC)
+async def followers(account_id: IdPath, request: Request) -> ORJSONResponse:
     return await _follow_page(account_id, request, "in")
 
 
-@router.get("/api/v1/accounts/{account_id}/following")
-async def following(account_id: str, request: Request) -> ORJSONResponse:
+@router.get("/api/v1/accounts/{account_id:id}/following", **FOLLOW_PAGE_DOC)
+async def following(account_id: IdPath, request: Request) -> ORJSONResponse:
     return await _follow_page(account_id, request, "out")

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import ORJSONResponse
 
 from api.auth import context
+from api.openapi import doc
+from api.schemas import Health, InstanceV1, InstanceV2
 
 router = APIRouter()
 VERSION = "4.3.0 (compatible; raygram 0.1.0)"
@@ -38,7 +40,7 @@ def configuration(ctx_settings) -> dict:
     }
 
 
-@router.get("/api/v1/instance")
+@router.get("/api/v1/instance", **doc(InstanceV1, stores=False))
 async def instance_v1(request: Request) -> ORJSONResponse:
     s = context(request).settings
     return ORJSONResponse(
@@ -63,7 +65,7 @@ async def instance_v1(request: Request) -> ORJSONResponse:
     )
 
 
-@router.get("/api/v2/instance")
+@router.get("/api/v2/instance", **doc(InstanceV2, stores=False))
 async def instance_v2(request: Request) -> ORJSONResponse:
     s = context(request).settings
     return ORJSONResponse(
@@ -103,7 +105,9 @@ async def _ray_alive() -> None:
     await asyncio.to_thread(ray.cluster_resources)
 
 
-@router.get("/health")
+@router.get(
+    "/health", **doc(Health, stores=False, responses={503: {"model": Health, "description": "A dependency is down"}})
+)
 async def health(request: Request) -> ORJSONResponse:
     """Reports each dependency; 503 when one of them is down."""
     ctx = context(request)

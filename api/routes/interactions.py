@@ -8,21 +8,24 @@ from pydantic import BaseModel, Field
 
 from api.auth import context, optional_principal, scoped
 from api.entities import status_entities, status_entity
+from api.openapi import OPTIONAL, doc
 from api.pagination import PageParams, link_header
-from api.params import parse
-from api.routes.accounts import account_page, parse_id
+from api.params import Id, IdPath, parse, parse_id
+from api.routes.accounts import account_page
+from api.schemas import Account, Context, Status
 from services.auth import Principal
+from services.statuses import VISIBILITIES
 
 router = APIRouter()
 
 
 class ReblogForm(BaseModel):
-    visibility: str = "public"
+    visibility: str = Field(default="public", json_schema_extra={"enum": list(VISIBILITIES)})
 
 
 class ContextQuery(BaseModel):
-    after_id: int = Field(default=0, ge=0, lt=2**63)
-    limit: int = Field(default=60, ge=1, le=200)
+    after_id: Id | None = Field(default=None, description="Descendants after this one (the `next` link)")
+    limit: int = Field(default=60, ge=1, le=200, description="At most this many descendants")
 
 
 async def _set_liked(request: Request, status_id: str, principal: Principal, liked: bool) -> ORJSONResponse:
@@ -32,23 +35,26 @@ async def _set_liked(request: Request, status_id: str, principal: Principal, lik
     return ORJSONResponse(status_entity(post, ctx.settings))
 
 
-@router.post("/api/v1/statuses/{status_id}/favourite")
+@router.post("/api/v1/statuses/{status_id:id}/favourite", **doc(Status, auth="write:favourites", errors=[404, 429]))
 async def favourite(
-    status_id: str, request: Request, principal: Principal = Depends(scoped("write:favourites"))
+    status_id: IdPath, request: Request, principal: Principal = Depends(scoped("write:favourites"))
 ) -> ORJSONResponse:
     return await _set_liked(request, status_id, principal, True)
 
 
-@router.post("/api/v1/statuses/{status_id}/unfavourite")
+@router.post("/api/v1/statuses/{status_id:id}/unfavourite", **doc(Status, auth="write:favourites", errors=[404, 429]))
 async def unfavourite(
-    status_id: str, request: Request, principal: Principal = Depends(scoped("write:favourites"))
+    status_id: IdPath, request: Request, principal: Principal = Depends(scoped("write:favourites"))
 ) -> ORJSONResponse:
     return await _set_liked(request, status_id, principal, False)
 
 
-@router.get("/api/v1/statuses/{status_id}/favourited_by")
+@router.get(
+    "/api/v1/statuses/{status_id:id}/favourited_by",
+    **doc(list[Account], query=PageParams, auth=OPTIONAL, paged=True, errors=[404]),
+)
 async def favourited_by(
-    status_id: str, request: Request, principal: Principal | None = Depends(optional_principal)
+    status_id: IdPath, request: Request, principal: Principal | None = Depends(optional_principal)
 ) -> ORJSONResponse:
     ctx = context(request)
     page = await parse(request, PageParams)
@@ -57,7 +63,7 @@ async def favourited_by(
     return account_page(request, rows, ctx.settings)
 
 
-@router.get("/api/v1/favourites")
+@router.get("/api/v1/favourites", **doc(list[Status], query=PageParams, auth="read:favourites", paged=True))
 async def favourites(request: Request, principal: Principal = Depends(scoped("read:favourites"))) -> ORJSONResponse:
     ctx = context(request)
     page = await parse(request, PageParams)
@@ -66,9 +72,12 @@ async def favourites(request: Request, principal: Principal = Depends(scoped("re
     return ORJSONResponse(status_entities([p for _, p in found], ctx.settings), headers=headers)
 
 
-@router.post("/api/v1/statuses/{status_id}/reblog")
+@router.post(
+    "/api/v1/statuses/{status_id:id}/reblog",
+    **doc(Status, body=ReblogForm, auth="write:statuses", errors=[404, 409, 429]),
+)
 async def reblog(
-    status_id: str, request: Request, principal: Principal = Depends(scoped("write:statuses"))
+    status_id: IdPath, request: Request, principal: Principal = Depends(scoped("write:statuses"))
 ) -> ORJSONResponse:
     ctx = context(request)
     form = await parse(request, ReblogForm)
@@ -76,18 +85,21 @@ async def reblog(
     return ORJSONResponse(status_entity(post, ctx.settings))
 
 
-@router.post("/api/v1/statuses/{status_id}/unreblog")
+@router.post("/api/v1/statuses/{status_id:id}/unreblog", **doc(Status, auth="write:statuses", errors=[404, 409]))
 async def unreblog(
-    status_id: str, request: Request, principal: Principal = Depends(scoped("write:statuses"))
+    status_id: IdPath, request: Request, principal: Principal = Depends(scoped("write:statuses"))
 ) -> ORJSONResponse:
     ctx = context(request)
     post = await ctx.statuses.unreblog(principal.account_id, parse_id(status_id))  # type: ignore[arg-type]
     return ORJSONResponse(status_entity(post, ctx.settings))
 
 
-@router.get("/api/v1/statuses/{status_id}/reblogged_by")
+@router.get(
+    "/api/v1/statuses/{status_id:id}/reblogged_by",
+    **doc(list[Account], query=PageParams, auth=OPTIONAL, paged=True, errors=[404]),
+)
 async def reblogged_by(
-    status_id: str, request: Request, principal: Principal | None = Depends(optional_principal)
+    status_id: IdPath, request: Request, principal: Principal | None = Depends(optional_principal)
 ) -> ORJSONResponse:
     ctx = context(request)
     page = await parse(request, PageParams)
@@ -96,15 +108,18 @@ async def reblogged_by(
     return account_page(request, rows, ctx.settings)
 
 
-@router.get("/api/v1/statuses/{status_id}/context")
+@router.get(
+    "/api/v1/statuses/{status_id:id}/context",
+    **doc(Context, query=ContextQuery, auth=OPTIONAL, paged=True, errors=[404]),
+)
 async def thread(
-    status_id: str, request: Request, principal: Principal | None = Depends(optional_principal)
+    status_id: IdPath, request: Request, principal: Principal | None = Depends(optional_principal)
 ) -> ORJSONResponse:
     """Ancestors and descendants; long threads page their descendants with ``after_id`` (``Link: next``)."""
     ctx = context(request)
     query = await parse(request, ContextQuery)
     ancestors, descendants, next_after = await ctx.statuses.context(
-        parse_id(status_id), principal.account_id if principal else None, query.after_id, query.limit
+        parse_id(status_id), principal.account_id if principal else None, query.after_id or 0, query.limit
     )
     headers = {}
     if next_after is not None:

@@ -21,8 +21,9 @@ from starlette.datastructures import UploadFile
 from starlette.types import Message
 
 from api.auth import context, scoped
-from api.params import parse, read_params, validate
-from api.routes.accounts import parse_id
+from api.openapi import MEDIA_BYTES, MEDIA_UPLOAD, doc, error_responses
+from api.params import IdPath, parse, parse_id, read_params, validate
+from api.schemas import MediaAttachment
 from media.urls import MEDIA_PATH_PREFIX, max_age
 from services.auth import Principal
 from services.errors import BadRequest, PayloadTooLarge, Unprocessable
@@ -90,29 +91,62 @@ async def _upload(request: Request, principal: Principal) -> ORJSONResponse:
     return ORJSONResponse(entity, status_code=200 if ready else 202)
 
 
-@router.post("/api/v2/media")
+UPLOAD_DOC = doc(
+    MediaAttachment,
+    auth="write:media",
+    errors=[400, 413, 415, 422],
+    responses={202: {"model": MediaAttachment, "description": "Accepted: still processing, `url` is null"}},
+    extra={"requestBody": MEDIA_UPLOAD},
+)
+DOWNLOAD_DOC = {
+    "response_class": Response,
+    "responses": {
+        200: {"content": MEDIA_BYTES, "description": "The bytes; a year of immutable caching, with an `ETag`"},
+        206: {"content": MEDIA_BYTES, "description": "The asked-for `Range`"},
+        304: {"description": "Not modified (`If-None-Match`)"},
+        416: {"description": "The `Range` starts past the end"},
+        **error_responses([403, 404, 503]),
+    },
+    "openapi_extra": {
+        "parameters": [
+            {"name": "e", "in": "query", "required": True, "schema": {"type": "string"}, "description": "Expiry"},
+            {"name": "s", "in": "query", "required": True, "schema": {"type": "string"}, "description": "Signature"},
+        ]
+    },
+}
+
+
+@router.post("/api/v2/media", **UPLOAD_DOC)
 async def upload_media(request: Request, principal: Principal = Depends(scoped("write:media"))) -> ORJSONResponse:
     return await _upload(request, principal)
 
 
-@router.post("/api/v1/media")
+@router.post("/api/v1/media", **UPLOAD_DOC)
 async def upload_media_v1(request: Request, principal: Principal = Depends(scoped("write:media"))) -> ORJSONResponse:
     """The deprecated v1 endpoint, kept for old clients; same behaviour as v2."""
     return await _upload(request, principal)
 
 
-@router.get("/api/v1/media/{media_id}")
+@router.get(
+    "/api/v1/media/{media_id:id}",
+    **doc(
+        MediaAttachment,
+        auth="write:media",
+        errors=[404, 422],
+        responses={206: {"model": MediaAttachment, "description": "Still processing, `url` is null"}},
+    ),
+)
 async def get_media(
-    media_id: str, request: Request, principal: Principal = Depends(scoped("write:media"))
+    media_id: IdPath, request: Request, principal: Principal = Depends(scoped("write:media"))
 ) -> ORJSONResponse:
     ctx = context(request)
     entity, state = await ctx.media.get_own(principal.account_id, parse_id(media_id))  # type: ignore[arg-type]
     return ORJSONResponse(entity, status_code=206 if state == "processing" else 200)
 
 
-@router.put("/api/v1/media/{media_id}")
+@router.put("/api/v1/media/{media_id:id}", **doc(MediaAttachment, body=MediaForm, auth="write:media", errors=[404]))
 async def update_media(
-    media_id: str, request: Request, principal: Principal = Depends(scoped("write:media"))
+    media_id: IdPath, request: Request, principal: Principal = Depends(scoped("write:media"))
 ) -> ORJSONResponse:
     ctx = context(request)
     form = await parse(request, MediaForm)
@@ -181,7 +215,8 @@ def _object_response(request: Request, obj: ServedObject) -> Response:
     return StreamingResponse(body, status_code=status, headers=headers, media_type=obj.content_type)
 
 
-@router.api_route("/media/{key:path}", methods=["GET", "HEAD"])
+@router.get("/media/{key:path}", operation_id="download_media", **DOWNLOAD_DOC)
+@router.head("/media/{key:path}", operation_id="head_media", **DOWNLOAD_DOC)
 async def download(key: str, request: Request) -> Response:
     ctx = context(request)
     path = MEDIA_PATH_PREFIX + quote(key)

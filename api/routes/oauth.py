@@ -12,7 +12,9 @@ from fastapi.responses import HTMLResponse, ORJSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
 from api.auth import app_principal, context
+from api.openapi import ANY_TOKEN, doc, request_body
 from api.params import parse, read_params, validate
+from api.schemas import Application, CredentialApplication, Empty, Token
 from services.auth import Principal, parse_scopes, scopes_allowed
 from services.errors import OAuthError, RateLimited
 
@@ -44,14 +46,20 @@ class RevokeForm(BaseModel):
     token: str = Field(min_length=1, max_length=200)
 
 
-class AuthorizeForm(BaseModel):
+class AuthorizeQuery(BaseModel):
     client_id: str = Field(max_length=200)
     redirect_uri: str = Field(default=OOB, max_length=2000)
     scope: str | None = Field(default=None, max_length=500)
     state: str | None = Field(default=None, max_length=500)
     response_type: Literal["code"] = "code"
+
+
+class AuthorizeForm(AuthorizeQuery):
     username: str | None = Field(default=None, max_length=320)
     password: str | None = Field(default=None, max_length=1000)
+
+
+HTML = {"text/html": {"schema": {"type": "string"}}}
 
 
 def basic_client_credentials(request: Request) -> tuple[str | None, str | None]:
@@ -65,7 +73,7 @@ def basic_client_credentials(request: Request) -> tuple[str | None, str | None]:
     return client_id, secret
 
 
-@router.post("/api/v1/apps")
+@router.post("/api/v1/apps", **doc(CredentialApplication, body=AppForm))
 async def create_app(request: Request) -> ORJSONResponse:
     form = await parse(request, AppForm)
     uris = " ".join(form.redirect_uris) if isinstance(form.redirect_uris, list) else form.redirect_uris
@@ -73,7 +81,7 @@ async def create_app(request: Request) -> ORJSONResponse:
     return ORJSONResponse(app)
 
 
-@router.get("/api/v1/apps/verify_credentials")
+@router.get("/api/v1/apps/verify_credentials", **doc(Application, auth=ANY_TOKEN))
 async def verify_app(request: Request, principal: Principal = Depends(app_principal)) -> ORJSONResponse:
     app = await context(request).auth.app_by_id(principal.app_id)
     if app is None:
@@ -90,7 +98,11 @@ async def verify_app(request: Request, principal: Principal = Depends(app_princi
     )
 
 
-@router.post("/oauth/token")
+@router.post(
+    "/oauth/token",
+    # Any invalid parameter is an RFC 6749 400 here (``invalid_request``), never a 422.
+    **doc(Token, errors=[400, 401, 413, 429], extra={"requestBody": request_body(TokenForm)}),
+)
 async def token(request: Request) -> ORJSONResponse:
     ctx = context(request)
     params = await read_params(request)
@@ -122,7 +134,7 @@ async def token(request: Request) -> ORJSONResponse:
     return ORJSONResponse(result, headers={"Cache-Control": "no-store"})
 
 
-@router.post("/oauth/revoke")
+@router.post("/oauth/revoke", **doc(Empty, body=RevokeForm, errors=[401]))
 async def revoke(request: Request) -> ORJSONResponse:
     ctx = context(request)
     form = await parse(request, RevokeForm)
@@ -132,7 +144,7 @@ async def revoke(request: Request) -> ORJSONResponse:
     return ORJSONResponse({})
 
 
-def authorize_page(form: AuthorizeForm, app_name: str, error: str = "") -> HTMLResponse:
+def authorize_page(form: AuthorizeQuery, app_name: str, error: str = "") -> HTMLResponse:
     hidden = "".join(
         f'<input type="hidden" name="{k}" value="{html.escape(str(v))}">'
         for k, v in {
@@ -153,16 +165,33 @@ def authorize_page(form: AuthorizeForm, app_name: str, error: str = "") -> HTMLR
     return HTMLResponse(body, status_code=401 if error else 200)
 
 
-@router.get("/oauth/authorize")
+@router.get(
+    "/oauth/authorize",
+    response_class=HTMLResponse,
+    **doc(query=AuthorizeQuery, responses={200: {"content": HTML, "description": "The sign-in form"}}),
+)
 async def authorize_form(request: Request) -> HTMLResponse:
-    form = await parse(request, AuthorizeForm)
+    form = await parse(request, AuthorizeQuery)
     app = await context(request).auth.app_by_client_id(form.client_id)
     if app is None or form.redirect_uri not in app["redirect_uri"].split():
         raise OAuthError("invalid_client", "Unknown client or redirect URI", 400)
     return authorize_page(form, app["name"])
 
 
-@router.post("/oauth/authorize", response_model=None)
+@router.post(
+    "/oauth/authorize",
+    response_model=None,
+    response_class=HTMLResponse,
+    **doc(
+        body=AuthorizeForm,
+        errors=[429],
+        responses={
+            200: {"content": HTML, "description": "The authorization code (out-of-band redirect URI)"},
+            302: {"description": "To the redirect URI, with `code` and `state`"},
+            401: {"content": HTML, "description": "The sign-in form again: wrong username or password"},
+        },
+    ),
+)
 async def authorize(request: Request) -> HTMLResponse | RedirectResponse:
     ctx = context(request)
     form = await parse(request, AuthorizeForm)

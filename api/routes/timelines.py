@@ -7,14 +7,16 @@ from fastapi.responses import ORJSONResponse
 
 from api.auth import context, scoped
 from api.entities import status_entities
+from api.openapi import doc
 from api.pagination import PageParams, link_header
 from api.params import parse
+from api.schemas import Status
 from services.auth import Principal
 
 router = APIRouter()
 
 
-@router.get("/api/v1/timelines/home")
+@router.get("/api/v1/timelines/home", **doc(list[Status], query=PageParams, auth="read:statuses", paged=True))
 async def home(request: Request, principal: Principal = Depends(scoped("read:statuses"))) -> ORJSONResponse:
     ctx = context(request)
     page = await parse(request, PageParams)
