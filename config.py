@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     favourites_load_limit: int = 1000  # a user's likes loaded into Redis after a cold start, and kept there at most
     like_count_ttl_seconds: int = 3 * 86_400  # a post's live like counter expires this long after its last change
     streaming_heartbeat_seconds: float = 15.0
+    # Open live streams (SSE or WebSocket) at once, over all replicas. Behind a proxy that hides client
+    # addresses every client shares one address, so that cap is generous.
+    streaming_max_per_account: int = 16
+    streaming_max_per_address: int = 512
     # Per-account rate limits: (count, window seconds), Mastodon-like defaults.
     post_rate_limit: int = 300
     post_rate_window: int = 10_800

@@ -18,7 +18,7 @@ from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
 from redis_store.events import EventStream
 from redis_store.likes import LikeStore
-from redis_store.live import LiveChannels
+from redis_store.live import LiveHub
 from redis_store.locks import Locks
 from redis_store.notifications import NotificationStore
 from redis_store.ratelimit import RateLimiter
@@ -51,7 +51,7 @@ class AppContext:
     feed: FeedService
     likes: LikeService
     notifications: NotificationService
-    live: LiveChannels
+    live: LiveHub
     media: MediaService
 
     @classmethod
@@ -103,14 +103,21 @@ class AppContext:
             ),
             likes=likes,
             notifications=NotificationService(NotificationStore(redis, settings.notifications_max), hydrator),
-            live=LiveChannels(redis, settings.streaming_heartbeat_seconds),
+            live=LiveHub(
+                redis,
+                settings.streaming_heartbeat_seconds,
+                settings.streaming_max_per_account,
+                settings.streaming_max_per_address,
+            ),
             feed=feed,
             media=media,
         )
         ctx.statuses.media_attacher = media.attach_media_tx
+        await ctx.live.start()
         return ctx
 
     async def close(self) -> None:
+        await self.live.close()
         await self.media.close()
         await self.graph.close()
         await self.redis.aclose()

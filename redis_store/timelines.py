@@ -61,7 +61,7 @@ def celebrity_channel(author_id: int) -> str:
     return f"stream:celebrity:{author_id}"
 
 
-ONLINE = "streaming:online"  # hash: user id -> open streaming connections (any replica)
+ONLINE = "streaming:online"  # sorted set: user id -> expiry of their newest open stream (redis_store.live)
 Entry = tuple[int, int | None]  # (status id, id of the post it reblogs)
 
 
@@ -148,7 +148,7 @@ for i = 2, #KEYS, 4 do
       local trimmed = redis.call('ZPOPMIN', tl, size - cap)
       for k = 1, #trimmed, 2 do forget(rb, trimmed[k]) end
     end
-    if #added > 0 and redis.call('HEXISTS', KEYS[1], uid) == 1 then
+    if #added > 0 and redis.call('ZSCORE', KEYS[1], uid) then
       for _, m in ipairs(added) do
         redis.call('PUBLISH', chan, '{"event":"update","status_id":"' .. string.gsub(m, '^0+', '') .. '"}')
       end
@@ -164,7 +164,7 @@ return written
 _REMOVE = """
 for i = 2, #KEYS, 4 do
   local tl, rb, chan = KEYS[i + 1], KEYS[i + 2], KEYS[i + 3]
-  local online = redis.call('HEXISTS', KEYS[1], string.sub(chan, 8)) == 1
+  local online = redis.call('ZSCORE', KEYS[1], string.sub(chan, 8))
   for j = 1, #ARGV, 2 do
     local m, orig = ARGV[j], ARGV[j + 1]
     local removed = redis.call('ZREM', tl, m)
