@@ -84,11 +84,12 @@ def events(settings: Settings, action: str, group: str | None, limit: int) -> in
     import asyncio
 
     from redis_store.client import connect
+    from redis_store.durability import Durability
     from redis_store.events import EventStream
 
     async def run() -> int:
         redis = connect(settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0")
-        stream = EventStream(redis, maxlen=settings.event_stream_max)
+        stream = EventStream(redis, maxlen=settings.event_stream_max, durability=Durability.configured(settings))
         try:
             for name in [group] if group else await stream.groups():
                 if action == "replay":

@@ -16,6 +16,12 @@ the two runs so that one side's backlog does not eat the other's CPU.
 
 Afterwards the posts' like counters in Redis must add up to the number of
 likes answered: proof that each answered request changed state.
+
+Then the cost of durable likes: the like call alone (``LikeStore.change``:
+the Lua step and its event) against the stack's Redis, answered as soon as
+Redis has it or only after ``WAITAOF`` (``redis_store.durability``), at one
+and at ``LIKE_CONNECTIONS`` concurrent callers. The whole request with and
+without the wait: run this benchmark with ``REDIS_WAIT_FSYNC=false``.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from bench.feed_bench import (
 )
 from launcher import free_port
 from redis_store.events import STREAM
-from redis_store.likes import count_key
+from redis_store.likes import LikeStore, count_key
 from stack import wait_for_http
 
 LIKE_USERS = 64
@@ -56,6 +62,9 @@ LIKE_SECONDS = 10.0
 SEED_CONCURRENCY = 8  # sign-ups and posts in flight while seeding
 DRAIN_PATIENCE = 120.0  # seconds to wait for the persister and notifier to catch up between runs
 EVENT_GROUPS = ("likes", "notify")  # consumer groups that do work per like
+CALL_SECONDS = 3.0  # per mode and concurrency, for the like call alone
+CALL_USERS = 64
+CALL_ID_BASE = 9_000_000_000_000_000_000  # ids no account or post has: these likes touch only their own keys
 
 
 Pair = tuple[int, Account]  # (post id, liker)
@@ -262,3 +271,37 @@ async def likes_bench(bench: Bench) -> None:
     ours_cpu = sum(ours.cpu_ms_per_request(role) for role in SERVING_ROLES)
     base_cpu = sum(base.cpu_ms_per_request(role) for role in SERVING_ROLES)
     row("serving CPU per like, raygram / baseline", f"{ours_cpu:.2f} / {base_cpu:.2f} ms", f"{base_cpu / ours_cpu:.0%}")
+    await durability_cost(bench)
+
+
+async def like_call_load(bench: Bench, wait: bool, connections: int, posts: Iterator[int]) -> LoadResult:
+    """New likes through ``LikeStore.change`` alone, each by one of ``CALL_USERS`` made-up users of a made-up post.
+
+    The liker is also the post's author, so the notifier has nothing to do; the persister finds no such
+    account in the graph. Both pay the same for either mode.
+    """
+    store = LikeStore(bench.redis, bench.settings.model_copy(update={"redis_wait_fsync": wait}))
+    users = [CALL_ID_BASE + i for i in range(CALL_USERS)]
+    for user in users:
+        await store.load_favourites(user, [], complete=True)
+
+    async def like_one(_: aiohttp.ClientSession) -> int:
+        status_id = next(posts)
+        user = users[status_id % CALL_USERS]
+        event = {"account_id": user, "status_id": status_id, "status_account_id": user, "like_id": bench.ids.next_id()}
+        changed, _count = await store.change("like.created", user, status_id, event["like_id"], 0, event)
+        return 200 if changed is True else 500
+
+    return await run_load(like_one, connections, 0.5, CALL_SECONDS)
+
+
+async def durability_cost(bench: Bench) -> None:
+    heading("4b. the like call alone in Redis (Lua + event), answered at once or after WAITAOF")
+    await drain_events(bench)
+    posts = itertools.count(CALL_ID_BASE + CALL_USERS)  # a new post for every like
+    for connections in (1, LIKE_CONNECTIONS):
+        for wait in (False, True):
+            result = await like_call_load(bench, wait, connections, posts)
+            name = f"{connections} caller{'s' if connections > 1 else ''}, {'WAITAOF' if wait else 'no wait'}"
+            print_result(name, result)
+        await drain_events(bench)

@@ -35,7 +35,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from config import get_settings
+from config import Settings, get_settings
 
 
 class NotDurable(RedisTimeoutError):
@@ -48,8 +48,9 @@ class Durability:
     timeout_ms: int = 2000
 
     @classmethod
-    def configured(cls) -> Durability:
-        settings = get_settings()
+    def configured(cls, settings: Settings | None = None) -> Durability:
+        """As the settings say (``REDIS_WAIT_FSYNC``, ``REDIS_FSYNC_TIMEOUT_MS``); the process's own by default."""
+        settings = settings or get_settings()
         return cls(settings.redis_wait_fsync, settings.redis_fsync_timeout_ms)
 
     @staticmethod

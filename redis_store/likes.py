@@ -165,7 +165,7 @@ class LikeStore:
         self.favourites_max = settings.favourites_load_limit
         self.count_ttl_ms = settings.like_count_ttl_seconds * 1000
         self.state_ttl_ms = settings.inactive_days * 86_400_000
-        self.durability = Durability.configured()
+        self.durability = Durability.configured(settings)
         self._change = redis.register_script(_CHANGE)
         self._view = redis.register_script(_VIEW)
         self._remember_reblog = redis.register_script(_REMEMBER_REBLOG)
