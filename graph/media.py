@@ -39,6 +39,18 @@ class MediaGraph:
         )
         return {row["media"]["id"]: row["media"] for row in rows}
 
+    async def serving(self, media_id: int) -> Row | None:
+        """What serving the record's bytes depends on: its variants, its status id and, when that status
+        still exists, its visibility (null for a deleted status)."""
+        rows = await self.graph.read(
+            """
+            MATCH (m:Media {id: $id}) OPTIONAL MATCH (s:Status {id: m.status_id})
+            RETURN m.variants AS variants, m.status_id AS status_id, s.visibility AS visibility
+            """,
+            id=media_id,
+        )
+        return rows[0] if rows else None
+
     async def find_ready_by_sha256(self, sha256: str) -> Row | None:
         """Any ready record of the same original bytes, whose variants a new upload can share."""
         rows = await self.graph.read(

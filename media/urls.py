@@ -1,7 +1,11 @@
-"""Signed, expiring media URLs: ``/media/<key>?e=<unix expiry>&s=<HMAC-SHA256(path, expiry)>``.
+"""Signed, expiring media URLs: ``/media/<key>?m=<media id>&e=<unix expiry>&s=<HMAC-SHA256(path, media, expiry)>``.
 
-Expiries are rounded up to a step (an eighth of the lifetime), so every
-request in that step gets the same URL and a CDN in front keeps one copy. The
+The media id names the upload the URL was made for: variants are stored by
+content, so two uploads of the same bytes share a key, and serving checks that
+this upload's post still exists and who may see it. Expiries are rounded up to
+a step (an eighth of the lifetime), so every request in that step gets the
+same URL and a CDN in front keeps one copy; responses may be cached until the
+expiry and no longer (``max_age``). The
 secret comes from settings or, when none is configured, is generated once and
 kept in the state folder (created atomically, so concurrent replicas agree;
 the object store lives in the same folder, so whoever can serve the bytes can
@@ -49,9 +53,16 @@ def load_or_create_secret(state_dir: Path) -> bytes:
     return bytes.fromhex(path.read_text().strip())
 
 
-def signature(secret: bytes, path: str, expires: int) -> str:
-    digest = hmac.new(secret, f"{path}\n{expires}".encode(), hashlib.sha256).digest()
+def signature(secret: bytes, path: str, media_id: int, expires: int) -> str:
+    digest = hmac.new(secret, f"{path}\n{media_id}\n{expires}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _decimal(value: str | None, digits: int) -> int | None:
+    """``value`` as an int when it is 1..``digits`` ASCII digits, else None."""
+    if value is None or not (0 < len(value) <= digits and value.isascii() and value.isdigit()):
+        return None
+    return int(value)
 
 
 class UrlSigner:
@@ -62,19 +73,26 @@ class UrlSigner:
         self.step = max(1, self.ttl // 8)
         self.base = (settings.cdn_base_url or settings.base_url).rstrip("/")
 
-    def url(self, key: str, now: float | None = None) -> str:
-        """The public URL of the object ``key``, valid for at least the configured lifetime."""
+    def url(self, key: str, media_id: int, now: float | None = None) -> str:
+        """The URL of the object ``key`` of upload ``media_id``, valid for at least the configured lifetime."""
         path = MEDIA_PATH_PREFIX + quote(key)
         now = time.time() if now is None else now
         expires = (int(now + self.ttl) // self.step + 1) * self.step
-        return f"{self.base}{path}?e={expires}&s={signature(self.secret, path, expires)}"
+        return f"{self.base}{path}?m={media_id}&e={expires}&s={signature(self.secret, path, media_id, expires)}"
 
-    def verify(self, path: str, expires: str | None, sig: str | None, now: float | None = None) -> bool:
-        """True when ``sig`` signs ``path`` and ``expires`` and that moment has not passed."""
-        if not expires or not sig or not (expires.isascii() and expires.isdigit() and sig.isascii()):
-            return False
-        if len(expires) > 12:
-            return False
-        if int(expires) < (time.time() if now is None else now):
-            return False
-        return hmac.compare_digest(signature(self.secret, path, int(expires)), sig)
+    def verify(
+        self, path: str, media_id: str | None, expires: str | None, sig: str | None, now: float | None = None
+    ) -> tuple[int, int] | None:
+        """(media id, expiry) when ``sig`` signs ``path``, ``media_id`` and ``expires`` and that moment has
+        not passed; None otherwise."""
+        media, until = _decimal(media_id, 19), _decimal(expires, 12)
+        if media is None or until is None or not sig or not sig.isascii():
+            return None
+        if until < (time.time() if now is None else now):
+            return None
+        return (media, until) if hmac.compare_digest(signature(self.secret, path, media, until), sig) else None
+
+
+def max_age(expires: int, now: float | None = None) -> int:
+    """Seconds a response to a URL expiring at ``expires`` may be cached: until the URL stops working."""
+    return max(0, int(expires - (time.time() if now is None else now)))

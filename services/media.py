@@ -43,11 +43,16 @@ SERVABLE_PREFIXES = ("v1/",)  # variant pipelines; originals keep their EXIF and
 CONTENT_TYPES = {".jpg": "image/jpeg", ".webp": "image/webp", ".mp4": "video/mp4"}
 
 
+PUBLIC_VISIBILITIES = ("public", "unlisted")
+
+
 @dataclass(frozen=True)
 class ServedObject:
     key: str
     info: ObjectInfo
     content_type: str
+    expires: int  # when the URL stops working (Unix seconds): no cache may keep the bytes longer
+    public: bool  # the post is public or unlisted; other media may be kept by the browser only
 
 
 def parse_focus(raw: str | None) -> tuple[float, float] | None:
@@ -314,8 +319,8 @@ class MediaService:
         return {
             "id": str(record["id"]),
             "type": record["kind"] if record["state"] != "failed" else "unknown",
-            "url": self.signer.url(main["key"]) if main else None,
-            "preview_url": self.signer.url(preview["key"]) if preview else None,
+            "url": self.signer.url(main["key"], record["id"]) if main else None,
+            "preview_url": self.signer.url(preview["key"], record["id"]) if preview else None,
             "remote_url": None,
             "preview_remote_url": None,
             "text_url": None,
@@ -323,23 +328,42 @@ class MediaService:
             "description": record.get("description"),
             "blurhash": record.get("blurhash"),
             "variants": [
-                {"type": v["role"], "url": self.signer.url(v["key"]), "width": v["width"], "height": v["height"]}
+                {
+                    "type": v["role"],
+                    "url": self.signer.url(v["key"], record["id"]),
+                    "width": v["width"],
+                    "height": v["height"],
+                }
                 for v in variants
             ],
         }
 
-    async def served_object(self, path: str, expires: str | None, sig: str | None) -> ServedObject:
-        """The variant a signed ``/media/...`` URL names; 403 for a bad or expired signature, 404 if absent."""
-        if not self.signer.verify(path, expires, sig):
+    async def served_object(
+        self, path: str, media_id: str | None, expires: str | None, sig: str | None
+    ) -> ServedObject:
+        """The variant a signed ``/media/...`` URL names; 403 for a bad or expired signature, 404 if absent,
+        not a variant of that upload, or its post was deleted (the URL may still be valid for hours)."""
+        signed = self.signer.verify(path, media_id, expires, sig)
+        if signed is None:
             raise Forbidden("Invalid or expired media URL")
+        media, until = signed
         key = path.removeprefix(MEDIA_PATH_PREFIX)
         extension = key[key.rfind(".") :]
         if not key.startswith(SERVABLE_PREFIXES) or extension not in CONTENT_TYPES:
             raise NotFound("Record not found")
+        record = await self.graph.serving(media)
+        if record is None or key not in {v["key"] for v in json.loads(record.get("variants") or "[]")}:
+            raise NotFound("Record not found")
+        attached = record["status_id"] is not None
+        if attached and record["visibility"] is None:  # the post is gone
+            raise NotFound("Record not found")
         info = await self.store.stat(key)
         if info is None:
             raise NotFound("Record not found")
-        return ServedObject(key, info, CONTENT_TYPES[extension])
+        # An upload not attached yet is the uploader's alone; attached, it is as public as its post.
+        return ServedObject(
+            key, info, CONTENT_TYPES[extension], until, attached and record["visibility"] in PUBLIC_VISIBILITIES
+        )
 
 
 async def _wait_briefly(ref: ray.ObjectRef, seconds: float) -> None:
