@@ -4,23 +4,30 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import time
 
 from config import Settings
-from launcher import ManagedProcess, ServiceStartError, pid_alive
+from launcher import ManagedProcess, ProcessIdentity, ServiceStartError, exclusive
 from stack import Stack, wait_for_http
 
 
 def up(settings: Settings) -> int:
-    started_at = time.monotonic()
+    """Start the stack in the foreground, unless a ``raygram up`` already runs for this state folder."""
     stack = Stack(settings)
-    stack_pid = ManagedProcess("stack", stack.state_dir / "stack.pid", stack.state_dir / "stack.log")
-    if (pid := stack_pid.running_pid()) is not None and pid != os.getpid():
-        print(f"raygram is already running (pid {pid}); `raygram down` stops it", file=sys.stderr)
-        return 1
+    with exclusive(stack.state_dir / "stack.lock") as lock:  # released by the system however we exit
+        if lock is None:
+            running = ProcessIdentity.read(stack.state_dir / "stack.pid")
+            pid = f" (pid {running.pid})" if running is not None and running.alive() else ""
+            print(f"raygram is already running{pid} for {stack.state_dir}; `raygram down` stops it", file=sys.stderr)
+            return 1
+        return run_stack(settings, stack)
+
+
+def run_stack(settings: Settings, stack: Stack) -> int:
+    started_at = time.monotonic()
+    stack_pid = stack.state_dir / "stack.pid"
     stop_requested = False
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -38,8 +45,7 @@ def up(settings: Settings) -> int:
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
         wait_for_http(f"http://{settings.http_host}:{settings.http_port}/health")
-        stack.state_dir.mkdir(parents=True, exist_ok=True)
-        stack_pid.pid_file.write_text(str(os.getpid()))
+        ProcessIdentity.current().write(stack_pid)
         print(f"\nraygram is up in {time.monotonic() - started_at:.1f}s")
         print(f"  API        {settings.base_url}/api/v1/instance")
         print(f"  API docs   {settings.base_url}/docs")
@@ -54,27 +60,30 @@ def up(settings: Settings) -> int:
     finally:
         print("\nraygram: stopping", flush=True)
         stack.stop()
-        stack_pid.pid_file.unlink(missing_ok=True)
+        stack_pid.unlink(missing_ok=True)
     return 0
 
 
 def down(settings: Settings) -> int:
-    """Stop a running ``raygram up`` (which stops its services), then any service it left behind."""
+    """Stop a running ``raygram up`` (which stops its services), then any service it left behind.
+
+    Only processes whose pid file still names them (pid and start time) are signalled: a stale pid
+    file whose pid now belongs to another process is ignored.
+    """
     state_dir = settings.state_dir.resolve()
-    stack_pid = ManagedProcess("stack", state_dir / "stack.pid", state_dir / "stack.log")
-    pid = stack_pid.running_pid()
-    if pid is not None:
-        os.kill(pid, signal.SIGTERM)
+    running = ProcessIdentity.read(state_dir / "stack.pid")
+    stopped = running is not None and running.signal(signal.SIGTERM)
+    if running is not None and stopped:
         deadline = time.monotonic() + 60
-        while pid_alive(pid) and time.monotonic() < deadline:
+        while running.alive() and time.monotonic() < deadline:
             time.sleep(0.2)
-        print(f"stopped raygram (pid {pid})")
+        print(f"stopped raygram (pid {running.pid})")
     for name in ("graph", "redis"):
         leftover = ManagedProcess(name, state_dir / f"{name}.pid", state_dir / f"{name}.log")
         if leftover.running_pid() is not None:
             leftover.stop()
             print(f"stopped the {name} server it had left running")
-    if pid is None:
+    if not stopped:
         print("raygram was not running")
     return 0
 

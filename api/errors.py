@@ -10,6 +10,7 @@ from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
+from ids import IdsUnavailable
 from redis_store.locks import LockBusy
 from services.errors import OAuthError, ServiceError
 
@@ -50,6 +51,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LockBusy)
     async def lock_busy(_: Request, exc: LockBusy) -> ORJSONResponse:
         return ORJSONResponse({"error": "The resource is busy; retry"}, status_code=409, headers={"Retry-After": "1"})
+
+    @app.exception_handler(IdsUnavailable)
+    async def ids_unavailable(_: Request, exc: IdsUnavailable) -> ORJSONResponse:
+        # The replica's snowflake worker id lease lapsed (Redis unreachable): no write can get an id until renewed.
+        return ORJSONResponse({"error": "Service unavailable; retry"}, status_code=503, headers={"Retry-After": "2"})
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> ORJSONResponse:

@@ -7,7 +7,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
-from ids import MAX_WORKER, SnowflakeGenerator
+from ids import SnowflakeGenerator
+from redis_store.worker_lease import lease_generator
 
 
 def connect(url: str) -> aioredis.Redis:
@@ -26,10 +27,5 @@ def connect(url: str) -> aioredis.Redis:
 
 
 async def claim_id_generator(redis: aioredis.Redis) -> SnowflakeGenerator:
-    """A snowflake generator with a worker id no other live process holds.
-
-    Worker ids come from a Redis counter, so every replica, actor and CLI
-    process gets its own, wrapping after 1,024 processes.
-    """
-    worker = int(await redis.incr("ids:worker")) & MAX_WORKER
-    return SnowflakeGenerator(worker)
+    """A snowflake generator with a worker id no other live process holds (a lease; see ``worker_lease``)."""
+    return await lease_generator(redis)
