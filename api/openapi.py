@@ -88,13 +88,16 @@ LINK = {
 }
 PARAMS_ERRORS = (400, 413, 422)
 
-_request_models: dict[str, type[BaseModel]] = {}
+# Models the document refers to by ``$ref`` without FastAPI knowing them: request bodies, and the error body.
+_component_models: dict[str, type[BaseModel]] = {"Error": Error}
+ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 
 
 def error_responses(statuses: Iterable[int]) -> dict[int | str, dict[str, Any]]:
+    """Error bodies are JSON whatever the operation's success type (HTML sign-in form, media bytes)."""
     responses: dict[int | str, dict[str, Any]] = {}
     for status in sorted(set(statuses)):
-        responses[status] = {"model": Error, "description": ERRORS[status]}
+        responses[status] = {"content": ERROR_BODY, "description": ERRORS[status]}
         if status in (429, 503):
             responses[status]["headers"] = RETRY_AFTER
     return responses
@@ -156,7 +159,7 @@ def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 def request_body(model: type[BaseModel]) -> dict[str, Any]:
     """The same fields as JSON (a component schema) and as a form (lists as ``name[]``)."""
-    _request_models[model.__name__] = model
+    _component_models[model.__name__] = model
     fields, _ = _flat_fields(model)
     form: dict[str, Any] = {"type": "object", "properties": {name: schema for name, schema, _ in fields}}
     required = [name for name, _, req in fields if req]
@@ -230,7 +233,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     )
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
-    for name, model in _request_models.items():
+    for name, model in _component_models.items():
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for def_name, definition in body.pop("$defs", {}).items():
             schemas.setdefault(def_name, definition)
@@ -273,3 +276,8 @@ MEDIA_UPLOAD = {
 MEDIA_BYTES = {
     kind: {"schema": {"type": "string", "format": "binary"}} for kind in ("image/jpeg", "image/webp", "video/mp4")
 }
+SSE_DOC = doc(
+    errors=[401, 429],
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "Events"}},
+    extra={"security": security("read:statuses")},
+)

@@ -13,6 +13,7 @@ from api.pagination import link_header
 from api.params import IdPath, parse, parse_id
 from api.schemas import Account, CredentialAccount, Token
 from config import Settings
+from services.accounts import USERNAME_RE
 from services.auth import Principal
 from services.errors import RateLimited
 
@@ -20,10 +21,12 @@ router = APIRouter()
 
 
 class SignUpForm(BaseModel):
-    username: str = Field(max_length=200)
+    username: str = Field(
+        max_length=200, description="Letters, digits, underscores", json_schema_extra={"pattern": USERNAME_RE.pattern}
+    )
     email: str = Field(max_length=320)
     password: str = Field(max_length=1000)
-    agreement: bool = False
+    agreement: bool = Field(default=False, description="Must be true: the user accepts the server's terms")
     locale: str = Field(default="en", max_length=16)
     reason: str | None = Field(default=None, max_length=1000)
 

@@ -101,7 +101,7 @@ UPLOAD_DOC = doc(
 DOWNLOAD_DOC = {
     "response_class": Response,
     "responses": {
-        200: {"content": MEDIA_BYTES, "description": "The bytes; a year of immutable caching, with an `ETag`"},
+        200: {"content": MEDIA_BYTES, "description": "The bytes, with an `ETag`; cacheable until the URL expires"},
         206: {"content": MEDIA_BYTES, "description": "The asked-for `Range`"},
         304: {"description": "Not modified (`If-None-Match`)"},
         416: {"description": "The `Range` starts past the end"},
@@ -109,6 +109,7 @@ DOWNLOAD_DOC = {
     },
     "openapi_extra": {
         "parameters": [
+            {"name": "m", "in": "query", "required": True, "schema": {"type": "string"}, "description": "Upload id"},
             {"name": "e", "in": "query", "required": True, "schema": {"type": "string"}, "description": "Expiry"},
             {"name": "s", "in": "query", "required": True, "schema": {"type": "string"}, "description": "Signature"},
         ]

@@ -20,6 +20,7 @@ from services.errors import OAuthError, RateLimited
 
 router = APIRouter()
 OOB = "urn:ietf:wg:oauth:2.0:oob"
+ASCII = "^[\\x20-\\x7e]*$"
 
 
 class AppForm(BaseModel):
@@ -47,10 +48,12 @@ class RevokeForm(BaseModel):
 
 
 class AuthorizeQuery(BaseModel):
-    client_id: str = Field(max_length=200)
-    redirect_uri: str = Field(default=OOB, max_length=2000)
-    scope: str | None = Field(default=None, max_length=500)
-    state: str | None = Field(default=None, max_length=500)
+    """RFC 6749 makes all of these ASCII (client ids, URIs, scope tokens, VSCHAR state)."""
+
+    client_id: str = Field(max_length=200, pattern=ASCII)
+    redirect_uri: str = Field(default=OOB, max_length=2000, pattern=ASCII)
+    scope: str | None = Field(default=None, max_length=500, pattern=ASCII)
+    state: str | None = Field(default=None, max_length=500, pattern=ASCII)
     response_type: Literal["code"] = "code"
 
 

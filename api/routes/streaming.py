@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from api.auth import context, has_scope
 from api.context import AppContext
 from api.entities import notification_entity, status_entity
+from api.openapi import SSE_DOC
 from redis_store.live import Listener, StreamLimitReached
 from services.auth import Principal
 from services.errors import NotFound, RateLimited, Unauthorized
@@ -68,7 +69,7 @@ async def render(ctx: AppContext, user_id: int, message: dict) -> tuple[str, str
     return None
 
 
-@router.get("/api/v1/streaming/health")
+@router.get("/api/v1/streaming/health", response_class=PlainTextResponse)
 async def health() -> PlainTextResponse:
     return PlainTextResponse("OK")
 
@@ -140,12 +141,12 @@ async def _sse(request: Request, stream: str) -> StreamingResponse:
     )
 
 
-@router.get("/api/v1/streaming/user")
+@router.get("/api/v1/streaming/user", response_class=StreamingResponse, **SSE_DOC)
 async def user_stream(request: Request) -> StreamingResponse:
     return await _sse(request, "user")
 
 
-@router.get("/api/v1/streaming/user/notification")
+@router.get("/api/v1/streaming/user/notification", response_class=StreamingResponse, **SSE_DOC)
 async def user_notification_stream(request: Request) -> StreamingResponse:
     return await _sse(request, "user:notification")
 
