@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     event_retry_seconds: float = 1.0  # pause before events whose handler failed are tried again
     event_dead_letter_max: int = 10_000
     # Durable Redis writes (redis_store.durability): WAITAOF before a like, marker or event is acknowledged.
-    # False only for a Redis without an append-only file (then a Redis crash loses the last second of likes).
+    # False only for a Redis without an append-only file (then a Redis crash can lose acknowledged likes).
     redis_wait_fsync: bool = True
     redis_fsync_timeout_ms: int = 2000
 

