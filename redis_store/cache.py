@@ -1,4 +1,8 @@
-"""Read-aside caches of graph records (statuses, accounts), short TTL, invalidated on change."""
+"""Read-aside caches of graph records (statuses, accounts), short TTL, invalidated on change.
+
+Keys: ``{prefix}:{id}`` (``status:{id}``, ``account:{id}``), a JSON string written only with ``EX``
+(``status_cache_seconds``, ``account_cache_seconds``): every entry expires.
+"""
 
 from __future__ import annotations
 

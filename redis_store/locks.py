@@ -5,6 +5,9 @@ not a read that another transaction's insert would have changed ("is there
 already a follow edge?"), so two concurrent follows of the same pair could
 both insert. Such steps run under a lock named after what they protect; the
 lock expires on its own, so a crashed holder blocks nobody for long.
+
+Keys: ``lock:{name}`` (``lock:follow:{a}:{b}``, ``lock:reblog:{a}:{status}``), the holder's token,
+set with ``NX PX hold_ms`` and deleted by its holder.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Fixed-window rate limits, atomic in Redis (one Lua call per check)."""
+"""Fixed-window rate limits, atomic in Redis (one Lua call per check).
+
+Keys: ``rl:{bucket}:{subject}``, a counter that expires with its window (set on the first hit, and
+repaired by the same call if a counter ever lacks a TTL).
+"""
 
 from __future__ import annotations
 

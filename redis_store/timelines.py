@@ -6,18 +6,23 @@ fit a double's 53-bit mantissa, so score ranges would be off by a few ids;
 lexicographic ranges over fixed-width decimal strings are exact, and paging
 cursors (``max_id``, ``since_id``, ``min_id``) map straight onto them.
 
-Keys:
-  ``tl:{user}``       the user's home inbox (capped at ``timeline_max``)
+Keys (each capped or expiring; a user's keys expire ``inactive_days`` after their last read):
+  ``tl:{user}``       the user's home inbox: capped at ``timeline_max``; expires with ``active:``
   ``tl:{user}:rb``    hash, original → the reblog of it in the inbox (reblog dedupe), plus
                       ``r<reblog>`` → original, so that an entry leaving the inbox (trimmed or
-                      removed) takes its tracking along: at most two fields per inbox entry
-  ``outbox:{author}`` a celebrity's recent posts (capped at ``outbox_max``)
-  ``celebs:{user}``   the celebrity authors the user follows (read-time merge)
-  ``active:{user}``   present while the user was active in the last ``inactive_days``;
+                      removed) takes its tracking along: at most two fields per inbox entry;
+                      expires with the inbox
+  ``outbox:{author}`` a celebrity's recent posts: capped at ``outbox_max``; deleted on demotion
+  ``celebs:{user}``   the celebrity authors the user follows (read-time merge): at most the
+                      celebrities there are; replaced on rebuild, expires with the inbox
+  ``active:{user}``   present while the user was active in the last ``inactive_days`` (its TTL);
                       fan-out skips users without it and their next read rebuilds
-  ``celeb:ready:{author}`` the author's followers all have them in ``celebs:``;
-                      posts go to the outbox only while it exists
-  ``unfollowed:{author}:{user}`` a recent unfollow: late fan-out writes for the pair are dropped
+  ``celeb:ready:{author}`` the author's followers all have them in ``celebs:``; posts go to the
+                      outbox only while it exists: one per celebrity, deleted on demotion
+  ``unfollowed:{author}:{user}`` a recent unfollow, for ``UNFOLLOW_GUARD_SECONDS``: late fan-out
+                      writes for the pair are dropped
+  ``streaming:online`` presence of open streams (``redis_store.live``); ``stream:{user}`` and
+                      ``stream:celebrity:{author}`` are pub/sub channels, which store nothing
 """
 
 from __future__ import annotations
