@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 
+from api.availability import install_availability
 from api.context import AppContext
 from api.errors import install_error_handlers
 from api.openapi import install_openapi
@@ -44,6 +45,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_availability(app)
     install_openapi(app)
     for module in (
         oauth,

@@ -58,8 +58,10 @@ class AppContext:
     async def create(cls, settings: Settings) -> AppContext:
         if not settings.redis_url or not settings.neo4j_uri:
             raise RuntimeError("REDIS_URL and NEO4J_URI must be set (`raygram up` sets them for the embedded services)")
-        redis = connect(settings.redis_url)
-        graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
+        redis = connect(settings.redis_url, fail_fast=True)
+        graph = GraphClient(
+            settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database, fail_fast=True
+        )
         await async_wait_for_graph(graph)
         ids = await claim_id_generator(redis)
         passwords = Passwords(settings)

@@ -22,33 +22,52 @@ Row = dict[str, Any]
 class GraphClient:
     """Runs Cypher against one database; one instance per process."""
 
-    def __init__(self, uri: str, user: str, password: str, database: str) -> None:
+    def __init__(self, uri: str, user: str, password: str, database: str, *, fail_fast: bool = False) -> None:
+        """``fail_fast`` (serving processes): give up on an unreachable server within about a second, so
+        that a request degrades or answers 503 (``services.availability``) instead of hanging for the
+        driver's default 30 s of retries; background workers keep the patient defaults."""
         self.database = database
+        patience = {"max_transaction_retry_time": 1.0, "connection_timeout": 1.0} if fail_fast else {}
         self.driver = AsyncGraphDatabase.driver(
-            uri, auth=(user, password), max_connection_pool_size=50, connection_acquisition_timeout=30
+            uri,
+            auth=(user, password),
+            max_connection_pool_size=50,
+            connection_acquisition_timeout=5 if fail_fast else 30,
+            **patience,
         )
+        # Fail fast: after the server was found unreachable, calls fail at once for a moment instead of
+        # each paying the driver's retries again (a request may make several graph calls).
+        self._breaker_seconds = 1.0 if fail_fast else 0.0
+        self._unreachable_until = 0.0
 
     async def close(self) -> None:
         await self.driver.close()
+
+    async def _run(self, work: Callable[[AsyncManagedTransaction], Awaitable[T]], *, write: bool) -> T:
+        if time.monotonic() < self._unreachable_until:
+            raise neo4j.exceptions.ServiceUnavailable("The graph server was unreachable a moment ago")
+        try:
+            async with self.driver.session(database=self.database) as session:
+                return await (session.execute_write(work) if write else session.execute_read(work))
+        except (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.SessionExpired):
+            self._unreachable_until = time.monotonic() + self._breaker_seconds
+            raise
 
     async def read(self, query: str, **params: Any) -> list[Row]:
         async def work(tx: AsyncManagedTransaction) -> list[Row]:
             return await (await tx.run(query, params)).data()
 
-        async with self.driver.session(database=self.database) as session:
-            return await session.execute_read(work)
+        return await self._run(work, write=False)
 
     async def write(self, query: str, **params: Any) -> list[Row]:
         async def work(tx: AsyncManagedTransaction) -> list[Row]:
             return await (await tx.run(query, params)).data()
 
-        async with self.driver.session(database=self.database) as session:
-            return await session.execute_write(work)
+        return await self._run(work, write=True)
 
     async def write_transaction(self, work: Callable[[AsyncManagedTransaction], Awaitable[T]]) -> T:
         """Run several statements as one atomic, retried write transaction."""
-        async with self.driver.session(database=self.database) as session:
-            return await session.execute_write(work)
+        return await self._run(work, write=True)
 
     async def ping(self) -> bool:
         rows = await self.read("RETURN 1 AS ok")

@@ -47,15 +47,36 @@ class LikeGraph:
 
         await self.graph.write_transaction(work)
 
-    async def likes_of_user(self, account_id: int, limit: int) -> list[tuple[int, int]]:
-        """(status id, like id) of the user's most recent likes."""
+    async def likes_of_user(
+        self, account_id: int, limit: int, before: int | None = None, after: int | None = None
+    ) -> list[tuple[int, int]]:
+        """(status id, like id) of the user's most recent likes, with like ids between ``after`` and ``before``."""
         rows = await self.graph.read(
-            "MATCH (:Account {id: $id})-[l:LIKED]->(s:Status) RETURN s.id AS sid, l.id AS lid "
-            "ORDER BY l.id DESC LIMIT $limit",
+            "MATCH (:Account {id: $id})-[l:LIKED]->(s:Status) WHERE l.id < $before AND l.id > $after "
+            "RETURN s.id AS sid, l.id AS lid ORDER BY l.id DESC LIMIT $limit",
             id=account_id,
             limit=limit,
+            before=before if before is not None else 2**63 - 1,
+            after=after if after is not None else 0,
         )
         return [(r["sid"], r["lid"]) for r in rows]
+
+    async def viewer_state(self, viewer_id: int, status_ids: list[int]) -> tuple[set[int], set[int]]:
+        """(posts liked, posts reblogged) by the viewer among ``status_ids``: what Redis answers normally,
+        asked of the graph while Redis is down."""
+        if not status_ids:
+            return set(), set()
+        liked = await self.graph.read(
+            "MATCH (:Account {id: $viewer})-[:LIKED]->(s:Status) WHERE s.id IN $ids RETURN s.id AS id",
+            viewer=viewer_id,
+            ids=status_ids,
+        )
+        reblogged = await self.graph.read(
+            "MATCH (r:Status) WHERE r.account_id = $viewer AND r.reblog_of_id IN $ids RETURN r.reblog_of_id AS id",
+            viewer=viewer_id,
+            ids=status_ids,
+        )
+        return {r["id"] for r in liked}, {r["id"] for r in reblogged}
 
     async def like_of(self, account_id: int, status_id: int) -> int | None:
         """The id of the account's like of the post, if the graph has one."""

@@ -276,6 +276,24 @@ class StatusGraph:
         )
         return [(r["id"], r["reblog_of"]) for r in rows]
 
+    async def window_of_authors(
+        self, author_ids: list[int], after: int, before: int, limit: int, oldest_first: bool
+    ) -> list[int]:
+        """Ids of the posts of ``author_ids`` strictly between two ids, newest first: ``limit`` of them from
+        the newest end, or from the oldest end with ``oldest_first`` (a home page pulled on read)."""
+        if not author_ids:
+            return []
+        order = "ASC" if oldest_first else "DESC"
+        rows = await self.graph.read(
+            "MATCH (s:Status) WHERE s.account_id IN $ids AND s.id > $after AND s.id < $before "
+            f"RETURN s.id AS id ORDER BY s.id {order} LIMIT $limit",
+            ids=author_ids,
+            after=after,
+            before=before,
+            limit=limit,
+        )
+        return sorted((r["id"] for r in rows), reverse=True)
+
     async def mark_delivered(self, status_id: int) -> None:
         await self.graph.write("MATCH (s:Status {id: $id}) SET s.delivered = true", id=status_id)
 

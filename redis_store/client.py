@@ -11,18 +11,28 @@ from ids import SnowflakeGenerator
 from redis_store.worker_lease import lease_generator
 
 
-def connect(url: str) -> aioredis.Redis:
+def connect(url: str, *, fail_fast: bool = False) -> aioredis.Redis:
     """A client that reconnects and retries when the server restarts or a connection drops.
 
     Retried writes are safe: every multi-step write is a Lua script that checks
     its own preconditions, so running it twice does what running it once did.
+    Background actors are patient (about 7 s of retries). Serving processes
+    ask for ``fail_fast``: a request must learn within about a second that
+    Redis is down, to degrade or answer 503 (``services.availability``); the
+    socket timeout stays above the longest wait a command asks for (WAITAOF).
     """
+    if fail_fast:
+        retry, timeouts = Retry(ExponentialBackoff(cap=0.25, base=0.05), retries=2), (1.0, 3.0)
+    else:
+        retry, timeouts = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=8), (None, None)
     return aioredis.Redis.from_url(
         url,
         decode_responses=True,
         health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=8),
+        retry=retry,
         retry_on_error=[ConnectionError, TimeoutError],
+        socket_connect_timeout=timeouts[0],
+        socket_timeout=timeouts[1],
     )
 
 

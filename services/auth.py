@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from config import Settings
 from graph.accounts import AccountGraph
 from ids import SnowflakeGenerator
+from services.availability import REDIS_DOWN, mark_degraded
 from services.errors import OAuthError, Unauthorized
 from services.passwords import Passwords
 
@@ -188,7 +189,13 @@ class AuthService:
     async def principal(self, raw_token: str) -> Principal:
         """The caller behind a bearer token; cached in Redis for ``token_cache_seconds``."""
         hashed = token_hash(raw_token)
-        cached = await self.redis.get(f"token:{hashed}")
+        try:
+            cached = await self.redis.get(f"token:{hashed}")
+        except REDIS_DOWN:  # the graph knows every live token (a revoked one is deleted there too)
+            mark_degraded("redis")
+            cached, cache_up = None, False
+        else:
+            cache_up = True
         if cached == REVOKED:
             raise Unauthorized("The access token was revoked")
         if cached is not None:
@@ -198,5 +205,8 @@ class AuthService:
             if token is None:
                 raise Unauthorized("The access token is invalid")
             data = {"app_id": token["app_id"], "account_id": token.get("account_id"), "scopes": token["scopes"]}
-            await self.redis.set(f"token:{hashed}", orjson.dumps(data), ex=self.settings.token_cache_seconds, nx=True)
+            if cache_up:
+                await self.redis.set(
+                    f"token:{hashed}", orjson.dumps(data), ex=self.settings.token_cache_seconds, nx=True
+                )
         return Principal(hashed, data["app_id"], data["account_id"], tuple(data["scopes"].split()))

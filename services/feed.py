@@ -3,6 +3,8 @@
 * Reads come straight from the timeline store in Redis: the inbox page and
   the pages of followed celebrities in one round trip, merged newest first
   (see DESIGN.md for the measurement behind reading around the actor).
+* While Redis is down, the page is pulled from the graph instead (the
+  answer says it is degraded: ``services.availability``).
 * A user whose inbox is not being kept (inactive, flushed, new machine) gets
   it rebuilt from the graph before the read answers: fan-out on read.
 * Following an ordinary author backfills their recent posts; following a
@@ -19,6 +21,7 @@ from graph.follows import FollowGraph
 from graph.statuses import StatusGraph
 from ids import min_id_at_ms
 from redis_store.timelines import PageBounds, TimelineStore
+from services.availability import REDIS_DOWN, mark_degraded
 from services.hydrate import HydratedStatus, Hydrator
 
 REBUILD_FOLLOWING_LIMIT = 5000
@@ -46,16 +49,33 @@ class FeedService:
     ) -> list[HydratedStatus]:
         bounds = PageBounds.from_cursors(max_id, since_id, min_id)
         # Over-fetch a little: entries of deleted posts are dropped during hydration.
-        was_active, ids = await self.timelines.read_page(user_id, bounds, limit + 5)
+        try:
+            ids = await self._inbox_page(user_id, bounds, limit + 5)
+        except REDIS_DOWN:
+            mark_degraded("redis")
+            ids = await self._pulled_page(user_id, max_id, since_id, min_id, limit + 5)
+        hydrated = dedupe_reblogs(await self.hydrator.hydrate(ids, viewer_id=user_id))
+        return hydrated[:limit] if not bounds.ascending else hydrated[-limit:]
+
+    async def _inbox_page(self, user_id: int, bounds: PageBounds, limit: int) -> list[int]:
+        was_active, ids = await self.timelines.read_page(user_id, bounds, limit)
         if not was_active:  # the inbox was not kept up: rebuild it, then read again
             try:
                 await self.rebuild(user_id)
             except BaseException:
                 await self.timelines.forget_active(user_id)  # so that the next read tries again
                 raise
-            _, ids = await self.timelines.read_page(user_id, bounds, limit + 5)
-        hydrated = dedupe_reblogs(await self.hydrator.hydrate(ids, viewer_id=user_id))
-        return hydrated[:limit] if not bounds.ascending else hydrated[-limit:]
+            _, ids = await self.timelines.read_page(user_id, bounds, limit)
+        return ids
+
+    async def _pulled_page(
+        self, user_id: int, max_id: int | None, since_id: int | None, min_id: int | None, limit: int
+    ) -> list[int]:
+        """The page straight from the graph (fan-out on read), while Redis is down."""
+        authors = await self.follows.followed_authors(user_id, REBUILD_FOLLOWING_LIMIT)
+        after = min_id if min_id is not None else (since_id if since_id is not None else 0)
+        before = max_id if max_id is not None else 2**63 - 1
+        return await self.statuses.window_of_authors([*authors, user_id], after, before, limit, min_id is not None)
 
     async def rebuild(self, user_id: int) -> None:
         """Pull recent posts of everyone the user follows (and their own) from the graph."""

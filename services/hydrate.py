@@ -17,6 +17,7 @@ from graph.accounts import AccountGraph
 from graph.statuses import StatusGraph
 from redis_store.cache import RecordCache
 from redis_store.likes import PageView
+from services.availability import GRAPH_DOWN, REDIS_DOWN, mark_degraded
 
 Row = dict[str, Any]
 AttachmentLoader = Callable[[list[int]], Awaitable[dict[int, Row]]]
@@ -64,6 +65,22 @@ class Hydrator:
     async def account_rows(self, ids: list[int]) -> dict[int, Row]:
         return await read_aside(self.account_cache, self.accounts.get_accounts, ids)
 
+    async def cache_statuses(self, rows: list[Row]) -> None:
+        """Warm the status cache with records just read from the graph; skipped while Redis is down."""
+        try:
+            await self.status_cache.put_many({r["id"]: r for r in rows})
+        except REDIS_DOWN:
+            mark_degraded("redis")
+
+    async def _attachments(self, media_ids: list[int]) -> dict[int, Row]:
+        if not media_ids or self.attachment_loader is None:
+            return {}
+        try:
+            return await self.attachment_loader(media_ids)
+        except GRAPH_DOWN:  # cached posts still show, without their media, while the graph is down
+            mark_degraded("graph")
+            return {}
+
     async def hydrate(self, ids: list[int], viewer_id: int | None = None) -> list[HydratedStatus]:
         """Records for ``ids`` in the given order; deleted posts (and reblogs of them) are skipped."""
         statuses = await self.status_rows(ids)
@@ -72,7 +89,7 @@ class Hydrator:
             statuses.update(await self.status_rows([o for o in originals if o not in statuses]))
         accounts = await self.account_rows([s["account_id"] for s in statuses.values()])
         media_ids = [m for s in statuses.values() for m in (s.get("media_ids") or [])]
-        media = await self.attachment_loader(media_ids) if media_ids and self.attachment_loader else {}
+        media = await self._attachments(media_ids)
         view = await self.page_view(viewer_id, list(statuses)) if self.page_view else None
         counts = view.counts if view else {}
         liked, reblogged = (view.liked, view.reblogged) if view else (set(), set())
@@ -107,12 +124,32 @@ class Hydrator:
 async def read_aside(
     cache: RecordCache, load: Callable[[list[int]], Awaitable[dict[int, Row]]], ids: list[int]
 ) -> dict[int, Row]:
-    """Records by id from the cache, the misses from the graph in one query (and then cached)."""
+    """Records by id from the cache, the misses from the graph in one query (and then cached).
+
+    Either store may be down (``services.availability``): without Redis every
+    record comes from the graph; without the graph the cached records answer
+    alone, unless none was cached (then there is nothing to answer with).
+    """
     unique = list(dict.fromkeys(ids))
-    found = await cache.get_many(unique)
+    try:
+        found = await cache.get_many(unique)
+        cache_up = True
+    except REDIS_DOWN:
+        mark_degraded("redis")
+        found, cache_up = {}, False
     missing = [i for i in unique if i not in found]
     if missing:
-        loaded = await load(missing)
-        await cache.put_many(loaded)
+        try:
+            loaded = await load(missing)
+        except GRAPH_DOWN:
+            if not found:
+                raise
+            mark_degraded("graph")
+            return found
+        if cache_up:
+            try:
+                await cache.put_many(loaded)
+            except REDIS_DOWN:
+                mark_degraded("redis")
         found.update(loaded)
     return found

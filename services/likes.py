@@ -8,6 +8,7 @@ after a cold start, so hydrating a page costs two Redis round trips.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import redis.asyncio as aioredis
@@ -19,6 +20,7 @@ from graph.statuses import StatusGraph
 from ids import SnowflakeGenerator
 from redis_store.likes import LikeStore, PageView
 from services.abuse import AbuseGuard
+from services.availability import REDIS_DOWN, mark_degraded
 from services.hydrate import HydratedStatus, Hydrator
 
 
@@ -89,10 +91,13 @@ class LikeService:
         Cursors are like ids, not post ids: liking an old post puts it first.
         """
         await self.ensure_loaded(user_id)
-        ids = await self.store.favourites_page(user_id, max_id, since_id, limit)
-        posts = await self.hydrator.hydrate(ids, viewer_id=user_id)
-        scores = await self.store.like_scores(user_id, [p.id for p in posts])
-        return [(scores[p.id] << 12, p) for p in posts if p.id in scores]
+        page, graph_below = await self.store.favourites_page(user_id, max_id, since_id, limit)
+        if graph_below is not None and len(page) < limit:  # likes older than Redis keeps: the graph has them
+            before = graph_below if max_id is None else min(graph_below, max_id)
+            page += await self.graph.likes_of_user(user_id, limit - len(page), before=before, after=since_id)
+        cursors = dict(page)
+        posts = await self.hydrator.hydrate(list(cursors), viewer_id=user_id)
+        return [(cursors[p.id], p) for p in posts if p.id in cursors]
 
     async def favourited_by(self, status_id: int, max_id: int | None, limit: int) -> list[tuple[int, dict]]:
         """(like cursor, account) pairs of the persisted likes, most recent first."""
@@ -107,7 +112,21 @@ class LikeService:
             )
 
     async def page_view(self, user_id: int | None, status_ids: list[int]) -> PageView:
-        """Like counts of a page, and the viewer's likes and reblogs among it: one Redis call."""
+        """Like counts of a page, and the viewer's likes and reblogs among it: one Redis call.
+
+        With Redis down, the graph answers: counts are then the persisted ones (``favourites_count``
+        of each record, which hydration falls back to), and the viewer's state comes from the edges.
+        """
+        try:
+            return await self._page_view(user_id, status_ids)
+        except REDIS_DOWN:
+            mark_degraded("redis")
+            if user_id is None:
+                return PageView(True, True, {}, set(), set())
+            liked, reblogged = await self.graph.viewer_state(user_id, status_ids)
+            return PageView(True, True, {}, liked, reblogged)
+
+    async def _page_view(self, user_id: int | None, status_ids: list[int]) -> PageView:
         if user_id is None:
             return PageView(True, True, await self.store.counts(status_ids), set(), set())
         view = await self.store.view(user_id, status_ids)
@@ -115,6 +134,9 @@ class LikeService:
             await self.ensure_loaded(user_id)
             await self.ensure_reblogs_loaded(user_id)
             view = await self.store.view(user_id, status_ids)
+        if view.unknown:  # older posts than the favourites Redis keeps: the graph knows whether they are liked
+            liked, _ = await self.graph.viewer_state(user_id, list(view.unknown))
+            view = dataclasses.replace(view, liked=view.liked | liked)
         return view
 
     async def remember_reblog(self, user_id: int, original_id: int, reblog_id: int | None) -> None:

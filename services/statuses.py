@@ -296,7 +296,7 @@ class StatusService:
         )
         if not rows:
             return []
-        await self.hydrator.status_cache.put_many({r["id"]: r for r in rows})
+        await self.hydrator.cache_statuses(rows)
         posts = await self.hydrator.hydrate([r["id"] for r in rows], viewer_id=viewer_id)
         # Reblogs of other people's private posts: only for those who may see the original.
         visible = await self.visible_ids([p for p in posts if p.reblog is not None], viewer_id)
