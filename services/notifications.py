@@ -120,8 +120,10 @@ class NotificationService:
 
     async def unread_count(self, user_id: int) -> int:
         markers = await self.store.get_markers(user_id)
-        last_read = markers.get("notifications", {}).get("last_read_id")
-        return await self.store.count_after(user_id, int(last_read) if last_read else None)
+        last_read = str(markers.get("notifications", {}).get("last_read_id") or "")
+        # A marker stored before the API checked ids as ASCII digits (say "²") counts as no marker.
+        valid = last_read.isascii() and last_read.isdigit()
+        return await self.store.count_after(user_id, int(last_read) if valid else None)
 
     async def markers(self, user_id: int, timelines: list[str]) -> dict[str, dict[str, Any]]:
         stored = await self.store.get_markers(user_id)
