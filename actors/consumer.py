@@ -16,11 +16,11 @@ The loop survives losing Redis:
 A failing handler does not block its queue for ever. When a batch fails,
 its events are tried one at a time, in order, so the good ones go through;
 an event that fails alone stays pending and is tried again after
-``event_retry_seconds``. Once it has been delivered ``event_max_attempts``
-times (the group's own delivery count) and fails again, it goes to the
-group's dead-letter stream with its error (``raygram events dead`` lists
-them, ``raygram events replay`` puts them back) and is counted in the
-``raygram_events_dead_lettered`` metric. Later events with the same
+``event_retry_seconds``. When it fails on its ``event_max_attempts``-th
+delivery (the group's own delivery count, which Redis keeps across consumer
+restarts), it goes to the group's dead-letter stream with its error
+(``raygram events dead`` lists them, ``raygram events replay`` puts them
+back) and is counted in the ``raygram_events_dead_lettered`` metric. Later events with the same
 ``order_key`` as a failed one (the persister's (account, post) pair: a like,
 then its unlike) are held back with it and share its fate, so that they are
 never applied out of order. Failures of the infrastructure (Redis, the graph
