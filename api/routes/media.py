@@ -40,6 +40,11 @@ class MediaForm(BaseModel):
     focus: str | None = Field(default=None, max_length=100)
 
 
+def ascii_number(text: str) -> bool:
+    """Decimal digits in ASCII, short enough for int(): "²".isdigit() is true and then int() raises."""
+    return 0 < len(text) <= 19 and text.isascii() and text.isdigit()
+
+
 class LimitedBody:
     """``request`` whose body may not exceed ``limit`` bytes (413), whatever Content-Length claims or omits."""
 
@@ -47,7 +52,7 @@ class LimitedBody:
         self.limit = limit
         self.exceeded = False
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if ascii_number(declared) and int(declared) > limit:
             raise self.error()
         received = 0
 
@@ -112,6 +117,10 @@ DOWNLOAD_DOC = {
             {"name": "m", "in": "query", "required": True, "schema": {"type": "string"}, "description": "Upload id"},
             {"name": "e", "in": "query", "required": True, "schema": {"type": "string"}, "description": "Expiry"},
             {"name": "s", "in": "query", "required": True, "schema": {"type": "string"}, "description": "Signature"},
+            *(
+                {"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
+                for name in ("Range", "If-Range", "If-None-Match")
+            ),
         ]
     },
 }
@@ -175,7 +184,7 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
     first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or last.isdigit()):
+    if not dash or not (first or last) or not all(ascii_number(part) for part in (first, last) if part):
         return None
     if not first:  # suffix range: the last N bytes
         length = int(last)
@@ -185,7 +194,7 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     start = int(first)
     if start >= size:
         raise Unsatisfiable
-    end = int(last) if last.isdigit() else size - 1
+    end = int(last) if last else size - 1
     if end < start:
         return None
     return start, min(end, size - 1)
