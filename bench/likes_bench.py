@@ -18,10 +18,11 @@ Afterwards the posts' like counters in Redis must add up to the number of
 likes answered: proof that each answered request changed state.
 
 Then the cost of durable likes: the like call alone (``LikeStore.change``:
-the Lua step and its event) against the stack's Redis, answered as soon as
-Redis has it or only after ``WAITAOF`` (``redis_store.durability``), at one
-and at ``LIKE_CONNECTIONS`` concurrent callers. The whole request with and
-without the wait: run this benchmark with ``REDIS_WAIT_FSYNC=false``.
+the Lua step and its event) against a scratch server run with ``appendfsync
+everysec`` and then ``always`` (raygram's), each answered as soon as Redis
+replies or only after ``WAITAOF`` (``redis_store.durability``), at one and at
+``LIKE_CONNECTIONS`` concurrent callers. Under ``everysec`` the pinned Valkey
+holds ``WAITAOF`` until its next 100 ms tick (and then does not fsync).
 """
 
 from __future__ import annotations
@@ -29,13 +30,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import orjson
+import redis.asyncio as aioredis
 
 from bench.feed_bench import (
     PROJECT_ROOT,
@@ -48,9 +52,11 @@ from bench.feed_bench import (
     row,
     run_load,
 )
-from launcher import free_port
+from launcher import ManagedProcess, free_port, port_is_open
+from redis_store.client import connect
 from redis_store.events import STREAM
 from redis_store.likes import LikeStore, count_key
+from redis_store.server import server_binary
 from stack import wait_for_http
 
 LIKE_USERS = 64
@@ -274,13 +280,30 @@ async def likes_bench(bench: Bench) -> None:
     await durability_cost(bench)
 
 
-async def like_call_load(bench: Bench, wait: bool, connections: int, posts: Iterator[int]) -> LoadResult:
-    """New likes through ``LikeStore.change`` alone, each by one of ``CALL_USERS`` made-up users of a made-up post.
+@asynccontextmanager
+async def scratch_redis(fsync_policy: str) -> AsyncIterator[aioredis.Redis]:
+    """A throwaway server like the embedded one (``redis_store.server``) but for its ``appendfsync`` policy."""
+    with tempfile.TemporaryDirectory(prefix="raygram-fsync-") as folder:
+        port = free_port()
+        server = ManagedProcess(f"redis ({fsync_policy})", Path(folder) / "redis.pid", Path(folder) / "redis.log")
+        argv = [server_binary(), "--bind", "127.0.0.1", "--port", str(port), "--dir", folder, "--save", ""]
+        server.start([*argv, "--appendonly", "yes", "--appendfsync", fsync_policy])
+        try:
+            server.wait_ready(lambda: port_is_open("127.0.0.1", port), 30)
+            redis = connect(f"redis://127.0.0.1:{port}/0")
+            try:
+                yield redis
+            finally:
+                await redis.aclose()
+        finally:
+            server.stop()
 
-    The liker is also the post's author, so the notifier has nothing to do; the persister finds no such
-    account in the graph. Both pay the same for either mode.
-    """
-    store = LikeStore(bench.redis, bench.settings.model_copy(update={"redis_wait_fsync": wait}))
+
+async def like_call_load(
+    bench: Bench, redis: aioredis.Redis, wait: bool, connections: int, posts: Iterator[int]
+) -> LoadResult:
+    """New likes through ``LikeStore.change`` alone, each by one of ``CALL_USERS`` made-up users of a new post."""
+    store = LikeStore(redis, bench.settings.model_copy(update={"redis_wait_fsync": wait}))
     users = [CALL_ID_BASE + i for i in range(CALL_USERS)]
     for user in users:
         await store.load_favourites(user, [], complete=True)
@@ -296,12 +319,13 @@ async def like_call_load(bench: Bench, wait: bool, connections: int, posts: Iter
 
 
 async def durability_cost(bench: Bench) -> None:
-    heading("4b. the like call alone in Redis (Lua + event), answered at once or after WAITAOF")
-    await drain_events(bench)
+    """What a durable like costs: the fsync policy, and WAITAOF behind the call, on a server of its own."""
+    heading("4b. the like call alone (Lua + event) by appendfsync policy, answered at once or after WAITAOF")
     posts = itertools.count(CALL_ID_BASE + CALL_USERS)  # a new post for every like
-    for connections in (1, LIKE_CONNECTIONS):
-        for wait in (False, True):
-            result = await like_call_load(bench, wait, connections, posts)
-            name = f"{connections} caller{'s' if connections > 1 else ''}, {'WAITAOF' if wait else 'no wait'}"
-            print_result(name, result)
-        await drain_events(bench)
+    for policy in ("everysec", "always"):
+        async with scratch_redis(policy) as redis:
+            for connections in (1, LIKE_CONNECTIONS):
+                for wait in (False, True):
+                    result = await like_call_load(bench, redis, wait, connections, posts)
+                    callers = f"{connections} caller{'s' if connections > 1 else ''}"
+                    print_result(f"{policy}, {callers}, {'WAITAOF' if wait else 'no wait'}", result)
