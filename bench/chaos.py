@@ -53,17 +53,20 @@ from bench.load import (
     AckLog,
     Checker,
     Convergence,
+    FeedDiff,
     Losses,
     Mix,
     OpenLoop,
     PopulationPlan,
     PopulationSpec,
     Summary,
+    by_kind,
     photos_needed,
     plan_population,
     plan_schedule,
     print_table,
     seed_population,
+    status_name,
     summarize,
     upload_photos,
 )
@@ -112,7 +115,8 @@ class ChaosConfig:
     converge_patience: float = 120.0  # seconds after recovery to wait for exact feeds
     redis_down: float = 3.0  # seconds Redis stays dead before it is started again
     sample: int = 150  # active users whose feeds each poll compares
-    budget: float = 900.0  # length of the planned schedule (the run stops it when done)
+    budget: float = 1_200.0  # seconds of planned schedule (the run stops it when the faults are done)
+    photo_seconds: float = 480.0  # photos are uploaded for this much of it; later photo posts go without
     faults: tuple[str, ...] = tuple(FAULTS)
     seed: int = 1
 
@@ -168,11 +172,11 @@ def command_line(pid: int) -> str:
         return ""
 
 
-def kill9(pid: int, expect: str) -> None:
-    """SIGKILL ``pid``, after checking its command line is the process we mean (never a reused pid)."""
+def kill9(pid: int, *expect: str) -> None:
+    """SIGKILL ``pid``, after checking its command line shows one of ``expect`` (never a reused pid)."""
     cmdline = command_line(pid)
-    if expect not in cmdline:
-        raise RuntimeError(f"pid {pid} is not the expected {expect!r} process: {cmdline[:200]!r}")
+    if not any(e in cmdline for e in expect):
+        raise RuntimeError(f"pid {pid} is not the expected {expect} process: {cmdline[:200]!r}")
     os.kill(pid, signal.SIGKILL)
 
 
@@ -346,7 +350,8 @@ class Injector:
         backlog = await self._stream_backlog()
         outstanding = await self._outstanding()
         at = time.time()
-        kill9(pid, f"--port {self.settings.redis_port}")
+        port = self.settings.redis_port
+        kill9(pid, f"--port {port}", f"127.0.0.1:{port}")  # Valkey retitles itself "valkey-server host:port"
         await asyncio.to_thread(reap, pid)
         kill = Kill(f"redis (pid {pid})", pid, at, f"{outstanding} requests; {backlog}", outstanding > 0)
 
@@ -386,7 +391,7 @@ class Injector:
                 heap=s.graph_heap,
             )
             replace_managed(self.stack, old, new)
-            await asyncio.to_thread(wait_for_graph, s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database, 120)
+            await asyncio.to_thread(wait_for_graph, s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database, 300)
             return time.time()
 
         return kill, back
@@ -418,6 +423,8 @@ class Suite:
     outcomes: list[Outcome] = field(default_factory=list)
     final: Losses | None = None
     final_feeds: Convergence | None = None
+    loop: OpenLoop | None = None  # kept for the report's explanations
+    t0: float = 0.0  # wall time the load started; the report's times are relative to it
 
     async def run(self) -> list[Outcome]:
         config, settings = self.config, self.stack.settings
@@ -431,12 +438,14 @@ class Suite:
                 f"(threshold {self.plan.celebrity_threshold}) in {time.perf_counter() - started:.0f}s"
             )
             started = time.perf_counter()
-            photos = await upload_photos(population, http, settings.base_url, photos_needed(ops))
+            photo_ops = [op for op in ops if op.at < config.photo_seconds]
+            photos = await upload_photos(population, http, settings.base_url, photos_needed(photo_ops))
             self.log(f"  uploaded a pool of {photos} photos in {time.perf_counter() - started:.0f}s")
             acks = AckLog(self.out_dir / "acks.jsonl")
             redis = connect(settings.redis_url)
             try:
                 async with OpenLoop(settings.base_url, population, acks) as loop:
+                    self.loop, self.t0 = loop, time.time()
                     checker = Checker(settings, population, acks, loop.world, http)
                     stop = asyncio.Event()
                     load = asyncio.create_task(loop.run(ops, stop))
@@ -477,7 +486,7 @@ class Suite:
             self.log(f"    back after {recovered_at - kill.at:.1f}s")
             await self._sleep(max(0.0, recovered_at + config.after - time.time()), load)
             convergence = await checker.converge(
-                recovered_at, recovered_at + config.converge_patience, sample_size=config.sample
+                recovered_at, recovered_at + config.converge_patience, sample_size=config.sample, on_poll=self._poll
             )
             now = time.time()
             losses = await checker.lost_writes(checked_until, now)
@@ -500,13 +509,20 @@ class Suite:
                 else f"NOT within {config.converge_patience:.0f}s ({len(convergence.last_diffs)} feeds differ)"
             )
             self.log(f"    feeds exact: {converged}; lost: {losses.describe()}; earlier writes: {earlier.describe()}")
+            for line in self.explain(losses) + self.explain(earlier):
+                self.log(f"      {line}")
+
+    def _poll(self, began: float, diffs: list[FeedDiff], note: str) -> None:
+        first = next((d for d in diffs if d.user >= 0), None)
+        example = f"; e.g. #{first.user} missing {len(first.missing)}, extra {len(first.extra)}" if first else ""
+        self.log(f"      feed poll at {self.rel(began)}: {note}{example}")
 
     async def _final(self, checker: Checker, redis: aioredis.Redis) -> None:
         """With the load stopped and the consumers drained: every acknowledged write, every active feed."""
         await drain(redis, patience=60.0)
         now = time.time()
         self.final = await checker.lost_writes(0.0, now + 1, patience=60.0)
-        self.final_feeds = await checker.converge(now, now + 60.0, sample_size=10**9)
+        self.final_feeds = await checker.converge(now, now + 60.0, sample_size=10**9, on_poll=self._poll)
         feeds = "all exact" if self.final_feeds.converged_at else f"{len(self.final_feeds.last_diffs)} differ"
         self.log(
             f"  final check (load stopped): lost {self.final.describe()}; {self.final_feeds.sampled} feeds {feeds}"
@@ -573,51 +589,84 @@ class Suite:
     def details(self) -> str:
         lines = []
         for o in self.outcomes:
-            lines.append(f"{FAULTS[o.fault]}: killed {o.kill.target}; in flight: {o.kill.in_flight}")
+            lines.append(
+                f"{FAULTS[o.fault]}: killed {o.kill.target} at {self.rel(o.kill.at)}, "
+                f"back at {self.rel(o.recovered_at)}; in flight: {o.kill.in_flight}"
+            )
             lines.append(
                 f"  window {o.window.seconds:.1f}s: {o.window.requests} requests, errors {o.window.errors_text()}, "
                 f"p50 {o.window.p50 * 1000:.0f} ms, p99 {o.window.p99 * 1000:.0f} ms, max {o.window.max * 1000:.0f} ms"
             )
+            if self.loop is not None and o.window.errors:
+                kinds = by_kind(self.loop.records, o.kill.at, o.recovered_at + self.config.after)
+                failing = ", ".join(f"{k} {v.errors_text()}" for k, v in kinds.items() if v.errors)
+                lines.append(f"  errors by request kind: {failing}")
             lines.append(
                 f"  acknowledged in this fault's span: {o.losses.checked_posts} posts "
                 f"({o.losses.checked_feed_pairs} follower feeds), {o.losses.checked_likes} likes, "
                 f"{o.losses.checked_follows} follows; lost: {o.losses.describe()}"
             )
             lines.append(f"  earlier writes re-checked in the graph: lost {o.earlier.describe()}")
-            lines += [f"    {line}" for line in _loss_lines(o.losses) + _loss_lines(o.earlier)]
+            lines += [f"    {line}" for line in self.explain(o.losses) + self.explain(o.earlier)]
             c = o.convergence
-            lines.append(f"  feed polls: {c.polls}, {c.sampled} users sampled")
+            lines.append(
+                f"  feed polls: {c.polls} ({c.poll_seconds:.1f}s the last), {c.sampled} active users sampled, "
+                f"{c.uncertain} users left out (a follow of theirs never acknowledged)"
+            )
             for diff in c.last_diffs[:5]:
                 lines.append(
                     f"    user #{diff.user}: status {diff.status}, missing {list(diff.missing)[:5]}, "
-                    f"extra {list(diff.extra)[:5]}"
+                    f"extra {list(diff.extra)[:5]}; {self.failures_of(diff.user)}"
                 )
         if self.final is not None:
-            lines.append(f"final: lost {self.final.describe()}")
-            lines += [f"    {line}" for line in _loss_lines(self.final)]
+            lines.append(f"final (load stopped): lost {self.final.describe()}")
+            lines += [f"    {line}" for line in self.explain(self.final)]
+        if self.final_feeds is not None:
+            for diff in self.final_feeds.last_diffs[:10]:
+                lines.append(
+                    f"    final feed of user #{diff.user}: status {diff.status}, missing {list(diff.missing)[:5]}, "
+                    f"extra {list(diff.extra)[:5]}; {self.failures_of(diff.user)}"
+                )
         return "\n".join(lines)
+
+    def rel(self, wall: float) -> str:
+        return f"t+{wall - self.t0:.1f}s"
+
+    def failures_of(self, user: int) -> str:
+        """What went wrong for a user's own requests (a clue to why their state is off)."""
+        if self.loop is None or user < 0:
+            return ""
+        failed = [r for r in self.loop.records if r.user == user and not r.ok]
+        active = self.loop.world.active_since.get(user)
+        since = f"active since {self.rel(active)}" if active else "never active"
+        shown = ", ".join(f"{r.kind} {status_name(r.status)} at {self.rel(r.due_wall)}" for r in failed[:5])
+        return f"{since}; failed requests: {shown or 'none'}"
+
+    def explain(self, losses: Losses) -> list[str]:
+        """One line per lost write (up to ten of each kind), with when it was acknowledged and clues."""
+        out = [f"post {p} gone" for p in losses.posts_missing[:10]]
+        if self.loop is not None:
+            posts = {p.id: p for p in self.loop.acks.posts}
+            for post_id, follower in losses.feed_missing[:10]:
+                post = posts.get(post_id)
+                acked = f"by #{post.author}, acknowledged at {self.rel(post.at)}" if post else ""
+                out.append(
+                    f"post {post_id} {acked} missing from the feed of #{follower} ({self.failures_of(follower)})"
+                )
+        for label, pairs in (
+            ("like not favourited", losses.likes_not_favourited),
+            ("like not in the graph", losses.likes_not_persisted),
+            ("follow gone", losses.follows_missing),
+        ):
+            for pair in pairs[:10]:
+                out.append(f"{label}: #{pair.user} -> {pair.other}, acknowledged at {self.rel(pair.at)}")
+        return out
 
     def write(self, text: str) -> Path:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / "results.txt"
         path.write_text(text + "\n")
         return path
-
-
-def _loss_lines(losses: Losses) -> list[str]:
-    out = []
-    if losses.posts_missing:
-        out.append(f"posts gone: {losses.posts_missing[:10]}")
-    if losses.feed_missing:
-        out.append(f"(post, follower #) missing from feeds: {losses.feed_missing[:10]}")
-    for label, pairs in (
-        ("likes not favourited", losses.likes_not_favourited),
-        ("likes not in the graph", losses.likes_not_persisted),
-        ("follows gone", losses.follows_missing),
-    ):
-        if pairs:
-            out.append(f"{label}: {[(p.user, p.other, round(p.at, 2)) for p in pairs[:10]]}")
-    return out
 
 
 async def drain(redis: aioredis.Redis, patience: float) -> bool:
@@ -668,6 +717,8 @@ def main(argv: list[str] | None = None) -> None:
     plan = plan_population(PopulationSpec(users=config.users, celebrities=config.celebrities, seed=config.seed))
     print(f"chaos suite: {os.cpu_count()} CPUs, Ray {ray.__version__}, faults: {', '.join(faults)}", flush=True)
     started = time.perf_counter()
+    suite: Suite | None = None
+    failure: BaseException | None = None
     with tempfile.TemporaryDirectory(prefix="raygram-chaos-") as state_dir:
         stack = chaos_stack(Path(state_dir), plan)
         try:  # ``stop`` also stops a half-started stack, and the restarted services: only what this run started
@@ -678,15 +729,19 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  stack up in {time.perf_counter() - started:.0f}s at {stack.settings.base_url}", flush=True)
             suite = Suite(stack, plan, config, out_dir)
             asyncio.run(suite.run())
+        except Exception as exc:  # report what was measured before the failure, then fail
+            failure = exc
         finally:
             stack.stop()
-    headers, rows = suite.table()
-    text = print_table("chaos: one kill each under open-loop load", headers, rows)
-    details = suite.details()
-    print(details, flush=True)
-    path = suite.write(f"{text}\n\n{details}")
-    total = time.perf_counter() - started
-    print(f"\nchaos suite done in {total:.0f}s; results in {path}", flush=True)
+    if suite is not None:
+        headers, rows = suite.table()
+        text = print_table("chaos: one kill each under open-loop load", headers, rows)
+        details = suite.details()
+        print(details, flush=True)
+        path = suite.write(f"{text}\n\n{details}" + (f"\n\nTHE RUN FAILED: {failure!r}" if failure else ""))
+        print(f"\nchaos suite done in {time.perf_counter() - started:.0f}s; results in {path}", flush=True)
+    if failure is not None:
+        raise failure
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ class Record:
 
     seq: int
     kind: str
+    user: int  # the acting member's index
     due: float  # time.perf_counter() when it was due
     due_wall: float  # time.time() when it was due
     latency: float  # seconds from due to answer (or failure)
@@ -204,7 +205,9 @@ class OpenLoop:
                         pass
             due_wall = start_wall + op.at
             if self.outstanding >= self.max_outstanding:
-                self.records.append(Record(op.seq, op.kind, due, due_wall, time.perf_counter() - due, OVERLOAD))
+                self.records.append(
+                    Record(op.seq, op.kind, op.user, due, due_wall, time.perf_counter() - due, OVERLOAD)
+                )
                 continue
             task = asyncio.create_task(self._send(op, due, due_wall))
             tasks.add(task)
@@ -222,7 +225,7 @@ class OpenLoop:
         finally:
             self.outstanding -= 1
         if status != SKIPPED:
-            self.records.append(Record(op.seq, op.kind, due, due_wall, time.perf_counter() - due, status))
+            self.records.append(Record(op.seq, op.kind, op.user, due, due_wall, time.perf_counter() - due, status))
 
     async def _request(self, method: str, path: str, member_index: int, **kwargs: Any) -> tuple[int, Any]:
         """(status, parsed JSON body or None); failures map to TIMEOUT or CONNECT."""

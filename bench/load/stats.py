@@ -156,8 +156,9 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]
         return text
     table = Table(title=title)
     for header in headers:
-        table.add_column(header)
+        table.add_column(header, no_wrap=True)
     for row in rows:
         table.add_row(*(str(c) for c in row))
-    Console().print(table)
+    width = max(len(line) for line in text.splitlines()) + 3 * len(headers) + 4  # rich's borders and padding
+    Console(width=max(width, 80)).print(table)
     return text

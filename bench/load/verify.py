@@ -69,6 +69,9 @@ class Losses:
     checked_follows: int = 0
     posts_missing: list[int] = field(default_factory=list)  # not readable / not in the graph
     feed_missing: list[tuple[int, int]] = field(default_factory=list)  # (post id, follower index)
+    # (post id, follower index) where the follower follows the author through a follow that was sent but never
+    # acknowledged (its graph write happened, its answer did not): a feed gap, but no acknowledged write lost.
+    feed_gaps_unacked_follow: list[tuple[int, int]] = field(default_factory=list)
     likes_not_favourited: list[AckedPair] = field(default_factory=list)
     likes_not_persisted: list[AckedPair] = field(default_factory=list)
     follows_missing: list[AckedPair] = field(default_factory=list)
@@ -93,17 +96,30 @@ class Losses:
             parts.append(f"{len(self.likes_not_persisted)} likes not in the graph")
         if self.follows_missing:
             parts.append(f"{len(self.follows_missing)} follows gone")
-        return "; ".join(parts) or "none"
+        lost = "; ".join(parts) or "none"
+        if self.feed_gaps_unacked_follow:
+            gaps = self.feed_gaps_unacked_follow
+            lost += f" (besides: {len({p for p, _ in gaps})} posts absent from {len(gaps)} feeds of users whose"
+            lost += " follow of the author was never acknowledged)"
+        return lost
 
 
 @dataclass
 class Convergence:
-    """When the sampled feeds were first all exactly right (wall clock), or None within the deadline."""
+    """When the sampled feeds were first all exactly right, or None within the deadline.
+
+    ``converged_at`` is when the first poll that found every sampled feed
+    exact began (wall clock); that poll took ``poll_seconds``. ``uncertain``
+    users were left out of the sample: a follow of theirs was sent but never
+    acknowledged, so whether (and how far) it was applied is unknown.
+    """
 
     converged_at: float | None
     polls: int
     sampled: int
     last_diffs: list[FeedDiff]
+    poll_seconds: float = 0.0
+    uncertain: int = 0
 
 
 class Checker:
@@ -212,7 +228,8 @@ class Checker:
             if status != 200:
                 diffs.append(FeedDiff(u, status=status))
             elif got != want:
-                floor = min(want[-1] if len(want) == FEED_PAGE else 0, got[-1] if len(got) == FEED_PAGE else 0)
+                # Compare above the lowest id both pages reach (a full page says nothing below its last id).
+                floor = max(want[-1] if len(want) == FEED_PAGE else 0, got[-1] if len(got) == FEED_PAGE else 0)
                 missing = tuple(sorted({s for s in want if s > floor} - set(got), reverse=True))
                 extra = tuple(sorted({s for s in got if s > floor} - set(want), reverse=True))
                 diffs.append(FeedDiff(u, missing, extra))
@@ -232,7 +249,7 @@ class Checker:
         *,
         grace: float = 2.0,
         sample_size: int = 200,
-        on_poll: Callable[[float, list[FeedDiff]], None] | None = None,
+        on_poll: Callable[[float, list[FeedDiff], str], None] | None = None,
     ) -> Convergence:
         """Poll sampled feeds until one poll finds them all exactly right, with a cutoff at or after ``not_before``.
 
@@ -243,27 +260,28 @@ class Checker:
         """
         polls = 0
         diffs: list[FeedDiff] = []
-        sampled = 0
         while True:
             wait = not_before + grace - time.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-            cutoff = time.time() - grace
+            began = time.time()
+            cutoff = began - grace
             users = self.sample_active(sample_size, cutoff - FOLLOW_QUIET_SECONDS)
-            sampled = len(users)
             try:
                 diffs = await self.feed_diffs(users, min_id_at_ms(int(cutoff * 1000)))
+                note = f"{len(diffs)} of {len(users)} feeds differ"
             except Exception as exc:  # the graph itself may be unreachable during a fault
                 diffs = [FeedDiff(-1, status=0)]
-                if on_poll is not None:
-                    print(f"    (feed poll failed: {type(exc).__name__}: {exc})", flush=True)
+                note = f"poll failed: {type(exc).__name__}: {exc}"
             polls += 1
+            took = time.time() - began
             if on_poll is not None:
-                on_poll(cutoff, diffs)
+                on_poll(began, diffs, f"{note} ({took:.1f}s)")
+            uncertain = len(self.uncertain_users())
             if not diffs:
-                return Convergence(time.time(), polls, sampled, [])
+                return Convergence(began, polls, len(users), [], took, uncertain)
             if time.time() > deadline:
-                return Convergence(None, polls, sampled, diffs)
+                return Convergence(None, polls, len(users), diffs, took, uncertain)
             await asyncio.sleep(0.5)
 
     # -- lost writes ------------------------------------------------------------------------
@@ -286,8 +304,12 @@ class Checker:
         losses.likes_not_persisted = await self._likes_not_persisted(likes, deadline)
         if through_api:
             losses.likes_not_favourited = await self._likes_not_favourited(likes)
-            pairs, losses.feed_missing = await self._feeds_missing(posts, deadline)
+            pairs, missing = await self._feeds_missing(posts, deadline)
             losses.checked_feed_pairs = pairs
+            unsure = {(e["user"], e["followee"]) for e in self.acks.unacked if e["kind"] == "follow"}
+            author_of = {p.id: p.author for p in posts}
+            losses.feed_missing = [(p, u) for p, u in missing if (u, author_of[p]) not in unsure]
+            losses.feed_gaps_unacked_follow = [(p, u) for p, u in missing if (u, author_of[p]) in unsure]
         return losses
 
     async def _posts_missing(self, posts: list[AckedPost], through_api: bool) -> list[int]:
