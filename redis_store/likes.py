@@ -19,10 +19,13 @@ here is bounded and reloads on a miss:
                       sentinel); expires ``inactive_days`` after the user's last like change or load.
                       Past the cap the oldest likes are dropped and the set turns ``partial``: the
                       sentinel's score then says up to which like time it may miss likes, so a like of
-                      a newer post is still decided here and only an older one asks the graph.
+                      a newer post is still decided here and only an older one asks the graph (to like
+                      or unlike it, to show it liked, to list it among the favourites). The graph
+                      shows the unlike of such an old post once the persister has written it.
   ``likes:n:{status}`` string, a post's live like count; expires ``like_count_ttl_seconds`` after its
                       last change, by when the persister has long written every change to the graph's
-                      ``favourites_count``, which reads fall back to.
+                      ``favourites_count``, and the cached status record (``status_cache_seconds``,
+                      far shorter) holds that count, which reads fall back to.
   ``shared:{user}``   hash, original post id → the user's reblog of it (the viewer's reblog state);
                       at most twice ``favourites_load_limit`` entries (pruned to the newest), expires
                       like ``favs:``.
@@ -111,13 +114,22 @@ return 1
 """
 
 
-# KEYS: favs:{u}, shared:{u}; ARGV: status ids. One round trip for a page's like counts and the
-# viewer's own state: {favs loaded, shares loaded, then per post: count (-1 if none), liked, shared}.
+# KEYS: favs:{u}, shared:{u}; ARGV: pairs (status id, the post's score minus the clock skew). One round trip for
+# a page's like counts and the viewer's own state: {favs loaded, shares loaded, then per post: count (-1 if none),
+# liked (1), or not known here (2: the favourites are partial and may miss an older like of this post), shared}.
 _VIEW = """
 local out = {redis.call('EXISTS', KEYS[1]), redis.call('EXISTS', KEYS[2])}
-for _, sid in ipairs(ARGV) do
+local partial = tonumber(redis.call('ZSCORE', KEYS[1], 'partial'))
+for i = 1, #ARGV, 2 do
+  local sid = ARGV[i]
   out[#out + 1] = tonumber(redis.call('GET', 'likes:n:' .. sid) or -1)
-  out[#out + 1] = redis.call('ZSCORE', KEYS[1], string.rep('0', 19 - #sid) .. sid) and 1 or 0
+  if redis.call('ZSCORE', KEYS[1], string.rep('0', 19 - #sid) .. sid) then
+    out[#out + 1] = 1
+  elseif partial and (partial == -1 or tonumber(ARGV[i + 1]) <= -2 - partial) then
+    out[#out + 1] = 2
+  else
+    out[#out + 1] = 0
+  end
   out[#out + 1] = redis.call('HEXISTS', KEYS[2], sid)
 end
 return out
@@ -133,6 +145,7 @@ class PageView:
     counts: dict[int, int]
     liked: set[int]
     reblogged: set[int]
+    unknown: frozenset[int] = frozenset()  # posts whose like state only the graph knows (older than the set)
 
 
 def reblogs_key(user_id: int) -> str:
@@ -158,6 +171,11 @@ def like_score(like_id: int) -> int:
     return like_id >> 12
 
 
+def post_score(status_id: int) -> int:
+    """The lowest score a like of the post can have: it was made after the post, give or take the clock skew."""
+    return like_score(status_id) - (CLOCK_SKEW_MS << 10)
+
+
 class LikeStore:
     def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
         self.redis = redis
@@ -171,17 +189,20 @@ class LikeStore:
         self._remember_reblog = redis.register_script(_REMEMBER_REBLOG)
 
     async def view(self, user_id: int, status_ids: list[int]) -> PageView:
-        raw = await self._view(keys=[favs_key(user_id), reblogs_key(user_id)], args=status_ids)
-        counts, liked, reblogged = {}, set(), set()
+        args = [value for status_id in status_ids for value in (status_id, post_score(status_id))]
+        raw = await self._view(keys=[favs_key(user_id), reblogs_key(user_id)], args=args)
+        counts, liked, unknown, reblogged = {}, set(), set(), set()
         for i, status_id in enumerate(status_ids):
-            count, is_liked, is_shared = raw[2 + 3 * i : 5 + 3 * i]
+            count, like_state, is_shared = raw[2 + 3 * i : 5 + 3 * i]
             if count >= 0:
                 counts[status_id] = count
-            if is_liked:
+            if like_state == 1:
                 liked.add(status_id)
+            elif like_state == 2:
+                unknown.add(status_id)
             if is_shared:
                 reblogged.add(status_id)
-        return PageView(bool(raw[0]), bool(raw[1]), counts, liked, reblogged)
+        return PageView(bool(raw[0]), bool(raw[1]), counts, liked, reblogged, frozenset(unknown))
 
     async def change(
         self,
@@ -210,7 +231,7 @@ class LikeStore:
                 self.stream_maxlen,
                 event_type,
                 "1" if graph_checked else "0",
-                like_score(status_id) - (CLOCK_SKEW_MS << 10),
+                post_score(status_id),
                 self.favourites_max,
                 self.count_ttl_ms,
                 self.state_ttl_ms,
@@ -258,13 +279,20 @@ class LikeStore:
         values = await self.redis.mget([count_key(s) for s in status_ids])
         return {s: int(v) for s, v in zip(status_ids, values, strict=True) if v is not None}
 
-    async def favourites_page(self, user_id: int, max_id: int | None, since_id: int | None, limit: int) -> list[int]:
-        """Status ids the user liked, most recent like first; cursors are like ids."""
+    async def favourites_page(
+        self, user_id: int, max_id: int | None, since_id: int | None, limit: int
+    ) -> tuple[list[tuple[int, int]], int | None]:
+        """The user's likes this set answers for, most recent first, as (status id, like cursor) pairs; and when
+        the set is partial, the cursor (a like id) at and below which only the graph knows them."""
+        key = favs_key(user_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zscore(key, PARTIAL)
+            pipe.zrangebyscore(key, 0, "+inf", start=0, num=1, withscores=True)
+            partial, oldest = await pipe.execute()
+        floor = None
+        if partial is not None:  # a score of -1 says nothing: then only what is older than the set is missing
+            floor = int(-2 - partial) if partial <= -2 else (int(oldest[0][1]) - 1 if oldest else None)
+        low = max(like_score(since_id) if since_id is not None else -1, floor if floor is not None else -1)
         high = f"({like_score(max_id)}" if max_id is not None else "+inf"
-        low = f"({like_score(since_id)}" if since_id is not None else "0"
-        rows = await self.redis.zrevrangebyscore(favs_key(user_id), high, low, start=0, num=limit, withscores=True)
-        return [int(m) for m, _ in rows]
-
-    async def like_scores(self, user_id: int, status_ids: list[int]) -> dict[int, int]:
-        scores = await self.redis.zmscore(favs_key(user_id), [member(s) for s in status_ids]) if status_ids else []
-        return {s: int(score) for s, score in zip(status_ids, scores, strict=True) if score is not None}
+        rows = await self.redis.zrevrangebyscore(key, high, f"({low}", start=0, num=limit, withscores=True)
+        return [(int(m), int(score) << 12) for m, score in rows], None if floor is None else (floor + 1) << 12
