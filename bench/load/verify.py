@@ -235,9 +235,18 @@ class Checker:
                 diffs.append(FeedDiff(u, missing, extra))
         return diffs
 
+    def uncertain_users(self) -> set[int]:
+        """Users with a follow that was sent but never acknowledged: their follow set is unknown to the client."""
+        return {entry["user"] for entry in self.acks.unacked if entry["kind"] == "follow"}
+
     def sample_active(self, size: int, quiet_since: float) -> list[int]:
-        """Up to ``size`` active users who sent no follow after ``quiet_since`` (wall clock)."""
-        eligible = [u for u in self.world.active_since if self.world.follow_attempts.get(u, 0.0) < quiet_since]
+        """Up to ``size`` active users, none uncertain, who sent no follow after ``quiet_since`` (wall clock)."""
+        uncertain = self.uncertain_users()
+        eligible = [
+            u
+            for u in self.world.active_since
+            if self.world.follow_attempts.get(u, 0.0) < quiet_since and u not in uncertain
+        ]
         if len(eligible) > size:
             eligible = self._rng.sample(eligible, size)
         return sorted(eligible)
