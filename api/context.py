@@ -13,7 +13,6 @@ from graph.driver import GraphClient, async_wait_for_graph
 from graph.follows import FollowGraph
 from graph.likes import LikeGraph
 from graph.statuses import StatusGraph
-from ids import SnowflakeGenerator
 from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
 from redis_store.events import EventStream
@@ -23,6 +22,7 @@ from redis_store.locks import Locks
 from redis_store.notifications import NotificationStore
 from redis_store.ratelimit import RateLimiter
 from redis_store.timelines import TimelineStore
+from redis_store.worker_lease import LeasedGenerator
 from services.abuse import AbuseGuard
 from services.accounts import AccountService
 from services.auth import AuthService
@@ -41,7 +41,7 @@ class AppContext:
     settings: Settings
     redis: aioredis.Redis
     graph: GraphClient
-    ids: SnowflakeGenerator
+    ids: LeasedGenerator
     rate_limiter: RateLimiter
     auth: AuthService
     accounts: AccountService
@@ -72,11 +72,13 @@ class AppContext:
         actors = ActorDirectory(settings)
         account_cache = RecordCache(redis, "account", settings.account_cache_seconds)
         like_store = LikeStore(redis, settings)
+        media = MediaService(settings, graph, ids)
         hydrator = Hydrator(
             status_graph,
             account_graph,
             RecordCache(redis, "status", settings.status_cache_seconds),
             account_cache,
+            media,
         )
         rate_limiter = RateLimiter(redis)
         locks = Locks(redis)
@@ -85,9 +87,7 @@ class AppContext:
         hydrator.page_view = likes.page_view
         timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
         feed = FeedService(settings, timelines, follow_graph, status_graph, hydrator, actors)
-        media = MediaService(settings, graph, ids)
         media.start()
-        hydrator.attachment_loader = media.attachments
         ctx = cls(
             settings=settings,
             redis=redis,
@@ -119,6 +119,7 @@ class AppContext:
         return ctx
 
     async def close(self) -> None:
+        await self.ids.release()  # the worker id is free for the next process at once, not after a lease
         await self.live.close()
         await self.media.close()
         await self.graph.close()

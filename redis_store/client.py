@@ -7,8 +7,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
-from ids import SnowflakeGenerator
-from redis_store.worker_lease import lease_generator
+from redis_store.worker_lease import LeasedGenerator, lease_generator
 
 
 def connect(url: str, *, fail_fast: bool = False) -> aioredis.Redis:
@@ -36,6 +35,6 @@ def connect(url: str, *, fail_fast: bool = False) -> aioredis.Redis:
     )
 
 
-async def claim_id_generator(redis: aioredis.Redis) -> SnowflakeGenerator:
+async def claim_id_generator(redis: aioredis.Redis) -> LeasedGenerator:
     """A snowflake generator with a worker id no other live process holds (a lease; see ``worker_lease``)."""
     return await lease_generator(redis)
