@@ -1,25 +1,66 @@
-"""``python -m bench``: run every benchmark module in turn.
+"""``python -m bench [part [options]]``: every benchmark in turn (``make bench``), or one part of it.
 
-The media benchmark is owned separately and may not exist yet; it is imported
-lazily so that the feed benchmarks run either way. Missed goals are printed,
+Parts: ``mix`` (raygram and the bare baseline under the open-loop mix, rate by
+rate: the headline; ``python -m bench mix --help``), ``feed`` (fan-out,
+celebrity posts and home-read cost against followed celebrities, likes;
+``python -m bench feed celebrity`` runs one of them), ``media`` (variant
+rendering). The media benchmark is owned separately and may be missing; it
+is imported lazily so the others run either way. Missed goals are printed,
 not turned into a failing exit status: a benchmark reports, the tests judge.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
+import time
 
 
-def main() -> None:
-    from bench import feed_bench
-
-    feed_bench.main([])
+def media(argv: list[str]) -> None:
     if importlib.util.find_spec("bench.media_bench") is None:
         print("\nbench/media_bench.py is not there yet: media benchmark skipped", flush=True)
         return
     from bench import media_bench
 
     media_bench.main()
+
+
+def mix(argv: list[str]) -> None:
+    from bench import mix_bench
+
+    mix_bench.main(argv)
+
+
+def feed(argv: list[str]) -> None:
+    from bench import feed_bench
+
+    feed_bench.main(argv)
+
+
+PARTS = {"mix": mix, "feed": feed, "media": media}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("-h", "--help"):
+        print(__doc__)
+        return
+    if args:
+        if args[0] not in PARTS:
+            raise SystemExit(f"unknown part {args[0]!r}; choose from {', '.join(PARTS)}")
+        PARTS[args[0]](args[1:])
+        return
+    started, load = time.perf_counter(), os.getloadavg()
+    print(f"make bench: load average at start {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}", flush=True)
+    for run in PARTS.values():
+        run([])
+    end = os.getloadavg()
+    print(
+        f"\nmake bench done in {time.perf_counter() - started:.0f}s; "
+        f"load average at the end {end[0]:.1f} / {end[1]:.1f} / {end[2]:.1f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
