@@ -6,7 +6,8 @@ violations of every declared constraint (its coverage phase, which also sends
 methods the path does not serve), then random ones (its fuzzing phase). Every
 answer must be no server error, a declared status with a declared content type
 and headers, and a body matching the declared schema (so the Mastodon entities
-in ``api.schemas`` stay exact); a 405 must carry ``Allow``.
+in ``api.schemas`` stay exact); a 405 must carry ``Allow``; an operation that
+declares a token must refuse a request without one.
 
 It runs as a dedicated fuzz user with a real bearer token, and path ids are
 drawn half the time from real records (the fuzz user's posts, one with a photo,
@@ -57,6 +58,7 @@ CHECKS = (
     "response_headers_conformance",
     "response_schema_conformance",
     "unsupported_method",
+    "ignored_auth",
 )
 NOT_FUZZED = r"^/api/v1/streaming/user"
 
