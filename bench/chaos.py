@@ -38,6 +38,7 @@ import os
 import signal
 import tempfile
 import time
+import traceback
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -48,7 +49,7 @@ import aiohttp
 import ray
 import redis.asyncio as aioredis
 
-from actors.registry import fanout_name, inbox_name, shard_of
+from actors.registry import NOTIFIER, fanout_name, host_name, inbox_name, shard_of
 from bench.load import (
     AckLog,
     Checker,
@@ -219,7 +220,8 @@ class Injector:
         self.redis_down = redis_down
 
     def _actor(self, name: str) -> ray.actor.ActorHandle:
-        return ray.get_actor(name, namespace=self.settings.ray_namespace)
+        """The actor hosting the shard or consumer ``name`` (one process may host several)."""
+        return ray.get_actor(host_name(name, self.settings), namespace=self.settings.ray_namespace)
 
     async def _pending(self, group: str) -> dict[str, int]:
         """Consumer name -> events it took and has not acked (empty when Redis cannot say)."""
@@ -288,7 +290,7 @@ class Injector:
                 await asyncio.sleep(0.002)
         outstanding = self.loop.outstanding
         at = time.time()
-        kill9(pid, "ray::InboxShard")
+        kill9(pid, "ray::InboxShards")
         evidence = (
             f"{seen} fan-out events pending (deliveries under way); {outstanding} requests"
             if seen
@@ -304,8 +306,8 @@ class Injector:
         return kill, lambda: self._actor_back(name, kill.pid)
 
     async def notifier(self) -> tuple[Kill, Callable[[], Awaitable[float]]]:
-        kill = await self._kill_consumer("notify", ["notify-0"], "ray::Notifier")
-        return kill, lambda: self._actor_back("notify-0", kill.pid)
+        kill = await self._kill_consumer("notify", [NOTIFIER], "ray::NotifierAndLikePersister")
+        return kill, lambda: self._actor_back(NOTIFIER, kill.pid)
 
     async def _replica_pids(self) -> list[int]:
         pids = []
@@ -731,6 +733,7 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(suite.run())
         except Exception as exc:  # report what was measured before the failure, then fail
             failure = exc
+            traceback.print_exc()
         finally:
             stack.stop()
     if suite is not None:

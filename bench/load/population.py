@@ -62,6 +62,7 @@ SCOPES = ["read", "write", "follow"]
 GRAPH_BATCH = 2_000  # rows per seeding transaction
 TOKEN_CONCURRENCY = 16
 UPLOAD_CONCURRENCY = 6
+UPLOAD_ATTEMPTS = 5
 DISTINCT_PHOTOS = 12
 PROMOTION_PATIENCE = 180.0  # seconds for the fan-out workers to promote the celebrities
 
@@ -409,23 +410,32 @@ def small_jpeg(variant: int, width: int = 320, height: int = 240) -> bytes:
 
 
 async def _upload(http: aiohttp.ClientSession, base_url: str, member: Member, photo: bytes, n: int) -> int:
-    """One upload; waits until the media is ready (a 202 is still processing), since only ready media attach."""
-    form = aiohttp.FormData()
-    form.add_field("file", photo, filename=f"photo{n}.jpg", content_type="image/jpeg")
-    form.add_field("description", f"Generated photo {n}")
-    async with http.post(f"{base_url}/api/v2/media", data=form, headers=member.headers) as response:
-        body = await response.read()
-        if response.status not in (200, 202):
-            raise RuntimeError(f"POST /api/v2/media: {response.status} {body[:300]!r}")
-        media_id = int(orjson.loads(body)["id"])
-        if response.status == 200:
-            return media_id
+    """One upload, retried while the server is busy (5xx, 429); waits until the media is ready (only ready
+    media attach), polling while it answers 206 (processing)."""
+    for attempt in range(UPLOAD_ATTEMPTS):
+        form = aiohttp.FormData()
+        form.add_field("file", photo, filename=f"photo{n}.jpg", content_type="image/jpeg")
+        form.add_field("description", f"Generated photo {n}")
+        try:
+            async with http.post(f"{base_url}/api/v2/media", data=form, headers=member.headers) as response:
+                body = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError):
+            status, body = 0, b""
+        if status in (200, 202):
+            break
+        if (status and status < 500 and status != 429) or attempt + 1 == UPLOAD_ATTEMPTS:
+            raise RuntimeError(f"POST /api/v2/media: {status} {body[:300]!r}")
+        await asyncio.sleep(1.0)
+    media_id = int(orjson.loads(body)["id"])
+    if status == 200:
+        return media_id
     for _ in range(240):
         async with http.get(f"{base_url}/api/v1/media/{media_id}", headers=member.headers) as check:
             body = await check.read()
             if check.status == 200:
                 return media_id
-            if check.status != 206:
+            if check.status not in (206, 429) and check.status < 500:
                 raise RuntimeError(f"GET /api/v1/media/{media_id}: {check.status} {body[:300]!r}")
         await asyncio.sleep(0.25)
     raise RuntimeError(f"uploaded photo {media_id} was not ready within a minute")

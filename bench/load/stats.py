@@ -128,7 +128,7 @@ SUMMARY_HEADERS = ["window", "offered/s", "ok/s", "p50 ms", "p99 ms", "p99.9 ms"
 
 def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Columns padded to their widest cell; text columns left-aligned, figures right-aligned."""
-    widths = [max(len(str(h)), *(len(str(row[i])) for row in rows)) for i, h in enumerate(headers)]
+    widths = [max([len(str(h)), *(len(str(row[i])) for row in rows)]) for i, h in enumerate(headers)]
 
     def numeric(i: int) -> bool:
         cells = [str(row[i]) for row in rows if str(row[i]) not in ("-", "")]
