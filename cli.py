@@ -13,8 +13,11 @@ from launcher import ManagedProcess, ProcessIdentity, ServiceStartError, exclusi
 from stack import Stack, wait_for_http
 
 
-def up(settings: Settings) -> int:
-    """Start the stack in the foreground, unless a ``raygram up`` already runs for this state folder."""
+def up(settings: Settings, dashboard: bool = False) -> int:
+    """Start the stack in the foreground, unless a ``raygram up`` already runs for this state folder.
+
+    ``dashboard``: start Ray's dashboard with a local Ray (about 300 MB more, ``bench/footprint.py``).
+    """
     stack = Stack(settings)
     with exclusive(stack.state_dir / "stack.lock") as lock:  # released by the system however we exit
         if lock is None:
@@ -22,10 +25,10 @@ def up(settings: Settings) -> int:
             pid = f" (pid {running.pid})" if running is not None and running.alive() else ""
             print(f"raygram is already running{pid} for {stack.state_dir}; `raygram down` stops it", file=sys.stderr)
             return 1
-        return run_stack(settings, stack)
+        return run_stack(settings, stack, dashboard)
 
 
-def run_stack(settings: Settings, stack: Stack) -> int:
+def run_stack(settings: Settings, stack: Stack, dashboard: bool) -> int:
     started_at = time.monotonic()
     stack_pid = stack.state_dir / "stack.pid"
     stop_requested = False
@@ -38,7 +41,7 @@ def run_stack(settings: Settings, stack: Stack) -> int:
         print("raygram: starting services")
         stack.start_services()
         print("raygram: starting Ray and the Serve app")
-        stack.start_ray()
+        stack.start_ray(dashboard=dashboard)
         stack.deploy()
         # Installed after ray.init, which sets handlers of its own that would
         # exit before the services we started are stopped.
@@ -50,7 +53,7 @@ def run_stack(settings: Settings, stack: Stack) -> int:
         print(f"  API        {settings.base_url}/api/v1/instance")
         print(f"  API docs   {settings.base_url}/docs")
         print(f"  health     {settings.base_url}/health")
-        print(f"  dashboard  {stack.dashboard_url()}")
+        print(f"  dashboard  {stack.dashboard_url() or 'off (`raygram up --dashboard` starts it)'}")
         print("Ctrl-C (or `raygram down`) stops what this command started.", flush=True)
         while not stop_requested:
             time.sleep(0.5)
@@ -116,7 +119,13 @@ def events(settings: Settings, action: str, group: str | None, limit: int) -> in
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="raygram", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="start the stack in the foreground")
+    up_command = commands.add_parser("up", help="start the stack in the foreground")
+    up_command.add_argument(
+        "--dashboard",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="start Ray's dashboard too (off by default: it costs about 300 MB; a Ray at RAY_ADDRESS has its own)",
+    )
     commands.add_parser("down", help="stop a running stack")
     event_commands = commands.add_parser("events", help="dead-lettered events").add_subparsers(
         dest="action", required=True
@@ -129,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     if args.command == "events":
         return events(settings, args.action, args.group, args.limit)
-    return up(settings) if args.command == "up" else down(settings)
+    return up(settings, args.dashboard) if args.command == "up" else down(settings)
 
 
 if __name__ == "__main__":

@@ -66,9 +66,13 @@ class Settings(BaseSettings):
     status_max_chars: int = 2200
     celebrity_threshold: int = 10_000  # followers at which an author switches to pull
     celebrity_demote_below: int = 0  # 0 means 80 % of the threshold (hysteresis)
-    inbox_shards: int = 4
+    inbox_shards: int = 4  # routing: users map to shards by a stable hash
     outbox_shards: int = 2
-    fanout_workers: int = 2
+    fanout_workers: int = 2  # fan-out consumers in the stream group
+    # Processes hosting them (actors.registry): a Ray worker process each costs 60-100 MB (bench/footprint.py).
+    inbox_hosts: int = 1
+    outbox_hosts: int = 1
+    fanout_hosts: int = 1
     timeline_max: int = 800
     outbox_max: int = 800
     inactive_days: int = 30

@@ -2,20 +2,28 @@
 
 Used by ``raygram up`` and by the test fixtures, so that what the tests run is
 what users run. Only what this module started is ever stopped.
+
+Start-up is what ``make run`` waits for, so its slow parts overlap: the graph
+server (a JVM, the slowest to boot) starts in a background thread while Ray
+starts, and the actors' processes start while Serve deploys. The process
+that called ``ray.init`` (``raygram up``) stays alive, holding the Ray
+cluster, for as long as the stack runs, so it imports as little as it can:
+the graph driver, Serve and the HTTP app are imported only by the one-off
+Ray task that deploys them (``deploy_app``), whose process then exits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from config import Settings
-from graph.driver import wait_for_graph
-from graph.schema import apply_schema
+from config import Settings, get_settings
 from graph.server import start_graph_server
 from launcher import ManagedProcess, ServiceStartError, free_port, port_is_open
 from redis_store.server import start_redis_server
@@ -28,6 +36,8 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     ray_started: bool = False
     haproxy_dir: Path | None = None
+    dashboard: bool = False  # whether the local Ray this stack started has its dashboard
+    graph_starting: Future | None = None  # the embedded graph server's start, run while Ray starts
 
     @property
     def state_dir(self) -> Path:
@@ -47,16 +57,30 @@ class Stack:
         self.started.append(start())
 
     def start_services(self) -> None:
-        """Start Redis and the graph server unless URLs are configured; apply the schema."""
+        """Start Redis and, in the background, the graph server, unless URLs are configured.
+
+        Every setting is resolved and exported first (every Ray process reads them from its environment);
+        ``deploy`` waits for the graph server, then for the database to answer, and applies the schema.
+        """
         s = self.settings
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        start_graph = not s.neo4j_uri
         if not s.redis_url:
             self._reuse_or_start(
                 "redis", "redis.pid", s.redis_port, lambda: start_redis_server(self.state_dir, port=s.redis_port)
             )
             s.redis_url = f"redis://127.0.0.1:{s.redis_port}/0"
-        if not s.neo4j_uri:
-            self._reuse_or_start(
+        if start_graph:
+            s.neo4j_uri = f"bolt://127.0.0.1:{s.graph_bolt_port}"
+        # Every process (replicas, actors, tasks) reads the same resolved settings from its environment.
+        self.env = {
+            name.upper(): str(value) for name, value in s.model_dump().items() if value is not None and value != ""
+        }
+        os.environ.update(self.env)
+        if start_graph:
+            starter = ThreadPoolExecutor(1, thread_name_prefix="graph-start")
+            self.graph_starting = starter.submit(
+                self._reuse_or_start,
                 "graph",
                 "graph.pid",
                 s.graph_bolt_port,
@@ -69,14 +93,13 @@ class Stack:
                     heap=s.graph_heap,
                 ),
             )
-            s.neo4j_uri = f"bolt://127.0.0.1:{s.graph_bolt_port}"
-        wait_for_graph(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database, timeout=90)
-        apply_schema(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database)
-        # Every process (replicas, actors, tasks) reads the same resolved settings from its environment.
-        self.env = {
-            name.upper(): str(value) for name, value in s.model_dump().items() if value is not None and value != ""
-        }
-        os.environ.update(self.env)
+            starter.shutdown(wait=False)  # its thread ends with the start
+
+    def _graph_started(self) -> None:
+        """Wait for the background start of the graph server (raising what it raised)."""
+        if self.graph_starting is not None:
+            starting, self.graph_starting = self.graph_starting, None
+            starting.result()
 
     def serve_env(self) -> dict[str, str]:
         """Serve's throughput mode for a Ray instance this process starts.
@@ -106,7 +129,14 @@ class Stack:
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
         }
 
-    def start_ray(self, *, dashboard: bool = True, num_cpus: int | None = None) -> None:
+    def start_ray(self, *, dashboard: bool = False, num_cpus: int | None = None) -> None:
+        """Connect to ``RAY_ADDRESS``, or start a local Ray.
+
+        A local Ray starts only what the stack uses (``bench/footprint.py`` measures it): the dashboard
+        (its head and nine module processes, about 300 MB) only when asked for, and no Python worker
+        processes before something needs one. Ray prestarts one per CPU for the first driver by default;
+        the actors and Serve start their own anyway, and media tasks start theirs on first use.
+        """
         import ray
 
         if not self.settings.ray_address:
@@ -131,21 +161,28 @@ class Stack:
                 num_cpus=num_cpus,
                 object_store_memory=300 * 1024 * 1024,
                 log_to_driver=False,
+                _system_config={"prestart_worker_first_driver": False},
             )
-            self.ray_started = True
+            self.ray_started, self.dashboard = True, dashboard
 
     def deploy(self) -> None:
-        from ray import serve
+        """Once the graph server is up: apply the schema, create the actors and run the Serve app.
 
-        import serve_app
-        from actors.registry import ensure_actors
+        That runs in a one-off Ray task (``deploy_app``), so that this process, which stays alive
+        holding Ray, never imports the graph driver, Serve or the HTTP app.
+        """
+        import ray
 
-        ensure_actors(self.settings)
-        serve.start(http_options={"host": self.settings.http_host, "port": self.settings.http_port})
-        serve.run(serve_app.app, name="raygram", route_prefix="/")
+        self._graph_started()
+        task = ray.remote(num_cpus=0, max_calls=1)(deploy_app)  # max_calls=1: its process exits afterwards
+        ray.get(task.remote())
 
     def dashboard_url(self) -> str | None:
+        """The Ray dashboard's address; None when this stack started Ray without it."""
         import ray
+
+        if self.ray_started and not self.dashboard:
+            return None
 
         context = ray.get_runtime_context()
         url = getattr(context, "dashboard_url", None) or ray._private.worker.get_dashboard_url()
@@ -153,6 +190,9 @@ class Stack:
 
     def stop(self) -> None:
         """Stop Serve and Ray if this process started them, then the services it started, newest first."""
+        if self.graph_starting is not None:  # let a start under way finish, so that its process is stopped too
+            with contextlib.suppress(Exception):
+                self._graph_started()
         if self.ray_started:
             import ray
             from ray import serve
@@ -168,6 +208,28 @@ class Stack:
         for proc in reversed(self.started):
             proc.stop()
         self.started.clear()
+
+
+def deploy_app() -> None:
+    """Apply the graph schema, create the actors and run the Serve app; runs as a Ray task (``Stack.deploy``).
+
+    The actors' processes start while Serve deploys; both are waited for.
+    """
+    import ray
+    from ray import serve
+
+    import serve_app
+    from actors.registry import create_actors
+    from graph.driver import wait_for_graph
+    from graph.schema import apply_schema
+
+    s = get_settings()
+    wait_for_graph(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database, timeout=90)
+    apply_schema(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database)
+    actors = create_actors(s)
+    serve.start(http_options={"host": s.http_host, "port": s.http_port})
+    serve.run(serve_app.app, name="raygram", route_prefix="/")
+    ray.get([actor.ping.remote() for actor in actors], timeout=120)
 
 
 def wait_for_http(url: str, timeout: float = 120.0) -> None:

@@ -1,6 +1,7 @@
 """``FanoutWorker``: turns post and account events into timeline writes.
 
-Each worker is a consumer in the ``fanout`` group of the event stream. An
+Each worker runs one or more consumers of the ``fanout`` group of the event
+stream (``actors.registry`` says which), each loop a task of its own. An
 event is acked only after every shard confirmed its part, so a worker that
 dies mid-batch leaves the event pending; its restart (or another worker after
 ``fanout_claim_idle_ms``) finishes it. Every write is idempotent, so doing a
@@ -19,9 +20,9 @@ The rules (DESIGN.md §3):
     *before* pushing recent posts and dropping the sets, so no post goes
     missing in between and the read-time merge removes duplicates.
 
-Worker 0 also runs the sweeper: posts whose fan-out was never acknowledged
-(the API crashed between the graph write and the stream append) are
-re-emitted.
+The worker running consumer 0 also runs the sweeper: posts whose fan-out was
+never acknowledged (the API crashed between the graph write and the stream
+append) are re-emitted.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import ray
 from ray.actor import ActorHandle
 
 from actors.consumer import consume_forever
-from actors.registry import ActorDirectory, group_by_shard
+from actors.registry import ActorDirectory, fanout_name, group_by_shard
 from config import get_settings
 from graph.driver import GraphClient
 from graph.follows import FollowGraph
@@ -52,10 +53,10 @@ GROUP = "fanout"
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class FanoutWorker:
-    async def __init__(self, index: int) -> None:
+    async def __init__(self, consumers: list[int]) -> None:
+        """Runs the fan-out consumers ``consumers`` (their indexes), each loop a task of its own."""
         self.settings = settings = get_settings()
-        self.index = index
-        self.consumer = f"fanout-{index}"
+        self.consumers = consumers
         redis = connect(settings.redis_url)
         self.graph = GraphClient(
             settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database
@@ -66,16 +67,17 @@ class FanoutWorker:
         self.timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
         self.events = EventStream(redis, maxlen=settings.event_stream_max)
         self.actors = ActorDirectory(settings)
-        self._tasks = [asyncio.get_running_loop().create_task(self._consume())]
-        if index == 0:
-            self._tasks.append(asyncio.get_running_loop().create_task(self._sweep()))
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._consume(fanout_name(i))) for i in consumers]
+        if 0 in consumers:
+            self._tasks.append(loop.create_task(self._sweep()))
 
-    async def ping(self) -> int:
-        return self.index
+    async def ping(self) -> list[int]:
+        return self.consumers
 
-    async def _consume(self) -> None:
+    async def _consume(self, consumer: str) -> None:
         await consume_forever(
-            self.events, GROUP, self.consumer, self.handle_batch, claim_idle_ms=self.settings.fanout_claim_idle_ms
+            self.events, GROUP, consumer, self.handle_batch, claim_idle_ms=self.settings.fanout_claim_idle_ms
         )
 
     async def handle_batch(self, batch: list[Event]) -> None:

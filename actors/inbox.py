@@ -1,8 +1,13 @@
-"""``InboxShard``: the single writer of its users' home timelines.
+"""``InboxShards``: the single writer of its users' home timelines, for the inbox shards it hosts.
 
-State lives in Redis (write-through, AOF on), so a restarted shard has its
+State lives in Redis (write-through, AOF on), so a restarted host has its
 timelines back at once. One ``deliver`` call carries one post (or a backfill)
-for many users and costs one Redis round trip.
+for many users of one shard and costs one Redis round trip.
+
+Callers route by shard (``ActorDirectory.inbox_for``, one call per shard per
+page of followers); one process hosts several shards (``actors.registry``
+says which) because a process per shard costs memory and start-up time for
+nothing: a shard's methods hold no state of their own beyond the store.
 """
 
 from __future__ import annotations
@@ -14,13 +19,13 @@ from redis_store.timelines import Entry, TimelineStore
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
-class InboxShard:
-    def __init__(self, shard: int) -> None:
-        self.shard = shard
+class InboxShards:
+    def __init__(self, shards: list[int]) -> None:
+        self.shards = shards
         self.store = TimelineStore.from_settings(get_settings())
 
-    async def ping(self) -> int:
-        return self.shard
+    async def ping(self) -> list[int]:
+        return self.shards
 
     async def deliver(self, entries: list[Entry], user_ids: list[int], author_id: int | None = None) -> int:
         """Add posts to the inboxes of the active users among ``user_ids``; returns inboxes written."""

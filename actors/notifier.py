@@ -20,10 +20,9 @@ delivered again and the notification made again. No wait is needed here.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
-import ray
+from redis.asyncio import Redis
 
 import metrics
 from actors.consumer import consume_forever
@@ -31,6 +30,7 @@ from config import get_settings
 from redis_store.client import claim_id_generator, connect
 from redis_store.events import Event, EventStream
 from redis_store.notifications import NotificationStore
+from redis_store.worker_lease import LeasedGenerator
 
 GROUP = "notify"
 
@@ -56,28 +56,28 @@ def group_key(kind: str, status_id: int | None, notification_id: int) -> str:
     return f"ungrouped-{notification_id}"
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class Notifier:
-    async def __init__(self, index: int) -> None:
+    """The ``notify`` group's consumer; ``NotifierAndLikePersister`` (``actors.interactions``) runs it."""
+
+    def __init__(self, redis: Redis, ids: LeasedGenerator, name: str) -> None:
         settings = get_settings()
-        self.index = index
-        redis = connect(settings.redis_url)
-        self.ids = await claim_id_generator(redis)
+        self.name = name
+        self.ids = ids
         self.store = NotificationStore(redis, settings.notifications_max)
         self.events = EventStream(redis, maxlen=settings.event_stream_max)
-        self._task = asyncio.get_running_loop().create_task(
-            consume_forever(
-                self.events,
-                GROUP,
-                f"notify-{index}",
-                self.handle_batch,
-                claim_idle_ms=settings.fanout_claim_idle_ms,
-                batch_size=100,
-            )
-        )
+        self.claim_idle_ms = settings.fanout_claim_idle_ms
 
-    async def ping(self) -> int:
-        return self.index
+    @classmethod
+    async def create(cls, name: str) -> Notifier:
+        """A notifier holding a snowflake worker-id lease (it mints the notifications' ids)."""
+        redis = connect(get_settings().redis_url)
+        return cls(redis, await claim_id_generator(redis), name)
+
+    async def run(self) -> None:
+        """Consume the ``notify`` group until cancelled."""
+        await consume_forever(
+            self.events, GROUP, self.name, self.handle_batch, claim_idle_ms=self.claim_idle_ms, batch_size=100
+        )
 
     async def handle_batch(self, batch: list[Event]) -> None:
         for event in batch:

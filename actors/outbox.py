@@ -1,7 +1,9 @@
-"""``CelebrityOutbox``: the recent posts of celebrity authors, read by their followers at read time.
+"""``CelebrityOutboxes``: the recent posts of celebrity authors, read by their followers at read time.
 
 A celebrity's post costs one append here whatever their follower count; each
-follower's feed read merges the outboxes of the celebrities they follow.
+follower's feed read merges the outboxes of the celebrities they follow. One
+process hosts several outbox shards (``actors.registry``); callers still route
+by shard (``ActorDirectory.outbox_for``).
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ from redis_store.timelines import TimelineStore
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
-class CelebrityOutbox:
-    def __init__(self, shard: int) -> None:
-        self.shard = shard
+class CelebrityOutboxes:
+    def __init__(self, shards: list[int]) -> None:
+        self.shards = shards
         self.store = TimelineStore.from_settings(get_settings())
 
-    async def ping(self) -> int:
-        return self.shard
+    async def ping(self) -> list[int]:
+        return self.shards
 
     async def append(self, author_id: int, status_ids: list[int], announce: bool = False) -> None:
         await self.store.append_outbox(author_id, status_ids, announce)

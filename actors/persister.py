@@ -12,10 +12,6 @@ one to the dead-letter stream (``like_pair``).
 
 from __future__ import annotations
 
-import asyncio
-
-import ray
-
 from actors.consumer import consume_forever
 from config import get_settings
 from graph.driver import GraphClient
@@ -35,28 +31,28 @@ def like_pair(event: Event) -> tuple[int, int] | None:
     return pair if all(isinstance(part, int) for part in pair) else None
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class LikePersister:
-    async def __init__(self, index: int) -> None:
+    """The ``likes`` group's consumer; ``NotifierAndLikePersister`` (``actors.interactions``) runs it."""
+
+    def __init__(self, name: str) -> None:
         settings = get_settings()
-        self.index = index
+        self.name = name
         self.events = EventStream(connect(settings.redis_url), maxlen=settings.event_stream_max)
         graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
         self.likes = LikeGraph(graph)
-        self._task = asyncio.get_running_loop().create_task(
-            consume_forever(
-                self.events,
-                GROUP,
-                f"likes-{index}",
-                self.handle_batch,
-                claim_idle_ms=settings.fanout_claim_idle_ms,
-                batch_size=500,
-                order_key=like_pair,
-            )
-        )
+        self.claim_idle_ms = settings.fanout_claim_idle_ms
 
-    async def ping(self) -> int:
-        return self.index
+    async def run(self) -> None:
+        """Consume the ``likes`` group until cancelled."""
+        await consume_forever(
+            self.events,
+            GROUP,
+            self.name,
+            self.handle_batch,
+            claim_idle_ms=self.claim_idle_ms,
+            batch_size=500,
+            order_key=like_pair,
+        )
 
     async def handle_batch(self, batch: list[Event]) -> None:
         final: dict[tuple[int, int], Event] = {}

@@ -1,4 +1,28 @@
-"""Naming, sharding and creation of the actors (named, detached, in the raygram namespace)."""
+"""Naming, sharding, hosting and creation of the actors (named, detached, in the raygram namespace).
+
+Shards and consumers are logical: ``INBOX_SHARDS`` inbox shards and
+``OUTBOX_SHARDS`` outbox shards are what callers route to (user → shard by a
+stable hash, one call per shard per page of followers), and ``FANOUT_WORKERS``
+fan-out consumers, the notifier and the like persister are what the event
+stream's groups know (their consumer names, ``fanout-0``, ``notify-0``…).
+Fewer processes host them, because every Ray worker process costs its own
+Python, Ray core worker and imports (about 60-100 MB each, measured by
+``bench/footprint.py``):
+
+  * ``InboxShards`` actors (``INBOX_HOSTS`` of them, 1 by default) hold the
+    inbox shards, shard ``k`` on host ``k % INBOX_HOSTS``;
+  * ``CelebrityOutboxes`` actors (``OUTBOX_HOSTS``) hold the outbox shards;
+  * ``FanoutWorker`` actors (``FANOUT_HOSTS``) run the fan-out consumers,
+    consumer ``i`` on host ``i % FANOUT_HOSTS``, each loop a task of its own;
+  * one ``NotifierAndLikePersister`` actor runs the notifier's and the like
+    persister's loops (one of each: both consume in order).
+
+A host is the unit of failure: killing its process kills every shard or
+consumer it holds, and Ray restarts the actor (``max_restarts=-1``), which
+brings them all back (timelines are in Redis; a consumer first finishes
+its own pending events). ``host_name`` says which actor hosts a given shard
+or consumer: that is the process to kill to crash it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +34,10 @@ import ray
 from ray.actor import ActorHandle
 
 from config import Settings
+
+NOTIFIER = "notify-0"  # the notifier's consumer name in the ``notify`` group
+LIKE_PERSISTER = "likes-0"  # the like persister's consumer name in the ``likes`` group
+INTERACTIONS_HOST = "notifier-and-like-persister"
 
 
 def shard_of(key: int, shards: int) -> int:
@@ -33,11 +61,47 @@ def outbox_name(shard: int) -> str:
 
 
 def fanout_name(index: int) -> str:
+    """A fan-out consumer: its name in the ``fanout`` group."""
     return f"fanout-{index}"
 
 
+def inbox_host_name(host: int) -> str:
+    return f"inbox-shards-{host}"
+
+
+def outbox_host_name(host: int) -> str:
+    return f"celebrity-outboxes-{host}"
+
+
+def fanout_host_name(host: int) -> str:
+    return f"fanout-worker-{host}"
+
+
+def _spread(count: int, hosts: int) -> list[list[int]]:
+    """Which of ``count`` shards or consumers each of ``hosts`` holds (``k`` on host ``k % hosts``)."""
+    hosts = max(1, min(hosts, count))
+    return [list(range(host, count, hosts)) for host in range(hosts)]
+
+
+def hosting(settings: Settings) -> dict[str, str]:
+    """Every shard and consumer, by name (``inbox_name(3)``, ``fanout_name(1)``, ``NOTIFIER``…) → its host actor."""
+    hosts: dict[str, str] = {}
+    for host, shards in enumerate(_spread(settings.inbox_shards, settings.inbox_hosts)):
+        hosts |= {inbox_name(k): inbox_host_name(host) for k in shards}
+    for host, shards in enumerate(_spread(settings.outbox_shards, settings.outbox_hosts)):
+        hosts |= {outbox_name(k): outbox_host_name(host) for k in shards}
+    for host, consumers in enumerate(_spread(settings.fanout_workers, settings.fanout_hosts)):
+        hosts |= {fanout_name(i): fanout_host_name(host) for i in consumers}
+    return hosts | {NOTIFIER: INTERACTIONS_HOST, LIKE_PERSISTER: INTERACTIONS_HOST}
+
+
+def host_name(name: str, settings: Settings) -> str:
+    """The name of the actor whose process hosts the shard or consumer ``name``: kill it to crash that one."""
+    return hosting(settings)[name]
+
+
 class ActorDirectory:
-    """Handles to the named actors, looked up once per process."""
+    """Handles to the named actors, looked up once per process; ``inboxes[k]`` is the host of inbox shard ``k``."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -47,16 +111,25 @@ class ActorDirectory:
     def _lookup(self, name: str) -> ActorHandle:
         return ray.get_actor(name, namespace=self.settings.ray_namespace)
 
+    def _hosts(self, names: list[str]) -> list[ActorHandle]:
+        hosts = self.host_names(names)
+        handles = {host: self._lookup(host) for host in set(hosts)}
+        return [handles[host] for host in hosts]
+
+    def host_names(self, names: list[str]) -> list[str]:
+        hosts = hosting(self.settings)
+        return [hosts[name] for name in names]
+
     @property
     def inboxes(self) -> list[ActorHandle]:
         if self._inboxes is None:
-            self._inboxes = [self._lookup(inbox_name(k)) for k in range(self.settings.inbox_shards)]
+            self._inboxes = self._hosts([inbox_name(k) for k in range(self.settings.inbox_shards)])
         return self._inboxes
 
     @property
     def outboxes(self) -> list[ActorHandle]:
         if self._outboxes is None:
-            self._outboxes = [self._lookup(outbox_name(k)) for k in range(self.settings.outbox_shards)]
+            self._outboxes = self._hosts([outbox_name(k) for k in range(self.settings.outbox_shards)])
         return self._outboxes
 
     def inbox_for(self, user_id: int) -> ActorHandle:
@@ -66,19 +139,26 @@ class ActorDirectory:
         return self.outboxes[shard_of(author_id, self.settings.outbox_shards)]
 
 
-def ensure_actors(settings: Settings) -> None:
-    """Create every named actor that does not exist yet and wait until each answers."""
+def create_actors(settings: Settings) -> list[ActorHandle]:
+    """Create every host actor that does not exist yet; their handles (ping them to wait until they are up)."""
     from actors.fanout import FanoutWorker
-    from actors.inbox import InboxShard
-    from actors.notifier import Notifier
-    from actors.outbox import CelebrityOutbox
-    from actors.persister import LikePersister
+    from actors.inbox import InboxShards
+    from actors.interactions import NotifierAndLikePersister
+    from actors.outbox import CelebrityOutboxes
 
     common = {"namespace": settings.ray_namespace, "lifetime": "detached", "get_if_exists": True}
-    handles = [InboxShard.options(name=inbox_name(k), **common).remote(k) for k in range(settings.inbox_shards)]
-    handles += [CelebrityOutbox.options(name=outbox_name(k), **common).remote(k) for k in range(settings.outbox_shards)]
-    handles += [FanoutWorker.options(name=fanout_name(k), **common).remote(k) for k in range(settings.fanout_workers)]
-    # One persister and one notifier: each consumes the stream in order (a like, then its unlike).
-    handles += [LikePersister.options(name="likes-0", **common).remote(0)]
-    handles += [Notifier.options(name="notify-0", **common).remote(0)]
-    ray.get([h.ping.remote() for h in handles], timeout=120)
+    handles = [
+        InboxShards.options(name=inbox_host_name(host), **common).remote(shards)
+        for host, shards in enumerate(_spread(settings.inbox_shards, settings.inbox_hosts))
+    ]
+    handles += [
+        CelebrityOutboxes.options(name=outbox_host_name(host), **common).remote(shards)
+        for host, shards in enumerate(_spread(settings.outbox_shards, settings.outbox_hosts))
+    ]
+    handles += [
+        FanoutWorker.options(name=fanout_host_name(host), **common).remote(consumers)
+        for host, consumers in enumerate(_spread(settings.fanout_workers, settings.fanout_hosts))
+    ]
+    handles.append(NotifierAndLikePersister.options(name=INTERACTIONS_HOST, **common).remote())
+    return handles
+

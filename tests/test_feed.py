@@ -309,9 +309,11 @@ def test_fanout_worker_killed_mid_batch_loses_nothing(
     followers = seed_followers(graph_session, redis_client, int(author.id), 400)
     status = post(http, author, "survives a crash")
     sid = member(int(status["id"]))
-    namespace = stack.settings.ray_namespace
-    for index in range(stack.settings.fanout_workers):
-        ray.kill(ray.get_actor(f"fanout-{index}", namespace=namespace), no_restart=False)
+    from actors.registry import fanout_name, host_name
+
+    settings = stack.settings
+    for host in {host_name(fanout_name(i), settings) for i in range(settings.fanout_workers)}:
+        ray.kill(ray.get_actor(host, namespace=settings.ray_namespace), no_restart=False)
 
     def delivered_to_all() -> bool:
         with redis_client.pipeline(transaction=False) as pipe:
@@ -328,10 +330,11 @@ def test_restarted_inbox_actor_recovers_its_timelines(http: httpx.Client, make_u
     follow(http, bob, alice)
     first = post(http, alice, "before the restart")
     eventually(lambda: first["id"] in home_ids(http, bob))
-    from actors.registry import inbox_name, shard_of
+    from actors.registry import host_name, inbox_name, shard_of
 
     shard = shard_of(int(bob.id), stack.settings.inbox_shards)
-    ray.kill(ray.get_actor(inbox_name(shard), namespace=stack.settings.ray_namespace), no_restart=False)
+    host = host_name(inbox_name(shard), stack.settings)
+    ray.kill(ray.get_actor(host, namespace=stack.settings.ray_namespace), no_restart=False)
     assert first["id"] in home_ids(http, bob)
     second = post(http, alice, "after the restart")
     eventually(lambda: home_ids(http, bob)[:2] == [second["id"], first["id"]])
@@ -392,7 +395,7 @@ def test_late_fan_out_after_an_unfollow_does_not_bring_posts_back(
     http: httpx.Client, make_user: UserFactory, stack: Stack, redis_client: redis.Redis
 ) -> None:
     """A fan-out or promotion that read the follower list just before an unfollow finishes after it."""
-    from actors.registry import inbox_name, shard_of
+    from actors.registry import ActorDirectory
 
     author, reader = make_user(), make_user()
     home(http, reader)
@@ -401,9 +404,7 @@ def test_late_fan_out_after_an_unfollow_does_not_bring_posts_back(
     eventually(lambda: status["id"] in home_ids(http, reader))
     unfollow(http, reader, author)
     assert status["id"] not in home_ids(http, reader)
-    inbox = ray.get_actor(
-        inbox_name(shard_of(int(reader.id), stack.settings.inbox_shards)), namespace=stack.settings.ray_namespace
-    )
+    inbox = ActorDirectory(stack.settings).inbox_for(int(reader.id))
     # What the in-flight fan-out and a concurrent promotion would now write for the old follower:
     assert ray.get(inbox.deliver.remote([(int(status["id"]), None)], [int(reader.id)], int(author.id))) == 0
     ray.get(inbox.follow_celebrity.remote(int(author.id), [int(reader.id)]))

@@ -15,6 +15,7 @@ import ray
 import redis
 import websockets
 
+from actors.registry import LIKE_PERSISTER, host_name
 from redis_store.server import start_redis_server
 from stack import Stack
 from tests.conftest import User, UserFactory
@@ -90,7 +91,8 @@ def test_like_counts_converge_after_the_persister_crashes(
     status = post(http, author, "crash test")
     for fan in fans[:3]:
         like(http, fan, status["id"])
-    ray.kill(ray.get_actor("likes-0", namespace=stack.settings.ray_namespace), no_restart=False)
+    persister = host_name(LIKE_PERSISTER, stack.settings)
+    ray.kill(ray.get_actor(persister, namespace=stack.settings.ray_namespace), no_restart=False)
     for fan in fans[3:]:
         like(http, fan, status["id"])
     http.post(f"/api/v1/statuses/{status['id']}/unfavourite", headers=fans[0].headers)
