@@ -19,9 +19,11 @@ was: requests outstanding, and for the stream consumers the events pending
 on the very consumer that was killed. For each fault the suite reports
 acknowledged writes lost (checked against the client's own log through the
 API and the graph; the goal is 0), the time until every sampled home feed
-is exactly what the graph says it should be, and the error rate and p99 of
-the requests due from the kill until the component was back (plus a few
-seconds), next to the p99 of the steady seconds before it.
+is exactly what the graph says it should be (polled from the moment the
+component answers again, so the checker's reads add to the load of the
+window), and the error rate and p99 of the requests due from the kill until
+the component was back (plus a few seconds), next to the p99 of the steady
+seconds before it.
 
 The table is printed and written, with details, to
 ``.raygram/chaos/<time>/results.txt`` (plus ``acks.jsonl``, the client's
@@ -157,13 +159,17 @@ class Outcome:
 # -- finding and killing processes ---------------------------------------------------
 
 
-def _own_pid(_actor: object) -> int:
-    return os.getpid()
+def _own_process(actor: object) -> tuple[int, str]:
+    return os.getpid(), type(actor).__name__
 
 
-async def actor_pid(handle: ray.actor.ActorHandle) -> int:
-    """The pid of the process an actor runs in, asked of the actor itself."""
-    return await asyncio.wait_for(handle.__ray_call__.remote(_own_pid), 60)
+async def actor_process(handle: ray.actor.ActorHandle) -> tuple[int, str]:
+    """(pid, class name) of the process an actor runs in, asked of the actor itself.
+
+    Ray titles an actor's process ``ray::<ClassName>``: the kill checks that
+    title, so a pid reused by something else is never killed.
+    """
+    return await asyncio.wait_for(handle.__ray_call__.remote(_own_process), 60)
 
 
 def command_line(pid: int) -> str:
@@ -219,9 +225,10 @@ class Injector:
         self.redis = redis
         self.redis_down = redis_down
 
-    def _actor(self, name: str) -> ray.actor.ActorHandle:
-        """The actor hosting the shard or consumer ``name`` (one process may host several)."""
-        return ray.get_actor(host_name(name, self.settings), namespace=self.settings.ray_namespace)
+    def _host(self, name: str) -> tuple[str, ray.actor.ActorHandle]:
+        """The actor hosting the shard or consumer ``name`` (one process may host several): (its name, handle)."""
+        host = host_name(name, self.settings)
+        return host, ray.get_actor(host, namespace=self.settings.ray_namespace)
 
     async def _pending(self, group: str) -> dict[str, int]:
         """Consumer name -> events it took and has not acked (empty when Redis cannot say)."""
@@ -239,33 +246,36 @@ class Injector:
             await asyncio.sleep(0.005)
         return self.loop.outstanding
 
-    async def _kill_consumer(self, group: str, names: list[str], process: str) -> Kill:
-        """Kill the consumer of ``group`` seen holding pending events (the first of ``names`` if none is seen)."""
-        pids = {name: await actor_pid(self._actor(name)) for name in names}
+    async def _kill_consumer(self, group: str, names: list[str]) -> tuple[Kill, str]:
+        """Kill the host of the consumer of ``group`` seen holding pending events (of the first of ``names`` if
+        none is seen within ``ARM_PATIENCE``); returns the kill and the host's actor name."""
+        processes = {name: await actor_process(self._host(name)[1]) for name in names}
         deadline = time.monotonic() + ARM_PATIENCE
         victim, seen = names[0], 0
         while time.monotonic() < deadline:
-            pending = {n: c for n, c in (await self._pending(group)).items() if n in pids}
+            pending = {n: c for n, c in (await self._pending(group)).items() if n in processes}
             if pending:
                 victim, seen = max(pending.items(), key=lambda item: item[1])
                 break
             await asyncio.sleep(0.002)
+        pid, cls = processes[victim]
+        host = host_name(victim, self.settings)
         outstanding = self.loop.outstanding
         at = time.time()
-        kill9(pids[victim], process)
+        kill9(pid, f"ray::{cls}")
         left = (await self._pending(group)).get(victim, 0)
         evidence = (
-            f"{seen} {group} events pending on it, {left} still pending after the kill; {outstanding} requests"
+            f"{seen} {group} events pending on {victim}, {left} still pending after the kill; {outstanding} requests"
             if seen
             else f"no {group} event seen pending in {ARM_PATIENCE:.0f}s; {outstanding} requests"
         )
-        return Kill(f"{victim} (pid {pids[victim]})", pids[victim], at, evidence, bool(seen))
+        return Kill(f"{host} (pid {pid})", pid, at, evidence, bool(seen)), victim
 
     async def _actor_back(self, name: str, old_pid: int) -> float:
-        """When the actor answers again from a new process."""
+        """When the host of ``name`` answers again, from a new process."""
         while True:
             try:
-                if await actor_pid(self._actor(name)) != old_pid:
+                if (await actor_process(self._host(name)[1]))[0] != old_pid:
                     return time.time()
             except Exception:
                 pass
@@ -274,14 +284,14 @@ class Injector:
     # -- the faults ------------------------------------------------------------------
 
     async def inbox(self) -> tuple[Kill, Callable[[], Awaitable[float]]]:
-        """The inbox shard holding the most active users, killed while a fan-out is pending."""
+        """The host of the inbox shard holding the most active users, killed while a fan-out is pending."""
         shards = Counter(
             shard_of(self.loop.population.members[u].id, self.settings.inbox_shards)
             for u in self.loop.world.active_since
         )
-        shard = shards.most_common(1)[0][0] if shards else 0
-        name = inbox_name(shard)
-        pid = await actor_pid(self._actor(name))
+        name = inbox_name(shards.most_common(1)[0][0] if shards else 0)
+        host, handle = self._host(name)
+        pid, cls = await actor_process(handle)
         deadline = time.monotonic() + ARM_PATIENCE
         seen = 0
         while time.monotonic() < deadline and not seen:
@@ -290,31 +300,31 @@ class Injector:
                 await asyncio.sleep(0.002)
         outstanding = self.loop.outstanding
         at = time.time()
-        kill9(pid, "ray::InboxShards")
+        kill9(pid, f"ray::{cls}")
         evidence = (
             f"{seen} fan-out events pending (deliveries under way); {outstanding} requests"
             if seen
             else f"no fan-out seen pending in {ARM_PATIENCE:.0f}s; {outstanding} requests"
         )
-        kill = Kill(f"{name} (pid {pid})", pid, at, evidence, bool(seen))
+        kill = Kill(f"{host} (pid {pid}; hosts {name})", pid, at, evidence, bool(seen))
         return kill, lambda: self._actor_back(name, pid)
 
     async def fanout(self) -> tuple[Kill, Callable[[], Awaitable[float]]]:
-        names = [fanout_name(i) for i in range(self.settings.fanout_workers)]
-        kill = await self._kill_consumer("fanout", names, "ray::FanoutWorker")
-        name = kill.target.split()[0]
-        return kill, lambda: self._actor_back(name, kill.pid)
+        kill, consumer = await self._kill_consumer(
+            "fanout", [fanout_name(i) for i in range(self.settings.fanout_workers)]
+        )
+        return kill, lambda: self._actor_back(consumer, kill.pid)
 
     async def notifier(self) -> tuple[Kill, Callable[[], Awaitable[float]]]:
-        kill = await self._kill_consumer("notify", [NOTIFIER], "ray::NotifierAndLikePersister")
-        return kill, lambda: self._actor_back(NOTIFIER, kill.pid)
+        kill, consumer = await self._kill_consumer("notify", [NOTIFIER])
+        return kill, lambda: self._actor_back(consumer, kill.pid)
 
     async def _replica_pids(self) -> list[int]:
         pids = []
         for entry in ray.util.list_named_actors(all_namespaces=True):
             if entry["namespace"] == "serve" and entry["name"].startswith("SERVE_REPLICA::"):
                 try:
-                    pids.append(await actor_pid(ray.get_actor(entry["name"], namespace="serve")))
+                    pids.append((await actor_process(ray.get_actor(entry["name"], namespace="serve")))[0])
                 except Exception:
                     continue  # dying or being replaced
         return sorted(pids)
@@ -486,10 +496,11 @@ class Suite:
             self.log(f"  {FAULTS[fault]}: killed {kill.target}; in flight: {kill.in_flight}")
             recovered_at = await back()
             self.log(f"    back after {recovered_at - kill.at:.1f}s")
-            await self._sleep(max(0.0, recovered_at + config.after - time.time()), load)
             convergence = await checker.converge(
                 recovered_at, recovered_at + config.converge_patience, sample_size=config.sample, on_poll=self._poll
             )
+            await self._sleep(max(0.0, recovered_at + config.after - time.time()), load)
+            await loop.settle(recovered_at + config.after)
             now = time.time()
             losses = await checker.lost_writes(checked_until, now)
             earlier = await checker.lost_writes(0.0, checked_until, through_api=False)

@@ -161,7 +161,7 @@ class OpenLoop:
         self.max_outstanding = max_outstanding
         self.world = World(population)
         self.records: list[Record] = []
-        self.outstanding = 0
+        self._in_flight: dict[int, float] = {}  # seq -> due wall time of each request not answered yet
         self.photo_pool_empty = 0  # photo posts sent without a photo because the pool ran dry
         self._rng = random.Random(seed)
         self._popular = list(accumulate(population.plan.popularity))
@@ -204,7 +204,7 @@ class OpenLoop:
                     except TimeoutError:
                         pass
             due_wall = start_wall + op.at
-            if self.outstanding >= self.max_outstanding:
+            if len(self._in_flight) >= self.max_outstanding:
                 self.records.append(
                     Record(op.seq, op.kind, op.user, due, due_wall, time.perf_counter() - due, OVERLOAD)
                 )
@@ -218,12 +218,28 @@ class OpenLoop:
 
     # -- one op --------------------------------------------------------------------
 
+    @property
+    def outstanding(self) -> int:
+        """Requests sent and not answered yet."""
+        return len(self._in_flight)
+
+    async def settle(self, before: float) -> None:
+        """Wait until every request due before ``before`` (wall clock) has its record (bounded by the timeout).
+
+        Summaries of a window must wait for this: the slowest requests of a
+        window are the last to be recorded, and leaving them out would flatter it.
+        """
+        for _ in range(int((self.timeout + 2) / 0.05)):
+            if not any(due < before for due in self._in_flight.values()):
+                return
+            await asyncio.sleep(0.05)
+
     async def _send(self, op: Op, due: float, due_wall: float) -> None:
-        self.outstanding += 1
+        self._in_flight[op.seq] = due_wall
         try:
             status = await self._perform(op)
         finally:
-            self.outstanding -= 1
+            del self._in_flight[op.seq]
         if status != SKIPPED:
             self.records.append(Record(op.seq, op.kind, op.user, due, due_wall, time.perf_counter() - due, status))
 
