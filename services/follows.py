@@ -1,9 +1,9 @@
 """Follow and unfollow, relationships, follower and following lists.
 
-The graph write is the source of truth and happens first. Under the same pair
-lock, the followee's follower list in Redis (what fan-out pages, see
-``redis_store.followers``) follows it; a crash between the two is repaired by
-rebuilding that list from the graph. The timeline work (backfill or celebrity
+The graph write is the source of truth and happens first. Under the same
+per-followee lock, the followee's follower list in Redis (what fan-out pages,
+see ``redis_store.followers``) follows it; a crash between the two is repaired
+by rebuilding that list from the graph. The timeline work (backfill or celebrity
 set) follows in the same request so the follower sees the followee's posts on
 their next read. Crossing the celebrity threshold emits an event the fan-out
 workers act on.
@@ -12,6 +12,8 @@ workers act on.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from config import Settings
 from graph.accounts import AccountGraph
@@ -57,14 +59,22 @@ class FollowService:
         if await self.accounts.get_account(target) is None:
             raise NotFound("Record not found")
 
+    @asynccontextmanager
+    async def _edge_change(self, me: int, target: int, *, following: bool) -> AsyncIterator[None]:
+        """Around the graph write of a follow or unfollow: one change per followee at a time, then its list.
+
+        Changes to one followee's edges run one at a time: the graph does not serialize a pair's
+        check-then-create, and ArcadeDB answers concurrent edge changes on one account with deadlock
+        errors and retries a second apart. It also keeps the followee's follower list in Redis written
+        in the order of its edges.
+        """
+        async with self.locks.hold(f"follow:{target}"), self.followers.changing(target, me, following=following):
+            yield
+
     async def follow(self, me: int, target: int) -> tuple[int, bool, bool]:
         await self._check_target(me, target)
         await self.abuse.rate_limit("follow", me)
-        # The graph does not serialize check-then-create; the lock also keeps the list writes in graph order.
-        async with (
-            self.locks.hold(f"follow:{me}:{target}"),
-            self.followers.changing(target, me, following=True),
-        ):
+        async with self._edge_change(me, target, following=True):
             change = await self.follows.follow(
                 me, target, self.ids.next_id(), int(time.time() * 1000), self.settings.celebrity_threshold
             )
@@ -78,10 +88,7 @@ class FollowService:
 
     async def unfollow(self, me: int, target: int) -> tuple[int, bool, bool]:
         await self._check_target(me, target)
-        async with (
-            self.locks.hold(f"follow:{me}:{target}"),
-            self.followers.changing(target, me, following=False),
-        ):
+        async with self._edge_change(me, target, following=False):
             change = await self.follows.unfollow(me, target, self.settings.demote_below)
         if change.changed:
             await self.account_cache.invalidate(me, target)

@@ -47,19 +47,17 @@ def graph_followers(session: neo4j.Session, author: int) -> set[int]:
 
 
 def seed_followers(session: neo4j.Session, redis_client: redis.Redis, author: int, ids: list[int]) -> None:
-    """Active follower accounts written straight into the graph (as a crashed or older writer leaves them)."""
+    """New active follower accounts written straight into the graph (sign-up over HTTP would be slow)."""
     for start in range(0, len(ids), 2500):
         session.execute_write(
             lambda tx, batch=ids[start : start + 2500]: tx.run(
                 """
                 MATCH (a:Account {id: $author})
                 UNWIND $ids AS fid
-                MERGE (f:Account {id: fid})
-                ON CREATE SET f.username = 'seed' + toString(fid), f.username_key = 'seed' + toString(fid),
-                              f.email_key = toString(fid) + '@seed.example', f.followers_count = 0,
-                              f.following_count = 0, f.statuses_count = 0, f.celebrity = false, f.created_at = 0
+                CREATE (f:Account {id: fid, username: 'seed' + toString(fid), username_key: 'seed' + toString(fid),
+                                   email_key: toString(fid) + '@seed.example', followers_count: 0,
+                                   following_count: 1, statuses_count: 0, celebrity: false, created_at: 0})
                 CREATE (f)-[:FOLLOWS {id: fid, created_at: 0}]->(a)
-                SET f.following_count = f.following_count + 1
                 """,
                 author=author,
                 ids=batch,
@@ -184,7 +182,12 @@ def test_a_follow_that_died_between_graph_and_list_is_repaired(
     # What a follow leaves when its process dies after the graph write: the edge and a doubt, no list entry.
     # The doubt is back-dated past its grace, as if the crash were a while ago.
     redis_client.zadd(author_keys(aid)[3], {member(int(fan.id)): int(time.time() * 1000) - 3_600_000})
-    seed_followers(graph_session, redis_client, aid, [int(fan.id)])
+    graph_session.run(
+        "MATCH (f:Account {id: $f}), (a:Account {id: $a}) CREATE (f)-[:FOLLOWS {id: $f, created_at: 0}]->(a) "
+        "SET f.following_count = f.following_count + 1, a.followers_count = a.followers_count + 1",
+        f=int(fan.id),
+        a=aid,
+    ).consume()
     assert listed(redis_client, aid) == set()
     status = post(http, author, "repaired")
     eventually(lambda: status["id"] in home_ids(http, fan))
@@ -202,6 +205,7 @@ def test_an_unfollow_between_a_rebuild_reading_the_graph_and_writing_the_page_is
     """The exact interleaving, driven step by step: the test is the rebuilding worker."""
     author, leaver, stayer, newcomer = make_user(), make_user(), make_user(), make_user()
     aid = int(author.id)
+    mark_celebrity_in_graph_only(graph_session, aid)  # the third follow must not promote (and drop the list)
     follow(http, leaver, author)
     follow(http, stayer, author)
 
@@ -233,11 +237,12 @@ def test_unfollows_while_a_fan_out_rebuilds_the_list_are_not_undone(
     leavers = [make_user() for _ in range(8)]
     for user in leavers:
         follow(http, user, author)
-    # Seeded followers on both sides of the real ones in id order: about 100 pages of 50.
+    status = completed_by_a_post(http, redis_client, author)
+    # Seeded followers on both sides of the real ones in id order: about 50 pages of 50.
     now_ms = int(time.time() * 1000)
-    older = [min_id_at_ms(now_ms - 86_400_000) + i for i in range(2500)]
-    seed_followers(graph_session, redis_client, aid, older + [seed_ids.next_id() for _ in range(2500)])
-    redis_client.delete(*author_keys(aid))
+    older = [min_id_at_ms(now_ms - 86_400_000) + i for i in range(1200)]
+    seed_followers(graph_session, redis_client, aid, older + [seed_ids.next_id() for _ in range(1200)])
+    redis_client.delete(*author_keys(aid))  # lost, as after FLUSHALL
     build_key = author_keys(aid)[1]
 
     started = threading.Event()
@@ -251,7 +256,9 @@ def test_unfollows_while_a_fan_out_rebuilds_the_list_are_not_undone(
 
     watcher = threading.Thread(target=watch_for_the_rebuild)
     watcher.start()
-    post(http, author, "starts a rebuild")
+    # Deleting the post takes it out of the followers' inboxes: a pass over them, which rebuilds the list.
+    # (Unlike a new post's fan-out, the sweeper never repeats it while it runs.)
+    assert http.delete(f"/api/v1/statuses/{status['id']}", headers=author.headers).status_code == 200
     watcher.join()
     assert started.is_set()
 
@@ -265,7 +272,7 @@ def test_unfollows_while_a_fan_out_rebuilds_the_list_are_not_undone(
     eventually(lambda: is_complete(redis_client, aid), timeout=120)
     remaining = graph_followers(graph_session, aid)
     assert not remaining & {int(u.id) for u in leavers}
-    assert listed(redis_client, aid) == remaining and len(remaining) == 5000
+    assert listed(redis_client, aid) == remaining and len(remaining) == 2400
 
 
 def test_concurrent_follows_from_many_clients_all_land_in_the_list(
