@@ -39,6 +39,20 @@ class MediaGraph:
         )
         return {row["media"]["id"]: row["media"] for row in rows}
 
+    async def attachment_rows(self, media_ids: list[int]) -> dict[int, Row]:
+        """What an attachment shows of each record (``services.media.unsigned_attachment``), by id, in one query;
+        missing ids are absent. Hashes, sizes and timestamps stay behind: nothing reads them there."""
+        if not media_ids:
+            return {}
+        rows = await self.graph.read(
+            """
+            MATCH (m:Media) WHERE m.id IN $ids
+            RETURN m {.id, .kind, .state, .variants, .meta, .blurhash, .description, .focus_x, .focus_y} AS media
+            """,
+            ids=list(set(media_ids)),
+        )
+        return {row["media"]["id"]: row["media"] for row in rows}
+
     async def serving(self, media_id: int) -> Row | None:
         """What serving the record's bytes depends on: its variants, its status id and, when that status
         still exists, its visibility (null for a deleted status)."""

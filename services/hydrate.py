@@ -5,13 +5,23 @@ fall back to the graph (one query each) for the misses, which are then
 cached. Reblogs bring their originals along in one more round. Like counts
 and the viewer's own likes and reblogs come from one more Redis call
 (``page_view``). Deleted posts are dropped.
+
+A status is cached with its media attachments (``attachments``: unsigned,
+``services.media.unsigned_attachment``), loaded in the same miss as the
+status (one graph query for all the page's media), so a page of photos costs
+the round trips of a page of text. URLs are signed as the page is hydrated,
+never cached, so no cached record holds a URL that expires. The attachments
+need no invalidation of their own: a media record changes only before it is
+attached (``PUT /api/v1/media/:id`` and processing are refused for attached
+media, and a status is written with its media in one transaction), and the
+post's own invalidation (deletion) takes them along.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from graph.accounts import AccountGraph
 from graph.statuses import StatusGraph
@@ -20,8 +30,20 @@ from redis_store.likes import PageView
 from services.availability import GRAPH_DOWN, REDIS_DOWN, mark_degraded
 
 Row = dict[str, Any]
-AttachmentLoader = Callable[[list[int]], Awaitable[dict[int, Row]]]
 PageViewLoader = Callable[[int | None, list[int]], Awaitable[PageView]]
+ATTACHMENTS = "attachments"  # field of a cached status record: its unsigned attachments, in the post's order
+
+
+class Attachments(Protocol):
+    """Where attachments come from (``services.media.MediaService``)."""
+
+    async def attachment_records(self, media_ids: list[int]) -> dict[int, Row]:
+        """Unsigned attachments by media id, in one graph query."""
+        ...
+
+    def render(self, unsigned: Row) -> Row:
+        """The MediaAttachment entity, its URLs signed now."""
+        ...
 
 
 @dataclass
@@ -51,35 +73,61 @@ class Hydrator:
         accounts: AccountGraph,
         status_cache: RecordCache,
         account_cache: RecordCache,
+        media: Attachments,
     ) -> None:
         self.statuses = statuses
         self.accounts = accounts
         self.status_cache = status_cache
         self.account_cache = account_cache
-        self.attachment_loader: AttachmentLoader | None = None
+        self.media = media
         self.page_view: PageViewLoader | None = None
 
     async def status_rows(self, ids: list[int]) -> dict[int, Row]:
-        return await read_aside(self.status_cache, self.statuses.get_many, ids)
+        """Status records with their ``attachments``, from the cache or (misses) the graph."""
+        return await read_aside(self.status_cache, self._load_statuses, ids)
+
+    async def _load_statuses(self, ids: list[int]) -> dict[int, Row]:
+        rows = await self.statuses.get_many(ids)
+        await self._add_attachments(list(rows.values()))
+        return rows
+
+    async def _add_attachments(self, rows: list[Row]) -> None:
+        """Give each record with media its unsigned ``attachments``, one graph query for all of them."""
+        wanting = [row for row in rows if row.get("media_ids") and ATTACHMENTS not in row]
+        if not wanting:
+            return
+        found = await self.media.attachment_records([m for row in wanting for m in row["media_ids"]])
+        for row in wanting:
+            row[ATTACHMENTS] = [found[m] for m in row["media_ids"] if m in found]
+
+    async def _complete(self, records: list[Row]) -> None:
+        """Add the attachments a cached record came without (cached by an earlier release, or by a writer that
+        does not know of them), and cache it again complete; without the graph it shows without its media."""
+        incomplete = [r for r in records if r.get("media_ids") and ATTACHMENTS not in r]
+        if not incomplete:
+            return
+        try:
+            await self._add_attachments(incomplete)
+            await self.status_cache.put_many({r["id"]: r for r in incomplete})
+        except GRAPH_DOWN:
+            mark_degraded("graph")
+        except REDIS_DOWN:
+            mark_degraded("redis")
 
     async def account_rows(self, ids: list[int]) -> dict[int, Row]:
         return await read_aside(self.account_cache, self.accounts.get_accounts, ids)
 
     async def cache_statuses(self, rows: list[Row]) -> None:
-        """Warm the status cache with records just read from the graph; skipped while Redis is down."""
+        """Warm the status cache with records just read from the graph, with their attachments; skipped while
+        Redis (or, for the attachments, the graph) is down."""
+        records = [dict(row) for row in rows]
         try:
-            await self.status_cache.put_many({r["id"]: r for r in rows})
+            await self._add_attachments(records)
+            await self.status_cache.put_many({r["id"]: r for r in records})
         except REDIS_DOWN:
             mark_degraded("redis")
-
-    async def _attachments(self, media_ids: list[int]) -> dict[int, Row]:
-        if not media_ids or self.attachment_loader is None:
-            return {}
-        try:
-            return await self.attachment_loader(media_ids)
-        except GRAPH_DOWN:  # cached posts still show, without their media, while the graph is down
+        except GRAPH_DOWN:
             mark_degraded("graph")
-            return {}
 
     async def hydrate(self, ids: list[int], viewer_id: int | None = None) -> list[HydratedStatus]:
         """Records for ``ids`` in the given order; deleted posts (and reblogs of them) are skipped."""
@@ -87,9 +135,8 @@ class Hydrator:
         originals = [s["reblog_of_id"] for s in statuses.values() if s.get("reblog_of_id") is not None]
         if originals:
             statuses.update(await self.status_rows([o for o in originals if o not in statuses]))
+        await self._complete(list(statuses.values()))
         accounts = await self.account_rows([s["account_id"] for s in statuses.values()])
-        media_ids = [m for s in statuses.values() for m in (s.get("media_ids") or [])]
-        media = await self._attachments(media_ids)
         view = await self.page_view(viewer_id, list(statuses)) if self.page_view else None
         counts = view.counts if view else {}
         liked, reblogged = (view.liked, view.reblogged) if view else (set(), set())
@@ -101,7 +148,7 @@ class Hydrator:
             return HydratedStatus(
                 status,
                 accounts[status["account_id"]],
-                [media[m] for m in (status.get("media_ids") or []) if m in media],
+                [self.media.render(attachment) for attachment in status.get(ATTACHMENTS, ())],
                 counts.get(status_id, int(status.get("favourites_count") or 0)),
                 status_id in liked,
                 status_id in reblogged,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import random
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 import aiofiles
 import aiofiles.os
+import orjson
 import ray
 from neo4j import AsyncManagedTransaction
 from starlette.datastructures import UploadFile
@@ -74,6 +74,46 @@ def _aspect(width: int, height: int) -> float:
 
 def _dims(width: int, height: int) -> dict[str, Any]:
     return {"width": width, "height": height, "size": f"{width}x{height}", "aspect": _aspect(width, height)}
+
+
+def unsigned_attachment(record: Row) -> dict[str, Any]:
+    """Mastodon's MediaAttachment for a record, with the object keys where the URLs go (``MediaService.render``
+    signs them). URLs are null until the record is ready. It holds nothing that expires, so hydration caches it
+    with the post (``services.hydrate``); the JSON fields of the record are decoded here once."""
+    ready = record["state"] == "ready"
+    variants = orjson.loads(record.get("variants") or "[]") if ready else []
+    meta = orjson.loads(record.get("meta") or "{}") if ready else {}
+    widths = sorted((v for v in variants if v["role"] == "width"), key=lambda v: v["width"])
+    main = next((v for v in variants if v["role"] == "video"), widths[-1] if widths else None)
+    previews = [v for v in widths if v["width"] <= PREVIEW_MAX_WIDTH] or widths[:1]
+    preview = previews[-1] if previews else None
+    entity_meta: dict[str, Any] = {}
+    if ready and main is not None and preview is not None:
+        original = _dims(meta["width"], meta["height"])
+        if record["kind"] in ("video", "gifv"):
+            original.update(
+                frame_rate=f"{round(meta['fps'])}/1" if meta.get("fps") else None,
+                duration=meta.get("duration"),
+                bitrate=meta.get("bitrate"),
+            )
+        entity_meta = {"original": original, "small": _dims(preview["width"], preview["height"])}
+    if record.get("focus_x") is not None:
+        entity_meta["focus"] = {"x": record["focus_x"], "y": record["focus_y"]}
+    return {
+        "id": str(record["id"]),
+        "type": record["kind"] if record["state"] != "failed" else "unknown",
+        "url": main["key"] if main else None,
+        "preview_url": preview["key"] if preview else None,
+        "remote_url": None,
+        "preview_remote_url": None,
+        "text_url": None,
+        "meta": entity_meta,
+        "description": record.get("description"),
+        "blurhash": record.get("blurhash"),
+        "variants": [
+            {"type": v["role"], "url": v["key"], "width": v["width"], "height": v["height"]} for v in variants
+        ],
+    }
 
 
 class MediaService:
@@ -214,7 +254,7 @@ class MediaService:
         twin = await self.graph.find_ready_by_sha256(sha256)
         if twin is None:
             return None
-        variants = json.loads(twin.get("variants") or "[]")
+        variants = orjson.loads(twin.get("variants") or "[]")
         if not variants or not all(v["key"].startswith(SERVABLE_PREFIXES) for v in variants):
             return None
         for variant in variants:
@@ -287,55 +327,35 @@ class MediaService:
         if await attach_tx(tx, account_id, status_id, ids) != len(ids):  # taken by a concurrent status
             raise Unprocessable("Validation failed: media is already attached to a status")
 
+    async def attachment_records(self, media_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Unsigned attachments (``unsigned_attachment``) by media id, for any number of statuses in ONE graph
+        query: collect the ``media_ids`` of every status in a page, call this once, then pick each status's
+        attachments in its own order. They hold no URL, so they may be cached as long as the post is; ``render``
+        signs them."""
+        rows = await self.graph.attachment_rows(media_ids)
+        return {media_id: unsigned_attachment(row) for media_id, row in rows.items()}
+
     async def attachments(self, media_ids: list[int]) -> dict[int, dict[str, Any]]:
-        """MediaAttachment entities by media id, for any number of statuses in ONE graph query: collect the
-        ``media_ids`` of every status in a page, call this once, then pick each status's attachments in its own
-        order. URLs are freshly signed, so do not cache the result longer than ``media_url_ttl_seconds / 2``."""
-        return {media_id: self.entity(row) for media_id, row in (await self.graph.get_many(media_ids)).items()}
+        """MediaAttachment entities by media id (``attachment_records``, rendered): freshly signed URLs."""
+        return {media_id: self.render(row) for media_id, row in (await self.attachment_records(media_ids)).items()}
 
     # -- entities and serving ---------------------------------------------------
 
     def entity(self, record: Row) -> dict[str, Any]:
         """Mastodon's MediaAttachment for a record; URLs are null until it is ready."""
-        ready = record["state"] == "ready"
-        variants = json.loads(record.get("variants") or "[]") if ready else []
-        meta = json.loads(record.get("meta") or "{}") if ready else {}
-        widths = sorted((v for v in variants if v["role"] == "width"), key=lambda v: v["width"])
-        main = next((v for v in variants if v["role"] == "video"), widths[-1] if widths else None)
-        previews = [v for v in widths if v["width"] <= PREVIEW_MAX_WIDTH] or widths[:1]
-        preview = previews[-1] if previews else None
-        entity_meta: dict[str, Any] = {}
-        if ready and main is not None and preview is not None:
-            original = _dims(meta["width"], meta["height"])
-            if record["kind"] in ("video", "gifv"):
-                original.update(
-                    frame_rate=f"{round(meta['fps'])}/1" if meta.get("fps") else None,
-                    duration=meta.get("duration"),
-                    bitrate=meta.get("bitrate"),
-                )
-            entity_meta = {"original": original, "small": _dims(preview["width"], preview["height"])}
-        if record.get("focus_x") is not None:
-            entity_meta["focus"] = {"x": record["focus_x"], "y": record["focus_y"]}
+        return self.render(unsigned_attachment(record))
+
+    def render(self, unsigned: dict[str, Any]) -> dict[str, Any]:
+        """The MediaAttachment of an unsigned attachment: each object key becomes a URL signed now, so a cached
+        attachment never hands out an expired URL."""
+        media_id = int(unsigned["id"])
+        sign = self.signer.url
+        main, preview = unsigned["url"], unsigned["preview_url"]
         return {
-            "id": str(record["id"]),
-            "type": record["kind"] if record["state"] != "failed" else "unknown",
-            "url": self.signer.url(main["key"], record["id"]) if main else None,
-            "preview_url": self.signer.url(preview["key"], record["id"]) if preview else None,
-            "remote_url": None,
-            "preview_remote_url": None,
-            "text_url": None,
-            "meta": entity_meta,
-            "description": record.get("description"),
-            "blurhash": record.get("blurhash"),
-            "variants": [
-                {
-                    "type": v["role"],
-                    "url": self.signer.url(v["key"], record["id"]),
-                    "width": v["width"],
-                    "height": v["height"],
-                }
-                for v in variants
-            ],
+            **unsigned,
+            "url": sign(main, media_id) if main else None,
+            "preview_url": sign(preview, media_id) if preview else None,
+            "variants": [{**variant, "url": sign(variant["url"], media_id)} for variant in unsigned["variants"]],
         }
 
     async def served_object(
@@ -352,7 +372,7 @@ class MediaService:
         if not key.startswith(SERVABLE_PREFIXES) or extension not in CONTENT_TYPES:
             raise NotFound("Record not found")
         record = await self.graph.serving(media)
-        if record is None or key not in {v["key"] for v in json.loads(record.get("variants") or "[]")}:
+        if record is None or key not in {v["key"] for v in orjson.loads(record.get("variants") or "[]")}:
             raise NotFound("Record not found")
         attached = record["status_id"] is not None
         if attached and record["visibility"] is None:  # the post is gone
