@@ -1,10 +1,11 @@
 """Likes in Redis: instant to the user, persisted to the graph behind.
 
-A like is one atomic Lua call: it adds the post to the liker's favourites
-(``favs:{user}``, scored by like time), bumps the post's counter
-(``likes:n:{status}``) and appends a ``like.created`` event to the stream in
-the same step, so an acknowledged like is always on its way to the graph.
-The call is answered only once the append-only file holding it is on disk
+A like is one atomic Lua call: it counts the liker's rate-limit hit
+(``redis_store.ratelimit``, refusing the like past the limit), adds the post
+to the liker's favourites (``favs:{user}``, scored by like time), bumps the
+post's counter (``likes:n:{status}``) and appends a ``like.created`` event to
+the stream in the same step, so an acknowledged like is always on its way to
+the graph. The call is answered only once the append-only file holding it is on disk
 (``WAITAOF``, ``redis_store.durability``): a like is not rebuilt from the
 graph after a Redis crash, since until the persister has run Redis holds the
 only copy.
@@ -41,6 +42,7 @@ import redis.asyncio as aioredis
 from config import Settings
 from redis_store.durability import Durability
 from redis_store.events import STREAM
+from redis_store.ratelimit import RATE_HIT_LUA, OverLimit, RateLimit
 from redis_store.timelines import member
 
 LOADED = "loaded"  # sentinel member (score -1): the favourites set holds all the user's likes
@@ -49,11 +51,18 @@ LOADED = "loaded"  # sentinel member (score -1): the favourites set holds all th
 PARTIAL = "partial"
 CLOCK_SKEW_MS = 60_000  # how far apart the clocks of two id-minting processes may be, at most
 
-# KEYS: favs:{user}, likes:n:{status}, stream; ARGV: member, score, initial count, event data, maxlen, event type,
-# '1' once the graph was consulted for this pair, the post's own score minus the clock skew, favourites cap,
-# counter ttl ms, favourites ttl ms. Returns {changed (1/0), count}; {-1, 0} when the user's favourites are not
-# loaded yet; {-2, 0} when they are partial and may miss a like of this post.
-_CHANGE = """
+# KEYS: favs:{user}, likes:n:{status}, stream, and optionally the liker's rate-limit counter; ARGV: member, score,
+# initial count, event data, maxlen, event type, '1' once the graph was consulted for this pair, the post's own score
+# minus the clock skew, favourites cap, counter ttl ms, favourites ttl ms, then with a counter: window ms, limit.
+# Returns {changed (1/0), count}; {-1, 0} when the user's favourites are not loaded yet; {-2, 0} when they are
+# partial and may miss a like of this post; {-3, hits, ms until the window ends} when the hit is past the limit.
+_CHANGE = (
+    RATE_HIT_LUA
+    + """
+if KEYS[4] then  -- the rate limit first: a refused like changes nothing else
+  local hits, ttl = rate_hit(KEYS[4], ARGV[12])
+  if hits > tonumber(ARGV[13]) then return {-3, hits, ttl} end
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
 local liked = redis.call('ZSCORE', KEYS[1], ARGV[1])
 local partial = tonumber(redis.call('ZSCORE', KEYS[1], 'partial'))
@@ -90,6 +99,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[11])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'type', ARGV[6], 'data', ARGV[4])
 return {1, n}
 """
+)
 
 # KEYS: shared:{u}; ARGV: original id, reblog id ('' to forget), cap, ttl ms. Changes a loaded hash only; past
 # twice the cap it keeps the newest ``cap`` reblogs (and the "loaded" marker).
@@ -213,16 +223,24 @@ class LikeStore:
         persisted_count: int,
         event: dict,
         graph_checked: bool = False,
+        rate: RateLimit | None = None,
     ) -> tuple[bool | str, int]:
         """Apply a like or unlike: (whether anything changed, the post's like count).
 
         Instead of a bool, "load" means the user's favourites must be loaded from the graph first, and
         "check" that they were loaded partially and the graph must say whether this post is liked.
+        With ``rate``, the same call first counts one hit against that limit and raises ``OverLimit``
+        (having changed nothing else) when it is past it; pass it on the first call of a request only.
         """
-        changed, count = await self.durability.run_script(
+        keys = [favs_key(user_id), count_key(status_id), STREAM]
+        limit_args = []
+        if rate is not None:
+            keys.append(rate.key)
+            limit_args = [rate.window_ms, rate.limit]
+        reply = await self.durability.run_script(
             self.redis,
             self._change,
-            keys=[favs_key(user_id), count_key(status_id), STREAM],
+            keys=keys,
             args=[
                 member(status_id),
                 like_score(like_id),
@@ -235,8 +253,12 @@ class LikeStore:
                 self.favourites_max,
                 self.count_ttl_ms,
                 self.state_ttl_ms,
+                *limit_args,
             ],
         )
+        if rate is not None and reply[0] == -3:
+            raise OverLimit(rate.decision(int(reply[1]), int(reply[2])))
+        changed, count = reply
         return {-1: "load", -2: "check"}.get(changed, bool(changed)), int(count)
 
     async def remember_like(self, user_id: int, status_id: int, like_id: int) -> None:

@@ -2,6 +2,10 @@
 
 Keys: ``rl:{bucket}:{subject}``, a counter that expires with its window (set on the first hit, and
 repaired by the same call if a counter ever lacks a TTL).
+
+The counting step is also a Lua function (``RATE_HIT_LUA``) that other scripts include, so that an
+action whose own work is one Lua call (a like: ``redis_store.likes``) checks its limit in the same
+round trip, with the same rule.
 """
 
 from __future__ import annotations
@@ -10,14 +14,37 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-# KEYS[1] = counter key; ARGV[1] = window ms. Returns {count, ms until reset}.
-_HIT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
-return {count, ttl}
+# rate_hit(counter key, window ms): count one hit; returns the count so far in the window and the ms until it ends.
+RATE_HIT_LUA = """
+local function rate_hit(key, window_ms)
+  local count = redis.call('INCR', key)
+  if count == 1 then redis.call('PEXPIRE', key, window_ms) end
+  local ttl = redis.call('PTTL', key)
+  if ttl < 0 then redis.call('PEXPIRE', key, window_ms); ttl = tonumber(window_ms) end
+  return count, ttl
+end
 """
+
+# KEYS[1] = counter key; ARGV[1] = window ms. Returns {count, ms until reset}.
+_HIT = RATE_HIT_LUA + "return {rate_hit(KEYS[1], ARGV[1])}\n"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """One subject's limit in one bucket: the counter key, hits allowed per window, the window."""
+
+    key: str
+    limit: int
+    window_ms: int
+
+    @classmethod
+    def of(cls, bucket: str, subject: str, limit: int, window_seconds: int) -> RateLimit:
+        return cls(f"rl:{bucket}:{subject}", limit, window_seconds * 1000)
+
+    def decision(self, count: int, ttl_ms: int) -> RateDecision:
+        """What a hit that brought the counter to ``count``, ``ttl_ms`` before the window ends, decides."""
+        reset = max(1, -(-int(ttl_ms) // 1000))
+        return RateDecision(count <= self.limit, self.limit, max(self.limit - count, 0), reset)
 
 
 @dataclass(frozen=True)
@@ -38,13 +65,22 @@ class RateDecision:
         return headers
 
 
+class OverLimit(Exception):
+    """A hit counted inside another script (``RATE_HIT_LUA``) went past the limit; nothing else was done."""
+
+    def __init__(self, decision: RateDecision) -> None:
+        super().__init__("rate limit exceeded")
+        self.decision = decision
+
+
 class RateLimiter:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._hit = redis.register_script(_HIT)
 
     async def hit(self, bucket: str, subject: str, limit: int, window_seconds: int) -> RateDecision:
         """Count one action of ``subject`` in ``bucket``; allowed while within ``limit`` per window."""
-        count, ttl_ms = await self._hit(keys=[f"rl:{bucket}:{subject}"], args=[window_seconds * 1000])
-        count = int(count)
-        reset = max(1, -(-int(ttl_ms) // 1000))
-        return RateDecision(count <= limit, limit, max(limit - count, 0), reset)
+        return await self.count(RateLimit.of(bucket, subject, limit, window_seconds))
+
+    async def count(self, rate: RateLimit) -> RateDecision:
+        count, ttl_ms = await self._hit(keys=[rate.key], args=[rate.window_ms])
+        return rate.decision(int(count), int(ttl_ms))

@@ -1,7 +1,9 @@
 """Abuse limits: per-account rate limits and comment spam heuristics.
 
 Rate limits are fixed windows counted atomically in Redis (429 with
-``Retry-After`` and ``X-RateLimit-*``). Spam rules reject with a 422 that
+``Retry-After`` and ``X-RateLimit-*``). An action whose work is one Lua call
+counts its hit inside that call (a like: ``LikeService.set_liked``) and hands
+the decision back here (``refusal``). Spam rules reject with a 422 that
 says why, before anything is written:
   * the same comment text on ``spam_same_text_posts`` different posts within
     ``spam_window_seconds``;
@@ -18,7 +20,7 @@ import time
 import redis.asyncio as aioredis
 
 from config import Settings
-from redis_store.ratelimit import RateLimiter
+from redis_store.ratelimit import RateDecision, RateLimit, RateLimiter
 from services.errors import RateLimited, Unprocessable
 
 LINK_RE = re.compile(r"https?://|www\.", re.IGNORECASE)
@@ -35,13 +37,23 @@ class AbuseGuard:
         self.redis = redis
         self.limiter = limiter
 
+    def limit(self, action: str, account_id: int) -> RateLimit:
+        """The account's limit for ``action`` (post, comment, favourite, follow), from the settings."""
+        s = self.settings
+        return RateLimit.of(
+            action, str(account_id), getattr(s, f"{action}_rate_limit"), getattr(s, f"{action}_rate_window")
+        )
+
     async def rate_limit(self, action: str, account_id: int) -> None:
-        """Count one ``action`` (post, comment, favourite, follow); 429 past the account's limit."""
-        limit = getattr(self.settings, f"{action}_rate_limit")
-        window = getattr(self.settings, f"{action}_rate_window")
-        decision = await self.limiter.hit(action, str(account_id), limit, window)
+        """Count one ``action``; 429 past the account's limit."""
+        decision = await self.limiter.count(self.limit(action, account_id))
         if not decision.allowed:
-            raise RateLimited(f"Rate limit exceeded for {action}s; retry later", headers=decision.headers())
+            raise self.refusal(action, decision)
+
+    @staticmethod
+    def refusal(action: str, decision: RateDecision) -> RateLimited:
+        """The 429 (``Retry-After``, ``X-RateLimit-*``) for an action its hit took past the limit."""
+        return RateLimited(f"Rate limit exceeded for {action}s; retry later", headers=decision.headers())
 
     async def check_comment(self, account: dict, text: str, parent_id: int) -> None:
         """Reject spammy comments; record the comment's fingerprint only when it is let through."""

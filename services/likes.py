@@ -19,6 +19,7 @@ from graph.likes import LikeGraph
 from graph.statuses import StatusGraph
 from ids import SnowflakeGenerator
 from redis_store.likes import LikeStore, PageView
+from redis_store.ratelimit import OverLimit
 from services.abuse import AbuseGuard
 from services.availability import REDIS_DOWN, mark_degraded
 from services.hydrate import HydratedStatus, Hydrator
@@ -57,7 +58,6 @@ class LikeService:
 
         ``post`` is updated in place (count, ``favourited``), so the caller can answer without re-reading.
         """
-        await self.abuse.rate_limit("favourite", user_id)
         like_id = self.ids.next_id()
         event = {
             "account_id": user_id,
@@ -68,7 +68,11 @@ class LikeService:
         }
         kind = "like.created" if liked else "like.deleted"
         persisted = int(post.status.get("favourites_count") or 0)
-        changed, count = await self.store.change(kind, user_id, post.id, like_id, persisted, event)
+        rate = self.abuse.limit("favourite", user_id)  # counted in the same Redis call as the like
+        try:
+            changed, count = await self.store.change(kind, user_id, post.id, like_id, persisted, event, rate=rate)
+        except OverLimit as over:
+            raise self.abuse.refusal("favourite", over.decision) from None
         if changed == "load":  # first like since a cold start: load the user's likes, then apply
             await self.ensure_loaded(user_id)
             changed, count = await self.store.change(kind, user_id, post.id, like_id, persisted, event)
