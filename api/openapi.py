@@ -126,8 +126,8 @@ def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _flat_fields(model: type[BaseModel]) -> tuple[list[tuple[str, dict[str, Any], bool]], dict[str, Any]]:
-    """(wire name, schema, required) per field as a query string or form carries it; and the ``$defs``."""
+def _flat_fields(model: type[BaseModel]) -> list[tuple[str, dict[str, Any], bool]]:
+    """(wire name, schema, required) per field as a query string or form carries it."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     required = set(schema.get("required", ()))
     fields = []
@@ -141,13 +141,12 @@ def _flat_fields(model: type[BaseModel]) -> tuple[list[tuple[str, dict[str, Any]
             fields.append((f"{name}[]", wire, name in required))
         else:
             fields.append((name, _not_null(prop), name in required))
-    return fields, schema.get("$defs", {})
+    return fields
 
 
 def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
-    fields, _ = _flat_fields(model)
     params = []
-    for name, schema, required in fields:
+    for name, schema, required in _flat_fields(model):
         param: dict[str, Any] = {"name": name, "in": "query", "required": required, "schema": schema}
         if "description" in schema:
             param["description"] = schema["description"]
@@ -160,7 +159,7 @@ def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
 def request_body(model: type[BaseModel]) -> dict[str, Any]:
     """The same fields as JSON (a component schema) and as a form (lists as ``name[]``)."""
     _component_models[model.__name__] = model
-    fields, _ = _flat_fields(model)
+    fields = _flat_fields(model)
     form: dict[str, Any] = {"type": "object", "properties": {name: schema for name, schema, _ in fields}}
     required = [name for name, _, req in fields if req]
     if required:
