@@ -4,53 +4,47 @@ What a benchmark compares raygram against must do the same work, or the
 ratio flatters one side. This server answers the four requests of the mix
 (``bench/mix_bench.py``) and the likes benchmark from the same Redis and
 the same graph the stack uses, with the same keys, the same TTLs, the same
-Lua scripts (``redis_store``), the same graph queries (``graph``) and the
-same entity code (``api.entities``, ``MediaService.entity``), so the JSON
-is the same byte for byte and a cache miss costs a graph read here as it
-does there. What it leaves out is raygram's framework and layering: no Ray
-Serve, HAProxy, FastAPI or pydantic, no service objects, no actor hops (it
-makes the inbox actor's store calls itself), and no read of something the
-request already holds.
+record formats, the same Lua scripts (``redis_store``), the same graph
+queries (``graph``) and the same entity code (``api.entities``,
+``MediaService.render``), so the JSON is the same byte for byte and a cache
+miss costs a graph read here as it does there. What it leaves out is
+raygram's framework and layering: no Ray Serve, HAProxy, FastAPI or
+pydantic, no service objects, no actor hops (it makes the inbox actor's
+store calls itself), and no read of something the request already holds
+(``DIFFERENCES``, which ``mix_bench`` prints with its figures).
 
 * ``GET /api/v1/timelines/home``: the token's cached principal (graph on a
   miss), ``TimelineStore.read_page`` (inbox plus followed celebrities'
   outboxes, marks the user active), a rebuild from the graph for an
-  inactive user, then hydration: statuses and accounts read-aside
-  (``status:``/``account:`` MGET, graph on a miss, cached with their TTL),
-  attachments from the graph (as raygram, which does not cache them), the
-  like view (``LikeStore.view``, loading favourites and reblogs from the
-  graph after a cold start, the graph for posts older than the set).
+  inactive user, then hydration: statuses (with their unsigned
+  attachments, as ``services.hydrate`` caches them) and accounts
+  read-aside (``status:``/``account:`` MGET, the graph on a miss, cached
+  with their TTL), attachment URLs signed, the like view
+  (``LikeStore.view``, loading favourites and reblogs from the graph after
+  a cold start, the graph for posts older than the set).
 * ``GET /api/v1/accounts/{id}/statuses``: the principal, the author
   read-aside, whether the viewer follows the author (one graph query), the
-  author's page from the graph, the page cached (``status:`` SET EX, as
-  raygram), attachments and the like view.
+  author's page from the graph with its attachments (one more), the page
+  cached, the like view.
 * ``POST /api/v1/statuses`` (form or JSON): the principal, the post rate
-  limit (``RateLimiter``, same key and limit), the status and its media
-  attached in one graph transaction (``StatusGraph.create`` with
+  limit (same key and limit), the status and its media attached in one
+  graph transaction (``StatusGraph.create`` with
   ``MediaService.attach_media_tx``), the author's cached account dropped,
   the post in the author's own inbox (``TimelineStore.deliver``, what the
   inbox actor calls), ``status.created`` on the event stream (so the
   stack's fan-out workers deliver it as they deliver raygram's), the
-  status cached, the author read-aside and the attachments read.
+  status cached with its attachments, the author read-aside.
 * ``POST /api/v1/statuses/{id}/favourite``: the principal, the post
-  hydrated as above (with its like view), the favourite rate limit, the
-  like through ``LikeStore.change`` (same Lua, same ``like.created`` event
-  the stack's persister and notifier consume; favourites loaded from the
-  graph first when absent, the graph asked when they are partial).
-
-Where raygram does more, the difference is its own (these are what
-``mix_bench`` reports as "what differs"): its profile read takes the author
-from the graph uncached and again from the cache, asks the graph for
-``followed_by`` too, and reads back from the cache the statuses it just
-cached; its post reads the new status back from the graph and the like view
-of a post nobody can have liked yet, where this server caches the row the
-create returned; its home read and its post make one actor call each (an
-inbox rebuild, the author's own inbox). Follows are not served: the mix
-leaves them out.
+  hydrated as above (with its like view), the like through
+  ``LikeStore.change`` with the rate limit counted in the same Lua call
+  (same ``like.created`` event the stack's persister and notifier consume;
+  favourites loaded from the graph first when absent, the graph asked
+  when they are partial).
 
 Run as ``python -m bench.baseline_server --port P``; every other setting comes
 from the environment the stack exported (``Stack.start_services``), as a
-Serve replica's does. ``--redis-url``, ``--base-url`` and ``--stream-maxlen`` override three of them.
+Serve replica's does. ``--redis-url``, ``--base-url`` and ``--stream-maxlen``
+override three of them.
 """
 
 from __future__ import annotations
@@ -77,16 +71,27 @@ from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
 from redis_store.events import EventStream
 from redis_store.likes import LikeStore, PageView
-from redis_store.ratelimit import RateLimiter
+from redis_store.ratelimit import OverLimit, RateLimit, RateLimiter
 from redis_store.timelines import PageBounds, TimelineStore
 from services.auth import REVOKED, token_hash
 from services.errors import Unprocessable
 from services.feed import REBUILD_FOLLOWING_LIMIT, dedupe_reblogs
-from services.hydrate import HydratedStatus
+from services.hydrate import ATTACHMENTS, HydratedStatus
 from services.media import MediaService
 
 Row = dict[str, Any]
 PAGE_LIMIT, PAGE_MAX = 20, 40
+# Where raygram's work differs from this server's, besides the framework (keep in step with raygram's code).
+DIFFERENCES = (
+    "raygram's profile read takes the author from the graph uncached, asks the graph who follows the viewer "
+    "(unused), and reads back from the cache the page it has just cached; the baseline does none of these",
+    "raygram's post reads the new status back from the graph and the like view of a post nobody can have liked "
+    "yet; the baseline caches the record the create returned, with its attachments",
+    "raygram writes the author's own inbox, and an inactive reader's rebuilt inbox, through the inbox actor "
+    "(one Ray call); the baseline makes the actor's Redis calls itself",
+    "raygram checks the token's scopes; the baseline only that it acts for a user",
+    "follows are not served by the baseline: the mix leaves them out",
+)
 
 
 class Refused(Exception):
@@ -168,12 +173,14 @@ class Baseline:
             raise Refused(403, "This method requires an authenticated user")
         return int(data["account_id"])
 
-    async def rate_limit(self, action: str, account_id: int) -> None:
+    def limit(self, action: str, account_id: int) -> RateLimit:
         s = self.settings
-        decision = await self.limiter.hit(
+        return RateLimit.of(
             action, str(account_id), getattr(s, f"{action}_rate_limit"), getattr(s, f"{action}_rate_window")
         )
-        if not decision.allowed:
+
+    async def rate_limit(self, action: str, account_id: int) -> None:
+        if not (await self.limiter.count(self.limit(action, account_id))).allowed:
             raise Refused(429, f"Rate limit exceeded for {action}s; retry later")
 
     @staticmethod
@@ -189,6 +196,21 @@ class Baseline:
             await cache.put_many(loaded)
             found.update(loaded)
         return found
+
+    async def load_statuses(self, ids: list[int]) -> dict[int, Row]:
+        """Status records from the graph, with their attachments (the cache's record format)."""
+        rows = await self.statuses.get_many(ids)
+        await self.add_attachments(list(rows.values()))
+        return rows
+
+    async def add_attachments(self, rows: list[Row]) -> list[Row]:
+        """Give the records with media their unsigned attachments (one graph query); returns those completed."""
+        wanting = [row for row in rows if row.get("media_ids") and ATTACHMENTS not in row]
+        if wanting:
+            found = await self.media.attachment_records([m for row in wanting for m in row["media_ids"]])
+            for row in wanting:
+                row[ATTACHMENTS] = [found[m] for m in row["media_ids"] if m in found]
+        return wanting
 
     async def page_view(self, user_id: int, status_ids: list[int]) -> PageView:
         """Like counts and the viewer's own likes and reblogs of a page (loaded from the graph when cold)."""
@@ -211,17 +233,15 @@ class Baseline:
         self, ids: list[int], viewer_id: int, rows: dict[int, Row] | None = None, view: bool = True
     ) -> list[HydratedStatus]:
         """Posts for ``ids`` in order (deleted ones skipped); ``rows`` are statuses the caller already holds."""
-        statuses = (
-            dict(rows) if rows is not None else await self.read_aside(self.status_cache, self.statuses.get_many, ids)
-        )
+        statuses = dict(rows) if rows is not None else await self.read_aside(self.status_cache, self.load_statuses, ids)
         originals = [s["reblog_of_id"] for s in statuses.values() if s.get("reblog_of_id") is not None]
         if missing := [o for o in originals if o not in statuses]:
-            statuses.update(await self.read_aside(self.status_cache, self.statuses.get_many, missing))
+            statuses.update(await self.read_aside(self.status_cache, self.load_statuses, missing))
+        if completed := await self.add_attachments(list(statuses.values())):  # cached without them: cache again
+            await self.status_cache.put_many({r["id"]: r for r in completed})
         accounts = await self.read_aside(
             self.account_cache, self.accounts.get_accounts, [s["account_id"] for s in statuses.values()]
         )
-        media_ids = [m for s in statuses.values() for m in (s.get("media_ids") or [])]
-        media = await self.media.attachments(media_ids) if media_ids else {}
         page = await self.page_view(viewer_id, list(statuses)) if view else PageView(True, True, {}, set(), set())
 
         def build(status_id: int) -> HydratedStatus | None:
@@ -231,7 +251,7 @@ class Baseline:
             return HydratedStatus(
                 status,
                 accounts[status["account_id"]],
-                [media[m] for m in (status.get("media_ids") or []) if m in media],
+                [self.media.render(attachment) for attachment in status.get(ATTACHMENTS, ())],
                 page.counts.get(status_id, int(status.get("favourites_count") or 0)),
                 status_id in page.liked,
                 status_id in page.reblogged,
@@ -294,6 +314,7 @@ class Baseline:
         )
         if not rows:
             return json_response([])
+        await self.add_attachments(rows)
         await self.status_cache.put_many({r["id"]: r for r in rows})
         posts = await self.hydrate([r["id"] for r in rows], user_id, rows={r["id"]: r for r in rows})
         headers = link_header(request, posts[0].id, posts[-1].id) if posts else {}
@@ -339,6 +360,7 @@ class Baseline:
         await self.events.publish(
             "status.created", status_id=status_id, account_id=user_id, in_reply_to_account_id=None
         )
+        await self.add_attachments([row])
         await self.status_cache.put_many({status_id: row})
         post = (await self.hydrate([status_id], user_id, rows={status_id: row}, view=False))[0]
         return json_response(status_entity(post, self.settings))
@@ -350,7 +372,6 @@ class Baseline:
         if not hydrated or hydrated[0].status["visibility"] == "private":  # the mix posts publicly
             raise Refused(404, "Record not found")
         post = hydrated[0].original
-        await self.rate_limit("favourite", user_id)
         like_id = self.ids.next_id()
         event = {  # the fields ``LikeService.set_liked`` sends
             "account_id": user_id,
@@ -360,7 +381,12 @@ class Baseline:
             "created_at": int(time.time() * 1000),
         }
         persisted = int(post.status.get("favourites_count") or 0)
-        changed, count = await self.likes.change("like.created", user_id, post.id, like_id, persisted, event)
+        try:  # the rate limit is counted in the like's own Lua call, as raygram counts it
+            changed, count = await self.likes.change(
+                "like.created", user_id, post.id, like_id, persisted, event, rate=self.limit("favourite", user_id)
+            )
+        except OverLimit:
+            raise Refused(429, "Rate limit exceeded for favourites; retry later") from None
         if changed == "load":
             limit = self.settings.favourites_load_limit
             likes = await self.like_graph.likes_of_user(user_id, limit + 1)

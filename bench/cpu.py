@@ -33,8 +33,13 @@ ROLES: tuple[tuple[str, str], ...] = (
     ("ServeController", "serve control"),
     ("HAProxyManager", "serve control"),
     ("DashboardAgent", "ray agent"),
+    ("RuntimeEnvAgent", "ray agent"),
+    ("dashboard.py", "ray agent"),
     ("gcs_server", "ray core"),
     ("raylet", "ray core"),
+    ("monitor.py", "ray core"),  # the autoscaler's monitor and the log monitor
+    ("ray::IDLE", "ray idle workers"),
+    ("default_worker.py", "ray idle workers"),
 )
 
 

@@ -60,6 +60,7 @@ import orjson
 import ray
 import redis.asyncio as aioredis
 
+from bench.baseline_server import DIFFERENCES
 from bench.cpu import cpu_by_role, delta
 from bench.load import (
     Mix,
@@ -383,6 +384,8 @@ async def sweep(stack: Stack, plan: PopulationPlan, config: MixConfig, report: R
         try:
             urls = {"raygram": settings.base_url, "baseline": baseline_url}
             await compare_bodies(http, population, urls, report)
+            for difference in DIFFERENCES:
+                report.note(f"what differs: {difference}")
             await drain(redis, DRAIN_PATIENCE)
             idle = await idle_cpu(IDLE_SECONDS)
             report.note(
