@@ -42,7 +42,9 @@ def is_complete(redis_client: redis.Redis, author: int) -> bool:
 
 
 def graph_followers(session: neo4j.Session, author: int) -> set[int]:
-    rows = session.run("MATCH (:Account {id: $id})<-[:FOLLOWS]-(f:Account) RETURN f.id AS id", id=author)
+    rows = session.execute_read(
+        lambda tx: tx.run("MATCH (:Account {id: $id})<-[:FOLLOWS]-(f:Account) RETURN f.id AS id", id=author).data()
+    )
     return {r["id"] for r in rows}
 
 
@@ -63,9 +65,11 @@ def seed_followers(session: neo4j.Session, redis_client: redis.Redis, author: in
                 ids=batch,
             ).consume()
         )
-    session.run(
-        "MATCH (a:Account {id: $id}) SET a.followers_count = a.followers_count + $n", id=author, n=len(ids)
-    ).consume()
+    session.execute_write(
+        lambda tx: tx.run(
+            "MATCH (a:Account {id: $id}) SET a.followers_count = a.followers_count + $n", id=author, n=len(ids)
+        ).consume()
+    )
     redis_client.mset({f"active:{i}": 1 for i in ids})
 
 
@@ -76,7 +80,7 @@ def mark_celebrity_in_graph_only(session: neo4j.Session, author: int) -> None:
     in the graph without the promotion having run (as between the crossing follow and its event): no
     promotion fires, and posts are pushed until ``celeb:ready`` exists.
     """
-    session.run("MATCH (a:Account {id: $id}) SET a.celebrity = true", id=author).consume()
+    session.execute_write(lambda tx: tx.run("MATCH (a:Account {id: $id}) SET a.celebrity = true", id=author).consume())
 
 
 def with_lists(stack: Stack, work: Callable[[FollowerLists], Awaitable[T]]) -> T:
@@ -182,12 +186,14 @@ def test_a_follow_that_died_between_graph_and_list_is_repaired(
     # What a follow leaves when its process dies after the graph write: the edge and a doubt, no list entry.
     # The doubt is back-dated past its grace, as if the crash were a while ago.
     redis_client.zadd(author_keys(aid)[3], {member(int(fan.id)): int(time.time() * 1000) - 3_600_000})
-    graph_session.run(
-        "MATCH (f:Account {id: $f}), (a:Account {id: $a}) CREATE (f)-[:FOLLOWS {id: $f, created_at: 0}]->(a) "
-        "SET f.following_count = f.following_count + 1, a.followers_count = a.followers_count + 1",
-        f=int(fan.id),
-        a=aid,
-    ).consume()
+    graph_session.execute_write(
+        lambda tx: tx.run(
+            "MATCH (f:Account {id: $f}), (a:Account {id: $a}) CREATE (f)-[:FOLLOWS {id: $f, created_at: 0}]->(a) "
+            "SET f.following_count = f.following_count + 1, a.followers_count = a.followers_count + 1",
+            f=int(fan.id),
+            a=aid,
+        ).consume()
+    )
     assert listed(redis_client, aid) == set()
     status = post(http, author, "repaired")
     eventually(lambda: status["id"] in home_ids(http, fan))
