@@ -34,10 +34,14 @@ here is bounded and reloads on a miss:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from config import Settings
 from redis_store.durability import Durability
@@ -199,8 +203,22 @@ class LikeStore:
         self._remember_reblog = redis.register_script(_REMEMBER_REBLOG)
 
     async def view(self, user_id: int, status_ids: list[int]) -> PageView:
-        args = [value for status_id in status_ids for value in (status_id, post_score(status_id))]
-        raw = await self._view(keys=[favs_key(user_id), reblogs_key(user_id)], args=args)
+        return (await self.view_along(user_id, status_ids))[0]
+
+    async def view_along(
+        self, user_id: int | None, status_ids: list[int], alongside: Callable[[Pipeline], object] | None = None
+    ) -> tuple[PageView, Any]:
+        """The page's view (only its counts for an anonymous viewer) in one round trip, which also carries the
+        command ``alongside`` queues on the pipeline (hydration's author MGET); returns both replies."""
+        try:
+            replies = await self._view_pipeline(user_id, status_ids, alongside).execute()
+        except NoScriptError:  # the server lost its scripts (restarted): load the script, then once more
+            self._view.sha = await self.redis.script_load(self._view.script)
+            replies = await self._view_pipeline(user_id, status_ids, alongside).execute()
+        raw, other = replies[0], replies[1] if alongside is not None else None
+        if user_id is None:
+            counts = {s: int(v) for s, v in zip(status_ids, raw, strict=True) if v is not None}
+            return PageView(True, True, counts, set(), set()), other
         counts, liked, unknown, reblogged = {}, set(), set(), set()
         for i, status_id in enumerate(status_ids):
             count, like_state, is_shared = raw[2 + 3 * i : 5 + 3 * i]
@@ -212,7 +230,20 @@ class LikeStore:
                 unknown.add(status_id)
             if is_shared:
                 reblogged.add(status_id)
-        return PageView(bool(raw[0]), bool(raw[1]), counts, liked, reblogged, frozenset(unknown))
+        return PageView(bool(raw[0]), bool(raw[1]), counts, liked, reblogged, frozenset(unknown)), other
+
+    def _view_pipeline(
+        self, user_id: int | None, status_ids: list[int], alongside: Callable[[Pipeline], object] | None
+    ) -> Pipeline:
+        pipe = self.redis.pipeline(transaction=False)
+        if user_id is None:
+            pipe.mget([count_key(s) for s in status_ids])
+        else:  # EVALSHA itself: a Script called on a pipeline costs a SCRIPT EXISTS round trip each time
+            args = [value for status_id in status_ids for value in (status_id, post_score(status_id))]
+            pipe.evalsha(self._view.sha, 2, favs_key(user_id), reblogs_key(user_id), *args)
+        if alongside is not None:
+            alongside(pipe)
+        return pipe
 
     async def change(
         self,
@@ -293,13 +324,6 @@ class LikeStore:
             keys=[reblogs_key(user_id)],
             args=[original_id, "" if reblog_id is None else reblog_id, self.favourites_max, self.state_ttl_ms],
         )
-
-    async def counts(self, status_ids: list[int]) -> dict[int, int]:
-        """Live like counts of the posts that have a counter."""
-        if not status_ids:
-            return {}
-        values = await self.redis.mget([count_key(s) for s in status_ids])
-        return {s: int(v) for s, v in zip(status_ids, values, strict=True) if v is not None}
 
     async def favourites_page(
         self, user_id: int, max_id: int | None, since_id: int | None, limit: int

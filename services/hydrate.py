@@ -4,7 +4,8 @@ Statuses and their authors come from the Redis cache (one MGET each) and
 fall back to the graph (one query each) for the misses, which are then
 cached. Reblogs bring their originals along in one more round. Like counts
 and the viewer's own likes and reblogs come from one more Redis call
-(``page_view``). Deleted posts are dropped.
+(``page_view``), which also carries the authors' MGET. Deleted posts are
+dropped.
 
 A status is cached with its media attachments (``attachments``: unsigned,
 ``services.media.unsigned_attachment``), loaded in the same miss as the
@@ -23,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from redis.asyncio.client import Pipeline
+
 from graph.accounts import AccountGraph
 from graph.statuses import StatusGraph
 from redis_store.cache import RecordCache
@@ -30,7 +33,8 @@ from redis_store.likes import PageView
 from services.availability import GRAPH_DOWN, REDIS_DOWN, mark_degraded
 
 Row = dict[str, Any]
-PageViewLoader = Callable[[int | None, list[int]], Awaitable[PageView]]
+# (viewer, status ids, a command to send along) -> (the view, that command's reply or None if Redis is down)
+PageViewLoader = Callable[[int | None, list[int], Callable[[Pipeline], object]], Awaitable[tuple[PageView, Any]]]
 ATTACHMENTS = "attachments"  # field of a cached status record: its unsigned attachments, in the post's order
 
 
@@ -46,7 +50,7 @@ class Attachments(Protocol):
         ...
 
 
-@dataclass
+@dataclass(slots=True)
 class HydratedStatus:
     status: Row
     account: Row
@@ -55,10 +59,10 @@ class HydratedStatus:
     favourited: bool = False
     reblogged: bool = False
     reblog: HydratedStatus | None = None
+    id: int = field(init=False)  # the status's id: read often per page (dedupe, visibility, entities), so a slot
 
-    @property
-    def id(self) -> int:
-        return self.status["id"]
+    def __post_init__(self) -> None:
+        self.id = self.status["id"]
 
     @property
     def original(self) -> HydratedStatus:
@@ -136,8 +140,14 @@ class Hydrator:
         if originals:
             statuses.update(await self.status_rows([o for o in originals if o not in statuses]))
         await self._complete(list(statuses.values()))
-        accounts = await self.account_rows([s["account_id"] for s in statuses.values()])
-        view = await self.page_view(viewer_id, list(statuses)) if self.page_view else None
+        authors = list(dict.fromkeys(s["account_id"] for s in statuses.values()))
+        view, cached = None, None
+        if self.page_view and statuses:  # the authors' cached records come in the view's round trip
+            view, raw = await self.page_view(
+                viewer_id, list(statuses), lambda pipe: self.account_cache.queue_get_many(pipe, authors)
+            )
+            cached = None if raw is None else self.account_cache.decode(authors, raw)
+        accounts = await read_aside(self.account_cache, self.accounts.get_accounts, authors, cached)
         counts = view.counts if view else {}
         liked, reblogged = (view.liked, view.reblogged) if view else (set(), set())
 
@@ -169,9 +179,13 @@ class Hydrator:
 
 
 async def read_aside(
-    cache: RecordCache, load: Callable[[list[int]], Awaitable[dict[int, Row]]], ids: list[int]
+    cache: RecordCache,
+    load: Callable[[list[int]], Awaitable[dict[int, Row]]],
+    ids: list[int],
+    cached: dict[int, Row] | None = None,
 ) -> dict[int, Row]:
-    """Records by id from the cache, the misses from the graph in one query (and then cached).
+    """Records by id from the cache, the misses from the graph in one query (and then cached). ``cached``: what
+    the cache already answered for ``ids``, read in a round trip shared with other work.
 
     Either store may be down (``services.availability``): without Redis every
     record comes from the graph; without the graph the cached records answer
@@ -179,7 +193,7 @@ async def read_aside(
     """
     unique = list(dict.fromkeys(ids))
     try:
-        found = await cache.get_many(unique)
+        found = cached if cached is not None else await cache.get_many(unique)
         cache_up = True
     except REDIS_DOWN:
         mark_degraded("redis")

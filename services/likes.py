@@ -3,15 +3,19 @@
 A like is answered from Redis in one atomic step and persisted to the graph
 by the ``LikePersister`` actor; see ``redis_store.likes``. The viewer's
 likes and reblogs are per-user Redis indexes, loaded from the graph once
-after a cold start, so hydrating a page costs two Redis round trips.
+after a cold start, so a page's view is one Redis round trip, which also
+carries hydration's read of the page's authors.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 import metrics
 from config import Settings
@@ -115,25 +119,29 @@ class LikeService:
                 user_id, await self.statuses.reblogs_by(user_id, self.settings.favourites_load_limit)
             )
 
-    async def page_view(self, user_id: int | None, status_ids: list[int]) -> PageView:
-        """Like counts of a page, and the viewer's likes and reblogs among it: one Redis call.
+    async def page_view(
+        self, user_id: int | None, status_ids: list[int], alongside: Callable[[Pipeline], object] | None = None
+    ) -> tuple[PageView, Any]:
+        """Like counts of a page, and the viewer's likes and reblogs among it: one Redis round trip, which also
+        carries the command ``alongside`` queues (hydration reads the page's authors with it). Returns the view
+        and that command's reply (None when Redis is down); a cold start or old posts take more calls.
 
         With Redis down, the graph answers: counts are then the persisted ones (``favourites_count``
         of each record, which hydration falls back to), and the viewer's state comes from the edges.
         """
         try:
-            return await self._page_view(user_id, status_ids)
+            view, other = await self.store.view_along(user_id, status_ids, alongside)
+            if user_id is not None:
+                view = await self._complete_view(user_id, status_ids, view)
+            return view, other
         except REDIS_DOWN:
             mark_degraded("redis")
             if user_id is None:
-                return PageView(True, True, {}, set(), set())
+                return PageView(True, True, {}, set(), set()), None
             liked, reblogged = await self.graph.viewer_state(user_id, status_ids)
-            return PageView(True, True, {}, liked, reblogged)
+            return PageView(True, True, {}, liked, reblogged), None
 
-    async def _page_view(self, user_id: int | None, status_ids: list[int]) -> PageView:
-        if user_id is None:
-            return PageView(True, True, await self.store.counts(status_ids), set(), set())
-        view = await self.store.view(user_id, status_ids)
+    async def _complete_view(self, user_id: int, status_ids: list[int], view: PageView) -> PageView:
         if not (view.favourites_loaded and view.reblogs_loaded):  # first read after a cold start
             await self.ensure_loaded(user_id)
             await self.ensure_reblogs_loaded(user_id)
