@@ -1,4 +1,4 @@
-"""Feed benchmarks (DESIGN.md §3): fan-out, celebrity posts, home-feed reads, each against a same-run baseline.
+"""Feed benchmarks (DESIGN.md §3): fan-out, celebrity posts and reads, likes, against same-run baselines.
 
 1. Fan-out: a post by an author with 10k active followers, timed through the
    ``FanoutWorker`` path (and end to end from the HTTP POST), as inbox writes
@@ -8,11 +8,18 @@
    page that list.
 2. Celebrity post: the POST round trip and the time until the outbox has it,
    for a celebrity with 1k followers and one with 100k: pull must not scale
-   with the audience.
-3. Home-feed read over HTTP through Serve with 32 connections, against a bare
-   aiohttp + Redis server (``bench/baseline_server.py``) doing the same reads.
+   with the audience. Each is promoted by the real path: all followers but
+   one are written into the graph, the last follows through the API, which
+   crosses the threshold; the fan-out workers then fill the outbox and every
+   follower's celebrity set before switching to pull (timed).
+3. Home-read cost against the number of celebrities followed (0, 1, 10,
+   50): each celebrity promoted by follows through the API, readers
+   following ordinary authors too, reads sent open loop at a fixed rate;
+   p50, p99 and CPU per read of the Serve and store processes.
 4. Likes over HTTP with 32 connections, every request a new like, against the
    same baseline server making the same Redis writes (``bench/likes_bench.py``).
+
+Home reads under a realistic mix, against the bare baseline, are ``bench/mix_bench.py``'s.
 
 The stack is the one ``raygram up`` and the tests start (``stack.Stack``), on
 free loopback ports in a temporary state folder; only what this run started
@@ -48,18 +55,22 @@ from ids import SnowflakeGenerator
 from launcher import free_port
 from redis_store.client import claim_id_generator, connect
 from redis_store.followers import COMPLETE, FollowerLists, followers_key
-from redis_store.timelines import active_key, celeb_ready_key, member, outbox_key, timeline_key
+from redis_store.timelines import active_key, celeb_ready_key, celebs_key, member, outbox_key, timeline_key
 from stack import Stack, wait_for_http
 
 FANOUT_FOLLOWERS = 10_000
 FANOUT_RUNS = 3
 CELEBRITY_SIZES = (1_000, 100_000)
 CELEBRITY_POSTS = 20
-READ_AUTHORS = 50
-READ_POSTS_PER_AUTHOR = 8
-READ_CONNECTIONS = 32
-READ_WARMUP_SECONDS = 3.0
-READ_SECONDS = 10.0
+PROMOTION_PATIENCE = 300.0  # seconds for the fan-out workers to promote an author
+READ_COST_CELEBRITIES = (0, 1, 10, 50)  # celebrities followed, one group of readers each
+READ_COST_READERS = 4  # readers per group, read in turn
+READ_COST_AUTHORS = 20  # ordinary authors every reader follows (their inbox)
+READ_COST_AUTHOR_POSTS = 5  # posts per ordinary author
+READ_COST_CELEBRITY_POSTS = 25  # posts per celebrity: a full outbox page each (a page of 20, plus 5)
+READ_COST_RATE = 20.0  # home reads per second, open loop
+READ_COST_WARMUP_SECONDS = 2.0
+READ_COST_SECONDS = 10.0
 SEED_BATCH = 2_000  # followers per graph transaction
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # where ``-m bench.baseline_server`` resolves
 
@@ -71,13 +82,10 @@ BENCH_ENV = {
     "SIGNUP_RATE_LIMIT": "100000",
     # Per account and hour: the likes benchmark has each user like hundreds of posts in seconds.
     "FAVOURITE_RATE_LIMIT": "10000000",
-    # Above every follower count used here: who is a celebrity is decided by
-    # ``celeb:ready`` and the graph flag, which the celebrity benchmark sets itself.
-    "CELEBRITY_THRESHOLD": "1000000",
-    # Caches outlive the run, so that raygram and the baseline read the same warm keys.
-    "STATUS_CACHE_SECONDS": "3600",
-    "ACCOUNT_CACHE_SECONDS": "3600",
-    "TOKEN_CACHE_SECONDS": "3600",
+    # Low, so that the celebrity benchmarks promote authors through real follows; the fan-out author's
+    # followers are written into the graph, with no follow through the API, so it stays ordinary.
+    # Cache TTLs are the defaults: a benchmark must not keep records warmer than production does.
+    "CELEBRITY_THRESHOLD": "100",
 }
 
 
@@ -374,18 +382,42 @@ async def fanout_bench(bench: Bench) -> None:
 # -- 2. celebrity posts ----------------------------------------------------------
 
 
+async def follow(bench: Bench, follower: Account, followee_id: int) -> None:
+    """A follow through the API, as a client makes it (the follow service checks the threshold)."""
+    answer = await bench._json("POST", f"/api/v1/accounts/{followee_id}/follow", headers=follower.headers)
+    if answer.get("following") is not True:
+        raise RuntimeError(f"follow of {followee_id} not acknowledged: {answer}")
+
+
+async def wait_promoted(bench: Bench, author_ids: list[int]) -> float:
+    """Seconds until the fan-out workers finished promoting every author (``celeb:ready``, set last)."""
+
+    async def ready() -> bool:
+        return all(await asyncio.gather(*(bench.redis.exists(celeb_ready_key(a)) for a in author_ids)))
+
+    return await wait_until(ready, patience=PROMOTION_PATIENCE, interval=0.02)
+
+
 async def celebrity_bench(bench: Bench) -> None:
     sizes = " and ".join(f"{n:,}" for n in CELEBRITY_SIZES)
-    heading(f"2. celebrity post: {sizes} followers, {CELEBRITY_POSTS} posts each")
+    threshold = bench.settings.celebrity_threshold
+    heading(f"2. celebrity post: {sizes} followers, promoted by a follow, {CELEBRITY_POSTS} posts each")
+    fan = await bench.sign_up("fan")
     celebrities: dict[int, Account] = {}
     for size in CELEBRITY_SIZES:
         author = await bench.sign_up(f"celeb{size}")
         seeding = time.perf_counter()
-        await bench.seed_followers(author.id, size, active=False)
-        print(f"  (seeded {size:,} followers in {time.perf_counter() - seeding:.1f}s)", flush=True)
-        # What promotion leaves behind (DESIGN.md §3), without paging 100k followers into their celebrity sets.
-        await bench.graph.write("MATCH (a:Account {id: $id}) SET a.celebrity = true", id=author.id)
-        await bench.redis.set(celeb_ready_key(author.id), 1)
+        await bench.seed_followers(author.id, size - 1, active=False)
+        print(f"  (seeded {size - 1:,} followers in {time.perf_counter() - seeding:.1f}s)", flush=True)
+        # The last follower comes through the API: the follow crosses the threshold and the real promotion
+        # runs (outbox filled, every follower's celebrity set, then ``celeb:ready``).
+        started = time.perf_counter()
+        await follow(bench, fan, author.id)
+        answered = time.perf_counter() - started
+        promoted = await wait_promoted(bench, [author.id]) + answered
+        if not await bench.redis.sismember(celebs_key(fan.id), author.id):
+            raise RuntimeError(f"promotion of {author.username} left the follower's celebrity set without them")
+        row(f"{size:>7,} followers: follow → promoted (threshold {threshold})", f"{promoted:.1f} s")
         celebrities[size] = author
 
     round_trip: dict[int, list[float]] = {size: [] for size in CELEBRITY_SIZES}
@@ -421,7 +453,167 @@ async def celebrity_bench(bench: Bench) -> None:
         row(f"ratio {large:,} / {small:,} ({label})", f"{ratio:.2f}x", f"goal <= 1.2x: {verdict(ratio <= 1.2)}")
 
 
-# -- 3. home-feed reads ------------------------------------------------------------
+# -- 3. home-read cost against followed celebrities ----------------------------------
+
+
+async def authors_in_graph(bench: Bench, count: int, posts_each: int) -> list[int]:
+    """``count`` accounts written straight into the graph, each with ``posts_each`` posts (already delivered),
+    with the counters ``StatusService.create`` keeps."""
+    authors = [bench.ids.next_id() for _ in range(count)]
+    now = int(time.time() * 1000)
+    await bench.graph.write(
+        """
+        UNWIND $ids AS aid
+        CREATE (:Account {id: aid, username: 'author' + toString(aid), username_key: 'author' + toString(aid),
+                          email_key: toString(aid) + '@author.example', display_name: 'An Author', note: 'bench',
+                          locked: false, bot: false, discoverable: true, created_at: $now, last_active_at: $now,
+                          last_status_at: $now, followers_count: 0, following_count: 0, statuses_count: 0,
+                          celebrity: false})
+        """,
+        ids=authors,
+        now=now,
+    )
+    posts = [
+        new_status(
+            bench.ids.next_id(),
+            author,
+            int(time.time() * 1000),
+            text=f"Post {index} by {author}: a caption of ordinary length, with a line break\nand an <angle>.",
+            delivered=True,
+        )
+        for index in range(posts_each)
+        for author in authors
+    ]
+    for start in range(0, len(posts), SEED_BATCH):
+        await bench.graph.write(
+            """
+            UNWIND $rows AS r
+            MATCH (a:Account {id: r.account_id})
+            CREATE (s:Status) SET s = r
+            SET a.statuses_count = a.statuses_count + 1, a.last_status_at = r.created_at
+            """,
+            rows=posts[start : start + SEED_BATCH],
+        )
+    return authors
+
+
+async def follow_in_graph(bench: Bench, follower: int, followees: list[int]) -> None:
+    """Follow edges and counters as ``FollowGraph.follow`` writes them, for authors that stay ordinary."""
+    now = int(time.time() * 1000)
+    await bench.graph.write(
+        """
+        MATCH (r:Account {id: $follower})
+        UNWIND $follows AS pair
+        MATCH (a:Account {id: pair[0]})
+        CREATE (r)-[:FOLLOWS {id: pair[1], created_at: $now}]->(a)
+        SET r.following_count = r.following_count + 1, a.followers_count = a.followers_count + 1
+        """,
+        follower=follower,
+        follows=[[a, bench.ids.next_id()] for a in followees],
+        now=now,
+    )
+
+
+async def fixed_rate_reads(
+    url: str, readers: list[Account], rate: float, warmup: float, seconds: float
+) -> tuple[list[float], int, dict[str, float]]:
+    """GETs of ``url`` open loop at ``rate``/s, readers in turn; (latencies from the due time, errors, CPU by role)
+    of the measured ``seconds`` after ``warmup``."""
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(session: aiohttp.ClientSession, reader: Account, due: float, counted: bool) -> None:
+        nonlocal errors
+        async with session.get(url, headers=reader.headers) as response:
+            await response.read()
+            if counted:
+                if response.status == 200:
+                    latencies.append(time.perf_counter() - due)
+                else:
+                    errors += 1
+
+    async with aiohttp.ClientSession() as session:
+        tasks = []
+        start = time.perf_counter()
+        cpu_before: dict[str, float] = {}
+        total = int((warmup + seconds) * rate)
+        for n in range(total):
+            due = start + n / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            if n == int(warmup * rate):
+                cpu_before = cpu_by_role()
+            tasks.append(asyncio.create_task(one(session, readers[n % len(readers)], due, n >= warmup * rate)))
+        await asyncio.sleep(max(0.0, start + total / rate - time.perf_counter()))
+        cpu = delta(cpu_before, cpu_by_role())
+        await asyncio.gather(*tasks)
+    return latencies, errors, cpu
+
+
+async def celebrity_reads_bench(bench: Bench) -> None:
+    counts = READ_COST_CELEBRITIES
+    heading(f"3. home read against followed celebrities ({', '.join(map(str, counts))}), promoted by follows")
+    threshold = bench.settings.celebrity_threshold
+    celebrities = await authors_in_graph(bench, max(counts), READ_COST_CELEBRITY_POSTS)
+    ordinary = await authors_in_graph(bench, READ_COST_AUTHORS, READ_COST_AUTHOR_POSTS)
+    for celebrity in celebrities:  # one short of the threshold: the readers' follows through the API cross it
+        await bench.seed_followers(celebrity, threshold - 1, active=False)
+    readers = {count: [await bench.sign_up(f"reader{count}_") for _ in range(READ_COST_READERS)] for count in counts}
+    for group in readers.values():
+        for reader in group:
+            await follow_in_graph(bench, reader.id, ordinary)
+    started = time.perf_counter()
+
+    async def follow_all(reader: Account, followees: list[int]) -> None:
+        for celebrity in followees:  # one at a time per reader: concurrent follows by one account deadlock the graph
+            await follow(bench, reader, celebrity)
+
+    await asyncio.gather(
+        *(follow_all(reader, celebrities[:count]) for count, group in readers.items() for reader in group)
+    )
+    promoted = await wait_promoted(bench, celebrities)
+    follows = sum(count * len(group) for count, group in readers.items())
+    print(
+        f"  ({follows} follows through the API promoted {len(celebrities)} authors past {threshold} followers "
+        f"in {time.perf_counter() - started:.1f}s, the last promotion {promoted:.1f}s after the last follow)",
+        flush=True,
+    )
+    path = bench.base_url + "/api/v1/timelines/home"
+    for count, group in readers.items():  # the first read rebuilds each timeline from the graph
+        for reader in group:
+            async with bench.http.get(path, headers=reader.headers) as response:
+                page = orjson.loads(await response.read())
+                if response.status != 200 or len(page) != 20:
+                    raise RuntimeError(f"first home read: {response.status} {str(page)[:300]}")
+            merged = await bench.redis.scard(celebs_key(reader.id))
+            if merged != count:
+                raise RuntimeError(f"a reader following {count} celebrities merges {merged} outboxes")
+
+    figures = {}
+    for count, group in readers.items():
+        latencies, errors, cpu = await fixed_rate_reads(
+            path, group, READ_COST_RATE, READ_COST_WARMUP_SECONDS, READ_COST_SECONDS
+        )
+        reads = max(len(latencies) + errors, 1)
+        serving = sum(cpu.get(role, 0.0) for role in ("serve replica", "serve proxy", "haproxy")) * 1000 / reads
+        stores = sum(cpu.get(role, 0.0) for role in ("redis", "graph")) * 1000 / reads
+        figures[count] = serving + stores
+        row(
+            f"{count:>2} celebrities followed: p50, p99",
+            f"{percentile(latencies, 0.5) * 1000:.1f} ms",
+            f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, {len(latencies)} reads at {READ_COST_RATE:g}/s"
+            + (f", {errors} errors" if errors else ""),
+        )
+        row(
+            "   CPU per read: Serve (replicas, proxies), stores",
+            f"{serving:.2f} ms",
+            f"+ {stores:.2f} ms Redis and graph",
+        )
+    base, top = min(counts), max(counts)
+    ratio = figures[top] / max(figures[base], 1e-9)
+    row(f"CPU per read, {top} celebrities / {base}", f"{ratio:.2f}x", "the merge reads one outbox page per celebrity")
+
+
+# -- the load harness of the likes benchmark ------------------------------------------------
 
 
 SERVING_ROLES = ("serve replica", "serve proxy", "haproxy", "baseline server", "redis")
@@ -474,127 +666,6 @@ async def run_load(send: Send, connections: int, warmup: float, seconds: float) 
     return LoadResult(len(latencies), len(errors), elapsed, latencies, cpu)
 
 
-async def load(url: str, headers: dict[str, str], connections: int, warmup: float, seconds: float) -> LoadResult:
-    """The same GET over and over (the home-feed read)."""
-
-    async def get(session: aiohttp.ClientSession) -> int:
-        async with session.get(url, headers=headers) as response:
-            await response.read()
-            return response.status
-
-    return await run_load(get, connections, warmup, seconds)
-
-
-async def seed_reader(bench: Bench) -> Account:
-    """A reader following ``READ_AUTHORS`` authors with ``READ_POSTS_PER_AUTHOR`` posts each, all in the graph."""
-    reader = await bench.sign_up("reader")
-    authors = [bench.ids.next_id() for _ in range(READ_AUTHORS)]
-    now = int(time.time() * 1000)
-    await bench.graph.write(
-        """
-        UNWIND $ids AS aid
-        CREATE (:Account {id: aid, username: 'author' + toString(aid), username_key: 'author' + toString(aid),
-                          email_key: toString(aid) + '@author.example', display_name: 'An Author', note: 'bench',
-                          locked: false, bot: false, discoverable: true, created_at: $now, last_active_at: $now,
-                          last_status_at: $now, followers_count: 1, following_count: 0, statuses_count: 0,
-                          celebrity: false})
-        """,
-        ids=authors,
-        now=now,
-    )
-    await bench.graph.write(
-        """
-        MATCH (r:Account {id: $reader})
-        UNWIND $follows AS pair
-        MATCH (a:Account {id: pair[0]})
-        CREATE (r)-[:FOLLOWS {id: pair[1], created_at: $now}]->(a)
-        SET r.following_count = r.following_count + 1
-        """,
-        reader=reader.id,
-        follows=[[a, bench.ids.next_id()] for a in authors],
-        now=now,
-    )
-    for index in range(READ_POSTS_PER_AUTHOR):
-        for author in authors:
-            text = f"Post {index} by {author}: a caption of ordinary length, with a line break\nand an <angle>."
-            await bench.status_in_graph(author, text, delivered=True)
-    return reader
-
-
-async def feed_read_bench(bench: Bench) -> None:
-    total = READ_AUTHORS * READ_POSTS_PER_AUTHOR
-    heading(f"3. home-feed read: {READ_CONNECTIONS} connections, {READ_SECONDS:.0f}s, {total} posts in the timeline")
-    reader = await seed_reader(bench)
-    path = "/api/v1/timelines/home"
-    # The first read rebuilds the cold timeline from the graph and fills the caches (fan-out on read).
-    async with bench.http.get(bench.base_url + path, headers=reader.headers) as response:
-        first = await response.read()
-        if response.status != 200 or len(orjson.loads(first)) != 20:
-            raise RuntimeError(f"first home read: {response.status} {first[:300]!r}")
-
-    port = free_port()
-    baseline = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.baseline_server",
-        "--port",
-        str(port),
-        "--redis-url",
-        bench.settings.redis_url,
-        "--base-url",
-        bench.base_url,
-        cwd=PROJECT_ROOT,
-    )
-    try:
-        baseline_url = f"http://127.0.0.1:{port}"
-        await asyncio.to_thread(wait_for_http, f"{baseline_url}/health", 30)
-        async with bench.http.get(bench.base_url + path, headers=reader.headers) as response:
-            ours = orjson.loads(await response.read())
-        async with bench.http.get(baseline_url + path, headers=reader.headers) as response:
-            theirs = orjson.loads(await response.read())
-        same = "identical" if ours == theirs else "DIFFERENT (the comparison is unfair)"
-        print(f"  (raygram and baseline bodies: {same})", flush=True)
-
-        results = {}
-        for name, url in (
-            ("raygram via Serve", bench.base_url + path),
-            ("baseline aiohttp + Redis", baseline_url + path),
-        ):
-            results[name] = await load(url, reader.headers, READ_CONNECTIONS, READ_WARMUP_SECONDS, READ_SECONDS)
-    finally:
-        baseline.terminate()
-        await asyncio.wait_for(baseline.wait(), 10)
-
-    for name, result in results.items():
-        latency = result.latencies
-        row(
-            f"{name}",
-            f"{result.rate:,.0f} req/s",
-            f"p50 {percentile(latency, 0.5) * 1000:.1f} ms, p99 {percentile(latency, 0.99) * 1000:.1f} ms"
-            + (f", {result.errors} errors" if result.errors else ""),
-        )
-        spent = ", ".join(
-            f"{role} {result.cpu_ms_per_request(role):.2f}"
-            for role in sorted(result.cpu, key=lambda r: -result.cpu[r])
-            if result.cpu_ms_per_request(role) >= 0.01
-        )
-        if spent:
-            print(f"    CPU ms per request: {spent}", flush=True)
-    ours_result, base_result = results["raygram via Serve"], results["baseline aiohttp + Redis"]
-    ratio = ours_result.rate / base_result.rate
-    p99 = percentile(ours_result.latencies, 0.99) * 1000
-    row("ratio raygram / baseline (req/s)", f"{ratio:.0%}", f"goal >= 50 %: {verdict(ratio >= 0.5)}")
-    row("raygram p99", f"{p99:.1f} ms", f"goal <= 50 ms: {verdict(p99 <= 50)}")
-    # CPU per request is the steadier figure when other work shares the machine.
-    ours_cpu = sum(ours_result.cpu_ms_per_request(role) for role in SERVING_ROLES)
-    base_cpu = sum(base_result.cpu_ms_per_request(role) for role in SERVING_ROLES)
-    row(
-        "serving CPU per request, raygram / baseline",
-        f"{ours_cpu:.2f} / {base_cpu:.2f} ms",
-        f"{base_cpu / ours_cpu:.0%}",
-    )
-
-
 # -- running them ------------------------------------------------------------------
 
 
@@ -622,13 +693,13 @@ async def likes_bench(bench: Bench) -> None:
 BENCHMARKS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "fanout": fanout_bench,
     "celebrity": celebrity_bench,
-    "read": feed_read_bench,
+    "celebrity-reads": celebrity_reads_bench,
     "likes": likes_bench,
 }
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the named benchmarks (``python -m bench.feed_bench read``: one of them while tuning), or all."""
+    """Run the named benchmarks (``python -m bench feed celebrity``: one of them while tuning), or all."""
     names = list(argv if argv is not None else sys.argv[1:]) or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
