@@ -21,8 +21,9 @@ down: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
+# Every benchmark (about 15 minutes on two quiet cores); one part: make bench BENCH="mix --rates 25,50".
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH)
 
 # Kill each component once under open-loop load; prints and saves the table (bench/chaos.py).
 chaos: $(STAMP)
