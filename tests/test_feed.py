@@ -45,9 +45,18 @@ def home_ids(http: httpx.Client, user: User, **params: object) -> list[str]:
 
 
 def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Wait for asynchronous fan-out to finish; fails if the condition never holds."""
+    """Wait for asynchronous work (fan-out, a restarting server) to finish; fails if the condition never holds.
+
+    A check that raises because a server is still coming up (refusing connections, or Redis still loading
+    its append-only file) counts as "not yet".
+    """
     deadline = time.monotonic() + timeout
-    while not check():
+    while True:
+        try:
+            if check():
+                return
+        except (httpx.TransportError, redis.exceptions.ConnectionError):
+            pass
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.1)
