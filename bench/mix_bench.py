@@ -14,13 +14,15 @@ times) goes to raygram (Ray Serve behind HAProxy) and to
 its docstring for what differs), one after the other, alternating which
 goes first; the event stream is drained between runs so that one side's
 fan-out backlog does not eat the other's CPU. A side stops at the first rate
-it does not sustain.
+it does not sustain; a side that sustains not even the lowest is tried at
+half and a quarter of it.
 
 Per run it reports the achieved rate, p50, p99 and p99.9 (from each
 request's due time, so queueing counts), errors, and CPU per request from
 ``/proc`` (``bench.cpu``): the serving processes (the replicas, HAProxy and
 Serve's proxy, or the baseline process), the stores (Redis, the graph), and
-everything the stack runs (the other side's idle server left out). The
+everything the stack runs above what it burns at rest (the other side's
+idle server left out), with the load generator's own CPU beside. The
 headline is the highest offered rate each side sustains (p99 ≤ 50 ms, at
 most 0.1 % errors) and their ratio. The load average at the start of every
 run is printed: on a busy machine the figures are noise.
@@ -110,11 +112,12 @@ PREWARM_CONCURRENCY = 16
 DRAIN_PATIENCE = 60.0  # seconds for the fan-out, persister and notifier to catch up between runs
 COMPARE_USERS = 4  # users whose home and profile pages are compared between the two servers
 IDLE_SECONDS = 5.0  # measuring the stack's CPU at rest
+PROBES_BELOW = 2  # rates below the lowest (halving) tried for a side that sustains none of the rates
 
 
 @dataclass(frozen=True)
 class MixConfig:
-    """The run's shape; the defaults keep it near eight minutes on two quiet cores."""
+    """The run's shape; the defaults keep it within about eight minutes on two quiet cores."""
 
     users: int = 2_000
     celebrities: int = 3
@@ -353,9 +356,10 @@ async def start_baseline(log: Path) -> tuple[asyncio.subprocess.Process, str]:
 async def sweep(stack: Stack, plan: PopulationPlan, config: MixConfig, report: Report, out_dir: Path) -> None:
     settings = stack.settings
     mix = Mix(follow=0.0)
+    probes = [config.rates[0] / 2**k for k in range(1, PROBES_BELOW + 1)]  # for a side that sustains no rate
     schedules = {
         rate: plan_schedule(plan, mix, rate, config.warmup + config.seconds, seed=config.seed + k)
-        for k, rate in enumerate(config.rates)
+        for k, rate in enumerate([*config.rates, *probes])
     }
     pool = photos_needed(*schedules.values())
     pool = Counter({index: n * len(config.sides) for index, n in pool.items()})  # each side posts each schedule
@@ -399,19 +403,25 @@ async def sweep(stack: Stack, plan: PopulationPlan, config: MixConfig, report: R
             world = next(iter(loops.values())).world
             for loop in loops.values():
                 loop.world = world  # one view of posts and likes, so that no like repeats across the sides
+
+            async def run(side: str, rate: float) -> bool:
+                if await drain(redis, DRAIN_PATIENCE) is None:
+                    report.note(f"the event stream did not drain within {DRAIN_PATIENCE:.0f}s before {side}")
+                async with loops[side] as loop:
+                    result = await measure(loop, side, rate, schedules[rate], config, idle)
+                report.runs.append(result)
+                print_run(result, config)
+                return result.sustained(config)
+
             live = list(config.sides)
-            for k, rate in enumerate(config.rates):
+            for k, rate in enumerate(config.rates):  # up, each side until it first fails; who goes first alternates
+                passed = {side for side in (live if k % 2 == 0 else live[::-1]) if await run(side, rate)}
+                live = [side for side in live if side in passed]
                 if not live:
                     break
-                for side in live if k % 2 == 0 else live[::-1]:
-                    drained = await drain(redis, DRAIN_PATIENCE)
-                    if drained is None:
-                        report.note(f"the event stream did not drain within {DRAIN_PATIENCE:.0f}s before {side}")
-                    async with loops[side] as loop:
-                        run = await measure(loop, side, rate, schedules[rate], config, idle)
-                    report.runs.append(run)
-                    print_run(run, config)
-                live = [s for s in live if next(r for r in reversed(report.runs) if r.side == s).sustained(config)]
+            for rate in probes:  # down, for a side that sustained not even the lowest rate
+                for side in [s for s in config.sides if report.best(s) is None]:
+                    await run(side, rate)
         finally:
             await redis.aclose()
             process.terminate()
