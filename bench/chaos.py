@@ -27,9 +27,10 @@ seconds before it.
 
 The table is printed and written, with details, to
 ``.raygram/chaos/<time>/results.txt`` (plus ``acks.jsonl``, the client's
-log). A finding is reported, not hidden: the suite never retries a lost
-write or nudges a stuck consumer. Run one fault while working on it:
-``python -m bench.chaos --faults redis``.
+log of acknowledged and unacknowledged writes, and ``requests.jsonl``, every
+request with its due time, latency and status). A finding is reported, not
+hidden: the suite never retries a lost write or nudges a stuck consumer. Run
+one fault while working on it: ``python -m bench.chaos --faults redis``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import orjson
 import ray
 import redis.asyncio as aioredis
 
@@ -471,6 +473,7 @@ class Suite:
                         await asyncio.gather(load, return_exceptions=True)
                         await checker.close()
                     self._report_load(loop)
+                    self._save_records(loop)
             finally:
                 acks.close()
                 await redis.aclose()
@@ -540,6 +543,25 @@ class Suite:
         self.log(
             f"  final check (load stopped): lost {self.final.describe()}; {self.final_feeds.sampled} feeds {feeds}"
         )
+
+    def _save_records(self, loop: OpenLoop) -> None:
+        """Every request of the run (JSON lines), for looking into a finding afterwards."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_dir / "requests.jsonl", "wb") as out:
+            for r in loop.records:
+                out.write(
+                    orjson.dumps(
+                        {
+                            "seq": r.seq,
+                            "kind": r.kind,
+                            "user": r.user,
+                            "due": r.due_wall,
+                            "latency": r.latency,
+                            "status": r.status,
+                        }
+                    )
+                    + b"\n"
+                )
 
     def _report_load(self, loop: OpenLoop) -> None:
         overall = summarize(loop.records)
@@ -611,9 +633,18 @@ class Suite:
                 f"p50 {o.window.p50 * 1000:.0f} ms, p99 {o.window.p99 * 1000:.0f} ms, max {o.window.max * 1000:.0f} ms"
             )
             if self.loop is not None and o.window.errors:
-                kinds = by_kind(self.loop.records, o.kill.at, o.recovered_at + self.config.after)
+                end = o.recovered_at + self.config.after
+                kinds = by_kind(self.loop.records, o.kill.at, end)
                 failing = ", ".join(f"{k} {v.errors_text()}" for k, v in kinds.items() if v.errors)
                 lines.append(f"  errors by request kind: {failing}")
+                step = max(5.0, (end - o.kill.at) / 12)
+                spans = []
+                t = o.kill.at
+                while t < end:
+                    w = summarize(self.loop.records, t, min(t + step, end))
+                    spans.append(f"{self.rel(t)} {w.requests} req, {w.errors_text()}")
+                    t += step
+                lines.append(f"  errors over the window ({step:.0f}s steps): " + "; ".join(spans))
             lines.append(
                 f"  acknowledged in this fault's span: {o.losses.checked_posts} posts "
                 f"({o.losses.checked_feed_pairs} follower feeds), {o.losses.checked_likes} likes, "
