@@ -43,4 +43,4 @@ class InboxShards:
     async def rebuild(self, user_id: int, entries: list[Entry], celebrity_ids: list[int]) -> None:
         """Refill a cold timeline from the graph's answer; merges with what fan-out added meanwhile."""
         await self.store.deliver(entries, [user_id])
-        await self.store.replace_celebrities(user_id, celebrity_ids)
+        await self.store.finish_rebuild(user_id, celebrity_ids)

@@ -293,7 +293,7 @@ class Baseline:
         since = min_id_at_ms(int(time.time() * 1000) - self.settings.rebuild_window_days * 86_400_000)
         entries = await self.statuses.recent_entries([*ordinary, user_id], since, self.settings.timeline_max)
         await self.timelines.deliver(entries[::-1], [user_id])
-        await self.timelines.replace_celebrities(user_id, celebrities)
+        await self.timelines.finish_rebuild(user_id, celebrities)
 
     async def profile(self, request: web.Request) -> web.Response:
         user_id = await self.viewer(request)

@@ -96,6 +96,7 @@ def unfollowed_key(user_id: int, author_id: int) -> str:
     return f"unfollowed:{author_id}:{user_id}"
 
 
+REBUILD_GRACE = 60  # seconds a cold user counts as "rebuilding" (fan-out delivers to them) without a finished rebuild
 UNFOLLOW_GUARD_SECONDS = 600  # longer than any fan-out or promotion runs
 
 # KEYS: celebs:{u} per user; ARGV[1] = author, ARGV[2..] = the users' ids, in the same order.
@@ -185,14 +186,22 @@ end
 return 1
 """
 
-# KEYS: tl:{u}, celebs:{u}, active:{u}, tl:{u}:rb; ARGV = lo, hi, limit, ascending ("1"/"0"), active seconds.
-# One round trip per feed read: marks the user active (keeping their keys alive) and returns
-# whether they already were, then the inbox page and the same page of every followed
-# celebrity's outbox.
+# KEYS: tl:{u}, celebs:{u}, active:{u}, tl:{u}:rb; ARGV = lo, hi, limit, ascending ("1"/"0"), active seconds,
+# rebuild grace seconds.
+# One round trip per feed read: returns whether the user's inbox is kept (``active:`` is "1"), keeping
+# their keys alive, then the inbox page and the same page of every followed celebrity's outbox.
+# A user whose inbox is not kept is marked "rebuilding" for a short grace: fan-out delivers to them
+# from now on (so nothing posted during the rebuild is missed), but only a finished rebuild
+# (``finish_rebuild``) makes the inbox count as kept. A rebuild that died half-way is redone by
+# the next read, never taken for a complete inbox.
 _READ_PAGE = """
 local lo, hi, limit, asc, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1', ARGV[5]
-local was_active = redis.call('EXISTS', KEYS[3])
-redis.call('SET', KEYS[3], 1, 'EX', ttl)
+local was_active = redis.call('GET', KEYS[3]) == '1' and 1 or 0
+if was_active == 1 then
+  redis.call('SET', KEYS[3], 1, 'EX', ttl)
+else
+  redis.call('SET', KEYS[3], 'rebuilding', 'EX', ARGV[6])
+end
 for i = 1, 4 do if i ~= 3 then redis.call('EXPIRE', KEYS[i], ttl) end end
 local function page(key)
   if asc then return redis.call('ZRANGEBYLEX', key, lo, hi, 'LIMIT', 0, limit) end
@@ -299,21 +308,23 @@ class TimelineStore:
                 pipe.srem(celebs_key(user_id), author_id)
             await pipe.execute()
 
-    async def replace_celebrities(self, user_id: int, author_ids: list[int]) -> None:
+    async def finish_rebuild(self, user_id: int, celebrity_ids: list[int]) -> None:
+        """The last step of a rebuild (its entries are delivered): the celebrity set, then the inbox counts as kept."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(celebs_key(user_id))
-            if author_ids:
-                pipe.sadd(celebs_key(user_id), *author_ids)
+            if celebrity_ids:
+                pipe.sadd(celebs_key(user_id), *celebrity_ids)
+            pipe.set(active_key(user_id), 1, ex=self.active_seconds)
             await pipe.execute()
 
     # -- reads and activity -------------------------------------------------
 
     async def read_page(self, user_id: int, bounds: PageBounds, limit: int) -> tuple[bool, list[int]]:
-        """(whether the user was active, the page): inbox plus followed celebrities' outboxes, merged,
-        deduplicated, newest first. Reading marks the user active."""
+        """(whether the user's inbox is kept, the page): inbox plus followed celebrities' outboxes, merged,
+        deduplicated, newest first. Reading keeps an active user active; see ``_READ_PAGE``."""
         raw = await self._read_page(
             keys=[timeline_key(user_id), celebs_key(user_id), active_key(user_id), reblogs_key(user_id)],
-            args=[bounds.lo, bounds.hi, limit, "1" if bounds.ascending else "0", self.active_seconds],
+            args=[bounds.lo, bounds.hi, limit, "1" if bounds.ascending else "0", self.active_seconds, REBUILD_GRACE],
         )
         ids = sorted({int(m) for m in raw[1:]}, reverse=not bounds.ascending)[:limit]
         return raw[0] == "1", sorted(ids, reverse=True)

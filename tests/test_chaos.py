@@ -78,12 +78,6 @@ async def _replica_pids() -> list[int]:
     return pids
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="read_page marks a cold user active before the rebuild has written their timeline; a replica that dies "
-    "in between leaves them active with an empty inbox, which no later read rebuilds (services/feed.py)",
-)
 @pytest.mark.timeout(240)
 async def test_a_replica_killed_mid_rebuild_leaves_no_partial_feed(stack: Stack, make_user: UserFactory) -> None:
     graph = next((p for p in stack.started if p.name.startswith("graph")), None)
