@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import logging
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,10 @@ CONTENT_TYPES = {".jpg": "image/jpeg", ".webp": "image/webp", ".mp4": "video/mp4
 
 
 PUBLIC_VISIBILITIES = ("public", "unlisted")
+# A signed URL is handed out again for up to this long (capped at a sixteenth of the URL lifetime), so it is valid
+# for at least the lifetime less that; the memo is emptied when it reaches SIGNED_MEMO_MAX entries.
+SIGNED_REUSE_SECONDS = 60.0
+SIGNED_MEMO_MAX = 50_000
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,8 @@ class MediaService:
         self.store = local_store(settings)
         self.signer = UrlSigner(settings)
         self._sweeper: asyncio.Task | None = None
+        self._reuse = min(SIGNED_REUSE_SECONDS, settings.media_url_ttl_seconds / 16)
+        self._signed: dict[tuple[str, int], tuple[float, str]] = {}  # (key, media id) -> (reusable until, URL)
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -346,10 +353,10 @@ class MediaService:
         return self.render(unsigned_attachment(record))
 
     def render(self, unsigned: dict[str, Any]) -> dict[str, Any]:
-        """The MediaAttachment of an unsigned attachment: each object key becomes a URL signed now, so a cached
-        attachment never hands out an expired URL."""
+        """The MediaAttachment of an unsigned attachment: each object key becomes a URL signed now (or within the
+        last ``SIGNED_REUSE_SECONDS``), so a cached attachment never hands out an expired URL."""
         media_id = int(unsigned["id"])
-        sign = self.signer.url
+        sign = self._sign
         main, preview = unsigned["url"], unsigned["preview_url"]
         return {
             **unsigned,
@@ -357,6 +364,19 @@ class MediaService:
             "preview_url": sign(preview, media_id) if preview else None,
             "variants": [{**variant, "url": sign(variant["url"], media_id)} for variant in unsigned["variants"]],
         }
+
+    def _sign(self, key: str, media_id: int) -> str:
+        """``UrlSigner.url``, reused for a short while: signing every URL of every photo of a page on every read
+        was a tenth of a home read's CPU (``docs/performance.md``)."""
+        now = time.monotonic()
+        memo = self._signed.get((key, media_id))
+        if memo is not None and memo[0] > now:
+            return memo[1]
+        if len(self._signed) >= SIGNED_MEMO_MAX:
+            self._signed.clear()
+        url = self.signer.url(key, media_id)
+        self._signed[(key, media_id)] = (now + self._reuse, url)
+        return url
 
     async def served_object(
         self, path: str, media_id: str | None, expires: str | None, sig: str | None
