@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     # Processes hosting them (actors.registry): a Ray worker process each costs 60-100 MB (bench/footprint.py).
     inbox_hosts: int = 1
     outbox_hosts: int = 1
-    fanout_hosts: int = 1
+    consumer_hosts: int = 1  # stream consumers: fan-out spread over them, notifier and like persister on the first
     timeline_max: int = 800
     outbox_max: int = 800
     inactive_days: int = 30

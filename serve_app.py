@@ -2,17 +2,28 @@
 
 ``serve run serve_app:app`` works once ``REDIS_URL`` and ``NEO4J_URI`` point at
 running services; ``raygram up`` starts those and deploys ``app`` itself.
+
+Each replica builds the FastAPI app when it starts (``build_app``), so
+importing this module, which deploying does, stays cheap: the deploying
+process does not load the HTTP app, the services and the store clients only
+to hand the app to Serve, which would pickle it and ship it to the replicas
+that load it all again (``stack.deploy_app``).
 """
 
 from __future__ import annotations
 
+from fastapi import FastAPI
 from ray import serve
 from ray.serve.schema import LoggingConfig
 
-from api.app import create_app
 from config import get_settings
 
-fastapi_app = create_app()
+
+def build_app() -> FastAPI:
+    """The HTTP app; runs in each replica as it starts."""
+    from api.app import create_app
+
+    return create_app()
 
 
 @serve.deployment(
@@ -24,7 +35,7 @@ fastapi_app = create_app()
     # request metrics stay in the dashboard, errors are still logged.
     logging_config=LoggingConfig(enable_access_log=False),
 )
-@serve.ingress(fastapi_app)
+@serve.ingress(build_app)
 class RaygramApi:
     """HTTP ingress; the FastAPI lifespan builds the store clients in each replica."""
 

@@ -132,10 +132,19 @@ class Stack:
     def start_ray(self, *, dashboard: bool = False, num_cpus: int | None = None) -> None:
         """Connect to ``RAY_ADDRESS``, or start a local Ray.
 
-        A local Ray starts only what the stack uses (``bench/footprint.py`` measures it): the dashboard
-        (its head and nine module processes, about 300 MB) only when asked for, and no Python worker
-        processes before something needs one. Ray prestarts one per CPU for the first driver by default;
-        the actors and Serve start their own anyway, and media tasks start theirs on first use.
+        A local Ray keeps only what the stack uses (``bench/footprint.py`` measures each process):
+
+        * the dashboard (its head and nine module processes, about 300 MB) only when asked for;
+        * no Python worker processes before something needs one: Ray prestarts one per CPU for the
+          first driver by default, but the actors and Serve start their own anyway, and media tasks
+          start theirs on first use;
+        * not the processes ``ray.init`` starts that nothing here uses, which ``ray.init`` cannot be
+          told to leave out (``ray start`` can: ``--no-monitor``, ``--include-log-monitor=false``), so
+          they are stopped once it returns: the log monitor, which only copies worker output to
+          drivers (``log_to_driver=False`` here); and without the dashboard, the autoscaler monitor
+          (nothing to autoscale on one machine; it feeds ``ray status`` and the dashboard) and the
+          dashboard's head, which then loads only Ray's usage-statistics module (sending them is off).
+          About 160 MB and three Python processes in all.
         """
         import ray
 
@@ -164,6 +173,11 @@ class Stack:
                 _system_config={"prestart_worker_first_driver": False},
             )
             self.ray_started, self.dashboard = True, dashboard
+            node = ray._private.worker._global_node  # the processes this ray.init started
+            node.kill_log_monitor(check_alive=False)
+            if not dashboard:
+                node.kill_monitor(check_alive=False)
+                node.kill_dashboard(check_alive=False)
 
     def deploy(self) -> None:
         """Once the graph server is up: apply the schema, create the actors and run the Serve app.
@@ -183,7 +197,6 @@ class Stack:
 
         if self.ray_started and not self.dashboard:
             return None
-
         context = ray.get_runtime_context()
         url = getattr(context, "dashboard_url", None) or ray._private.worker.get_dashboard_url()
         return f"http://{url}" if url and not url.startswith("http") else url

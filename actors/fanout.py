@@ -1,6 +1,6 @@
 """``FanoutWorker``: turns post and account events into timeline writes.
 
-Each worker runs one or more consumers of the ``fanout`` group of the event
+A worker runs one or more consumers of the ``fanout`` group of the event
 stream (``actors.registry`` says which), each loop a task of its own. An
 event is acked only after every shard confirmed its part, so a worker that
 dies mid-batch leaves the event pending; its restart (or another worker after
@@ -32,7 +32,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-import ray
 from ray.actor import ActorHandle
 
 from actors.consumer import consume_forever
@@ -51,10 +50,10 @@ log = logging.getLogger("raygram.fanout")
 GROUP = "fanout"
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class FanoutWorker:
-    async def __init__(self, consumers: list[int]) -> None:
-        """Runs the fan-out consumers ``consumers`` (their indexes), each loop a task of its own."""
+    """The fan-out consumers ``consumers`` (their indexes); ``StreamConsumers`` (``actors.stream``) runs them."""
+
+    def __init__(self, consumers: list[int]) -> None:
         self.settings = settings = get_settings()
         self.consumers = consumers
         redis = connect(settings.redis_url)
@@ -67,13 +66,11 @@ class FanoutWorker:
         self.timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
         self.events = EventStream(redis, maxlen=settings.event_stream_max)
         self.actors = ActorDirectory(settings)
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._consume(fanout_name(i))) for i in consumers]
-        if 0 in consumers:
-            self._tasks.append(loop.create_task(self._sweep()))
 
-    async def ping(self) -> list[int]:
-        return self.consumers
+    async def run(self) -> None:
+        """Run every consumer loop (and the sweeper with consumer 0) until cancelled."""
+        sweeper = [self._sweep()] if 0 in self.consumers else []
+        await asyncio.gather(*(self._consume(fanout_name(i)) for i in self.consumers), *sweeper)
 
     async def _consume(self, consumer: str) -> None:
         await consume_forever(

@@ -57,7 +57,7 @@ def group_key(kind: str, status_id: int | None, notification_id: int) -> str:
 
 
 class Notifier:
-    """The ``notify`` group's consumer; ``NotifierAndLikePersister`` (``actors.interactions``) runs it."""
+    """The ``notify`` group's consumer; ``StreamConsumers`` (``actors.stream``) runs it."""
 
     def __init__(self, redis: Redis, ids: LeasedGenerator, name: str) -> None:
         settings = get_settings()

@@ -32,7 +32,7 @@ def like_pair(event: Event) -> tuple[int, int] | None:
 
 
 class LikePersister:
-    """The ``likes`` group's consumer; ``NotifierAndLikePersister`` (``actors.interactions``) runs it."""
+    """The ``likes`` group's consumer; ``StreamConsumers`` (``actors.stream``) runs it."""
 
     def __init__(self, name: str) -> None:
         settings = get_settings()

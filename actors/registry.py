@@ -12,10 +12,10 @@ Python, Ray core worker and imports (about 60-100 MB each, measured by
   * ``InboxShards`` actors (``INBOX_HOSTS`` of them, 1 by default) hold the
     inbox shards, shard ``k`` on host ``k % INBOX_HOSTS``;
   * ``CelebrityOutboxes`` actors (``OUTBOX_HOSTS``) hold the outbox shards;
-  * ``FanoutWorker`` actors (``FANOUT_HOSTS``) run the fan-out consumers,
-    consumer ``i`` on host ``i % FANOUT_HOSTS``, each loop a task of its own;
-  * one ``NotifierAndLikePersister`` actor runs the notifier's and the like
-    persister's loops (one of each: both consume in order).
+  * ``StreamConsumers`` actors (``CONSUMER_HOSTS``, 1 by default) run the
+    stream's consumers, each loop a task of its own: fan-out consumer ``i``
+    on host ``i % CONSUMER_HOSTS``, the notifier and the like persister (one
+    of each: both consume in order) on host 0.
 
 A host is the unit of failure: killing its process kills every shard or
 consumer it holds, and Ray restarts the actor (``max_restarts=-1``), which
@@ -37,7 +37,6 @@ from config import Settings
 
 NOTIFIER = "notify-0"  # the notifier's consumer name in the ``notify`` group
 LIKE_PERSISTER = "likes-0"  # the like persister's consumer name in the ``likes`` group
-INTERACTIONS_HOST = "notifier-and-like-persister"
 
 
 def shard_of(key: int, shards: int) -> int:
@@ -73,8 +72,8 @@ def outbox_host_name(host: int) -> str:
     return f"celebrity-outboxes-{host}"
 
 
-def fanout_host_name(host: int) -> str:
-    return f"fanout-worker-{host}"
+def consumer_host_name(host: int) -> str:
+    return f"stream-consumers-{host}"
 
 
 def _spread(count: int, hosts: int) -> list[list[int]]:
@@ -90,9 +89,9 @@ def hosting(settings: Settings) -> dict[str, str]:
         hosts |= {inbox_name(k): inbox_host_name(host) for k in shards}
     for host, shards in enumerate(_spread(settings.outbox_shards, settings.outbox_hosts)):
         hosts |= {outbox_name(k): outbox_host_name(host) for k in shards}
-    for host, consumers in enumerate(_spread(settings.fanout_workers, settings.fanout_hosts)):
-        hosts |= {fanout_name(i): fanout_host_name(host) for i in consumers}
-    return hosts | {NOTIFIER: INTERACTIONS_HOST, LIKE_PERSISTER: INTERACTIONS_HOST}
+    for host, consumers in enumerate(_spread(settings.fanout_workers, settings.consumer_hosts)):
+        hosts |= {fanout_name(i): consumer_host_name(host) for i in consumers}
+    return hosts | {NOTIFIER: consumer_host_name(0), LIKE_PERSISTER: consumer_host_name(0)}
 
 
 def host_name(name: str, settings: Settings) -> str:
@@ -141,10 +140,9 @@ class ActorDirectory:
 
 def create_actors(settings: Settings) -> list[ActorHandle]:
     """Create every host actor that does not exist yet; their handles (ping them to wait until they are up)."""
-    from actors.fanout import FanoutWorker
     from actors.inbox import InboxShards
-    from actors.interactions import NotifierAndLikePersister
     from actors.outbox import CelebrityOutboxes
+    from actors.stream import StreamConsumers
 
     common = {"namespace": settings.ray_namespace, "lifetime": "detached", "get_if_exists": True}
     handles = [
@@ -156,9 +154,7 @@ def create_actors(settings: Settings) -> list[ActorHandle]:
         for host, shards in enumerate(_spread(settings.outbox_shards, settings.outbox_hosts))
     ]
     handles += [
-        FanoutWorker.options(name=fanout_host_name(host), **common).remote(consumers)
-        for host, consumers in enumerate(_spread(settings.fanout_workers, settings.fanout_hosts))
+        StreamConsumers.options(name=consumer_host_name(host), **common).remote(consumers, host == 0)
+        for host, consumers in enumerate(_spread(settings.fanout_workers, settings.consumer_hosts))
     ]
-    handles.append(NotifierAndLikePersister.options(name=INTERACTIONS_HOST, **common).remote())
     return handles
-

@@ -199,17 +199,48 @@ def wait_for_idle(root: int, steady: float, cpu_limit: float, deadline: float) -
     return time.monotonic() - began, cores
 
 
-def first_200(url: str, proc: subprocess.Popen, timeout: float) -> float | None:
-    deadline = time.monotonic() + timeout
+def first_200(url: str, proc: subprocess.Popen, timeout: float) -> tuple[float | None, dict[str, float]]:
+    """When ``url`` first answered 200 (None if it did not in time), and the CPU seconds used by then, by role.
+
+    The CPU is sampled every half second, per process, so a process that lived less than that is
+    missed: a lower bound, but one that other people's load on the machine does not change much.
+    """
+    hz = os.sysconf("SC_CLK_TCK")
+    used: dict[int, tuple[str, int]] = {}
+
+    def sample() -> None:
+        for pid in descendants(proc.pid):  # a worker's title changes once an actor or task runs in it: keep the last
+            role = role_of(pid, proc.pid)
+            used[pid] = (used[pid][0] if role == "?" and pid in used else role, cpu_ticks([pid]))
+
+    def by_role() -> dict[str, float]:
+        roles: dict[str, float] = defaultdict(float)
+        for role, ticks in used.values():
+            roles[role] += ticks / hz
+        return roles
+
+    deadline, sampled = time.monotonic() + timeout, 0.0
     while time.monotonic() < deadline and proc.poll() is None:
+        if time.monotonic() - sampled > 0.5:
+            sample()
+            sampled = time.monotonic()
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
-                    return time.monotonic()
+                    answered = time.monotonic()
+                    sample()
+                    return answered, by_role()
         except Exception:
             pass
         time.sleep(0.05)
-    return None
+    return None, by_role()
+
+
+def print_start_cpu(cpu: dict[str, float]) -> None:
+    print(f"\n{'CPU seconds until the first 200, by role':<40} {'CPU s':>6}")
+    for role, seconds in sorted(cpu.items(), key=lambda item: -item[1]):
+        if seconds >= 0.05:
+            print(f"{role:<40} {seconds:>6.1f}")
 
 
 def print_table(rows: list[Proc], alone_kb: int | None) -> None:
@@ -285,12 +316,15 @@ def main(argv: list[str] | None = None) -> None:
 
     threading.Thread(target=collect, daemon=True).start()
     try:
-        answered = first_200(f"http://127.0.0.1:{http_port}/health", proc, args.timeout)
+        answered, cpu = first_200(f"http://127.0.0.1:{http_port}/health", proc, args.timeout)
         if answered is None:
             print("\n".join(text for _, text in lines[-40:]))
             raise SystemExit(f"raygram up did not answer 200 on /health within {args.timeout:.0f}s")
         cold = answered - launched
         waited, cores = wait_for_idle(proc.pid, args.idle_seconds, args.idle_cpu, time.monotonic() + 120)
+        if proc.poll() is not None:
+            print("\n".join(text for _, text in lines[-40:]))
+            raise SystemExit(f"raygram up answered after {cold:.1f}s, then exited with {proc.returncode}")
         pids = descendants(proc.pid)
         rows = []
         for pid in pids:
@@ -302,8 +336,12 @@ def main(argv: list[str] | None = None) -> None:
         for at, text in lines:
             if text.startswith(("raygram", "  starting", "  reusing")):
                 print(f"  {at:6.1f}s  {text}")
-        print(f"cold start: {cold:.1f}s from launch to the first 200 on /health")
+        print(
+            f"cold start: {cold:.1f}s from launch to the first 200 on /health, "
+            f"{sum(cpu.values()):.0f} CPU seconds by then"
+        )
         print(f"idle after {waited:.0f}s more ({cores:.2f} cores in the last second)")
+        print_start_cpu(cpu)
         print_table(rows, alone)
         load = os.getloadavg()
         print(f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
