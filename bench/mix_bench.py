@@ -439,7 +439,7 @@ def print_run(run: Run, config: MixConfig) -> None:
     s = run.summary
     verdict = "ok" if run.sustained(config) else "NOT sustained"
     print(
-        f"  {run.side:<8} {run.rate:>5.0f}/s offered: {s.achieved_rate:6.1f}/s ok, p50 {ms(s.p50)} ms, "
+        f"  {run.side:<8} {run.rate:>5g}/s offered: {s.achieved_rate:6.1f}/s ok, p50 {ms(s.p50)} ms, "
         f"p99 {ms(s.p99)} ms, p99.9 {ms(s.p999)} ms, errors {s.errors_text()}, "
         f"CPU {run.cpu_ms(SERVERS[run.side]):.2f} ms/req in the server, {run.cpu_ms_above_idle():.2f} in all "
         "above idle "
@@ -471,7 +471,7 @@ def tables(report: Report) -> str:
         rows.append(
             [
                 run.side,
-                f"{run.rate:.0f}",
+                f"{run.rate:g}",
                 f"{s.achieved_rate:.1f}",
                 ms(s.p50),
                 ms(s.p99),
@@ -493,13 +493,13 @@ def tables(report: Report) -> str:
         for kind in KIND_ORDER:
             k = run.kinds.get(kind)
             cells.append(f"{ms(k.p50)}/{ms(k.p99)} ({k.requests})" if k else "-")
-        kind_rows.append([run.side, f"{run.rate:.0f}", *cells])
+        kind_rows.append([run.side, f"{run.rate:g}", *cells])
     text += "\n\n" + print_table("mix: latency by request kind", kind_headers, kind_rows)
     breakdown = ["CPU ms per request by role (everything the run's processes spent, idle upkeep included):"]
     for run in report.runs:
         roles = sorted(run.all_roles(), key=lambda role: -run.cpu.get(role, 0.0))
         spent = ", ".join(f"{role} {run.cpu_ms([role]):.2f}" for role in roles if run.cpu_ms([role]) >= 0.01)
-        breakdown.append(f"  {run.side:<8} {run.rate:>5.0f}/s: {spent}")
+        breakdown.append(f"  {run.side:<8} {run.rate:>5g}/s: {spent}")
     print("\n" + "\n".join(breakdown), flush=True)
     text += "\n\n" + "\n".join(breakdown)
     ours, theirs = report.best("raygram"), report.best("baseline")
@@ -508,7 +508,7 @@ def tables(report: Report) -> str:
     def best_text(rate: float | None) -> str:
         if rate is None:
             return "none of the rates tried"
-        return f"{rate:.0f} req/s" + (" (the highest rate tried: the limit is above it)" if rate == top else "")
+        return f"{rate:g} req/s" + (" (the highest rate tried: the limit is above it)" if rate == top else "")
 
     headline = [
         f"highest offered rate with p99 <= {config.p99_goal * 1000:.0f} ms and <= {config.max_error_rate:.1%} errors:",
@@ -535,7 +535,7 @@ def tables(report: Report) -> str:
     if same_rate:
         a, b = max(same_rate, key=lambda pair: pair[0].rate if pair[0].sustained(config) else -1)
         headline.append(
-            f"  CPU per request at {a.rate:.0f}/s, raygram / baseline: server {a.cpu_ms(SERVERS['raygram']):.2f} / "
+            f"  CPU per request at {a.rate:g}/s, raygram / baseline: server {a.cpu_ms(SERVERS['raygram']):.2f} / "
             f"{b.cpu_ms(SERVERS['baseline']):.2f} ms, everything above idle {a.cpu_ms_above_idle():.2f} / "
             f"{b.cpu_ms_above_idle():.2f} ms: raygram spends "
             f"{a.cpu_ms_above_idle() / max(b.cpu_ms_above_idle(), 1e-9):.1f}x the baseline's CPU per request"
