@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+import neo4j.exceptions
 from fastapi import FastAPI, Request
 from fastapi.responses import ORJSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -66,6 +67,11 @@ def install_availability(app: FastAPI) -> None:
     async def graph_down(request: Request, exc: Exception) -> ORJSONResponse:
         log.warning("graph unavailable on %s %s: %s", request.method, request.url.path, exc)
         return _unavailable("social graph database")
+
+    @app.exception_handler(neo4j.exceptions.TransientError)
+    async def graph_busy(request: Request, exc: Exception) -> ORJSONResponse:
+        log.warning("graph conflict outlasted its retries on %s %s: %s", request.method, request.url.path, exc)
+        return _unavailable("social graph database (busy with conflicting writes)")
 
     @app.exception_handler(ACTORS_DOWN[0])
     @app.exception_handler(ACTORS_DOWN[1])

@@ -26,7 +26,7 @@ from redis_store.worker_lease import LeasedGenerator
 from services.abuse import AbuseGuard
 from services.accounts import AccountService
 from services.auth import AuthService
-from services.feed import FeedService
+from services.feed import FeedManager
 from services.follows import FollowService
 from services.hydrate import Hydrator
 from services.likes import LikeService
@@ -48,7 +48,7 @@ class AppContext:
     events: EventStream
     follows: FollowService
     statuses: StatusService
-    feed: FeedService
+    feed: FeedManager
     likes: LikeService
     notifications: NotificationService
     live: LiveHub
@@ -86,7 +86,7 @@ class AppContext:
         likes = LikeService(settings, like_store, LikeGraph(graph), status_graph, hydrator, redis, ids, abuse)
         hydrator.page_view = likes.page_view
         timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
-        feed = FeedService(settings, timelines, follow_graph, status_graph, hydrator, actors)
+        feed = FeedManager(settings, timelines, follow_graph, status_graph, hydrator, actors)
         media.start()
         ctx = cls(
             settings=settings,
@@ -101,7 +101,7 @@ class AppContext:
                 settings, follow_graph, account_graph, feed, events, account_cache, ids, abuse, locks
             ),
             statuses=StatusService(
-                settings, status_graph, follow_graph, hydrator, events, redis, ids, actors, abuse, likes, locks
+                settings, status_graph, follow_graph, hydrator, events, redis, ids, feed, abuse, likes, locks
             ),
             likes=likes,
             notifications=NotificationService(NotificationStore(redis, settings.notifications_max), hydrator),

@@ -285,7 +285,7 @@ class Baseline:
         return json_response(status_entities(posts, self.settings), headers)
 
     async def rebuild(self, user_id: int) -> None:
-        """What ``FeedService.rebuild`` asks the graph and then the inbox actor to write, written here directly."""
+        """What ``FeedManager.populate_home`` has the inbox actor write, written here directly."""
         authors = await self.follows.followed_authors(user_id, REBUILD_FOLLOWING_LIMIT)
         ready = await self.timelines.celebrities_ready(authors)
         celebrities = [a for a, is_celebrity in zip(authors, ready, strict=True) if is_celebrity]

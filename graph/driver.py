@@ -8,6 +8,7 @@ auto-commit ``UNWIND … MERGE`` is neither atomic nor reliable.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -16,6 +17,7 @@ import neo4j
 from neo4j import AsyncGraphDatabase, AsyncManagedTransaction
 
 T = TypeVar("T")
+CONFLICT_PATIENCE_SECONDS = 15.0  # retrying write conflicts in fail-fast mode (the driver's own default is 30 s)
 Row = dict[str, Any]
 
 
@@ -44,14 +46,26 @@ class GraphClient:
         await self.driver.close()
 
     async def _run(self, work: Callable[[AsyncManagedTransaction], Awaitable[T]], *, write: bool) -> T:
+        """One managed transaction. In fail-fast mode the driver gives up after a second, which is right
+        for an unreachable server but not for a write conflict (ArcadeDB answers concurrent changes of one
+        vertex with a deadlock, a transient error): those are retried here, for as long as the driver
+        would, with jittered backoff. Managed transaction functions are retry-safe by contract."""
         if time.monotonic() < self._unreachable_until:
             raise neo4j.exceptions.ServiceUnavailable("The graph server was unreachable a moment ago")
-        try:
-            async with self.driver.session(database=self.database) as session:
-                return await (session.execute_write(work) if write else session.execute_read(work))
-        except (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.SessionExpired):
-            self._unreachable_until = time.monotonic() + self._breaker_seconds
-            raise
+        deadline = time.monotonic() + CONFLICT_PATIENCE_SECONDS
+        attempt = 0
+        while True:
+            try:
+                async with self.driver.session(database=self.database) as session:
+                    return await (session.execute_write(work) if write else session.execute_read(work))
+            except (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.SessionExpired):
+                self._unreachable_until = time.monotonic() + self._breaker_seconds
+                raise
+            except neo4j.exceptions.TransientError:
+                attempt += 1
+                if not self._breaker_seconds or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(min(0.02 * 2**attempt, 0.5) * random.uniform(0.5, 1.5))
 
     async def read(self, query: str, **params: Any) -> list[Row]:
         async def work(tx: AsyncManagedTransaction) -> list[Row]:

@@ -26,7 +26,7 @@ from redis_store.followers import FollowerLists
 from redis_store.locks import Locks
 from services.abuse import AbuseGuard
 from services.errors import Forbidden, NotFound
-from services.feed import FeedService
+from services.feed import FeedManager
 
 
 class FollowService:
@@ -35,7 +35,7 @@ class FollowService:
         settings: Settings,
         follows: FollowGraph,
         accounts: AccountGraph,
-        feed: FeedService,
+        feed: FeedManager,
         events: EventStream,
         account_cache: RecordCache,
         ids: SnowflakeGenerator,
@@ -80,7 +80,7 @@ class FollowService:
             )
         if change.changed:
             await self.account_cache.invalidate(me, target)
-            await self.feed.after_follow(me, target)
+            await self.feed.merge_into_home(me, target)
             await self.events.publish("follow", account_id=me, target_id=target)
         if change.promoted:
             await self.events.publish("account.promoted", account_id=target)
@@ -92,7 +92,7 @@ class FollowService:
             change = await self.follows.unfollow(me, target, self.settings.demote_below)
         if change.changed:
             await self.account_cache.invalidate(me, target)
-            await self.feed.after_unfollow(me, target)
+            await self.feed.unmerge_from_home(me, target)
         if change.demoted:
             await self.events.publish("account.demoted", account_id=target)
         return await self.relationship(me, target)

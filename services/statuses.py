@@ -16,7 +16,6 @@ import redis.asyncio as aioredis
 from neo4j import AsyncManagedTransaction
 
 import metrics
-from actors.registry import ActorDirectory
 from config import Settings
 from graph.follows import FollowGraph
 from graph.statuses import AuthorNotFound, ParentNotFound, StatusGraph, new_status
@@ -25,6 +24,7 @@ from redis_store.events import EventStream
 from redis_store.locks import Locks
 from services.abuse import AbuseGuard
 from services.errors import Forbidden, NotFound, Unprocessable
+from services.feed import FeedManager
 from services.hydrate import HydratedStatus, Hydrator
 from services.likes import LikeService
 
@@ -44,7 +44,7 @@ class StatusService:
         events: EventStream,
         redis: aioredis.Redis,
         ids: SnowflakeGenerator,
-        actors: ActorDirectory,
+        feed: FeedManager,
         abuse: AbuseGuard,
         likes: LikeService,
         locks: Locks,
@@ -56,7 +56,7 @@ class StatusService:
         self.events = events
         self.redis = redis
         self.ids = ids
-        self.actors = actors
+        self.feed = feed
         self.abuse = abuse
         self.likes = likes
         self.locks = locks
@@ -134,7 +134,7 @@ class StatusService:
         if in_reply_to_id is not None:
             await self.hydrator.status_cache.invalidate(in_reply_to_id)
         await self.hydrator.account_cache.invalidate(account_id)
-        await self.actors.inbox_for(account_id).deliver.remote([(status_id, None)], [account_id])
+        await self.feed.push_to_own_home(account_id, (status_id, None))
         await self.events.publish(
             "status.created",
             status_id=status_id,
@@ -237,7 +237,7 @@ class StatusService:
             await self.hydrator.status_cache.invalidate(original.id)
             await self.hydrator.account_cache.invalidate(account_id)
             await self.likes.remember_reblog(account_id, original.id, reblog["id"])
-            await self.actors.inbox_for(account_id).deliver.remote([(reblog["id"], original.id)], [account_id])
+            await self.feed.push_to_own_home(account_id, (reblog["id"], original.id))
             await self.events.publish(
                 "status.created",
                 status_id=reblog["id"],
