@@ -1,7 +1,8 @@
 """Read-aside caches of graph records (statuses, accounts), short TTL, invalidated on change.
 
 Keys: ``{prefix}:{id}`` (``status:{id}``, ``account:{id}``), a JSON string written only with ``EX``
-(``status_cache_seconds``, ``account_cache_seconds``): every entry expires.
+(``status_cache_seconds``, ``account_cache_seconds``): every entry expires. A status is cached with its
+unsigned media attachments (``services.hydrate``).
 """
 
 from __future__ import annotations
