@@ -139,6 +139,8 @@ class Kill:
 
 @dataclass
 class Outcome:
+    """One fault's row: the kill, when the component was back, the window's figures, feeds and losses."""
+
     fault: str
     kill: Kill
     recovered_at: float
