@@ -62,11 +62,12 @@ def install_availability(app: FastAPI) -> None:
         log.warning("no id lease on %s %s: %s", request.method, request.url.path, exc)
         return _unavailable("id service (its Redis lease is being renewed)")
 
-    @app.exception_handler(GRAPH_DOWN[0])
-    @app.exception_handler(GRAPH_DOWN[1])
     async def graph_down(request: Request, exc: Exception) -> ORJSONResponse:
         log.warning("graph unavailable on %s %s: %s", request.method, request.url.path, exc)
         return _unavailable("social graph database")
+
+    for graph_error in GRAPH_DOWN:
+        app.add_exception_handler(graph_error, graph_down)
 
     @app.exception_handler(neo4j.exceptions.TransientError)
     async def graph_busy(request: Request, exc: Exception) -> ORJSONResponse:

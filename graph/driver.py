@@ -17,6 +17,13 @@ import neo4j
 from neo4j import AsyncGraphDatabase, AsyncManagedTransaction
 
 T = TypeVar("T")
+# The server is away (dead, hung, or restarting without its database yet): fail fast, not retry.
+UNREACHABLE = (
+    neo4j.exceptions.ServiceUnavailable,
+    neo4j.exceptions.SessionExpired,
+    neo4j.exceptions.ConnectionAcquisitionTimeoutError,
+    neo4j.exceptions.DatabaseUnavailable,
+)
 CONFLICT_PATIENCE_SECONDS = 15.0  # retrying write conflicts in fail-fast mode (the driver's own default is 30 s)
 Row = dict[str, Any]
 
@@ -34,7 +41,7 @@ class GraphClient:
             uri,
             auth=(user, password),
             max_connection_pool_size=50,
-            connection_acquisition_timeout=5 if fail_fast else 30,
+            connection_acquisition_timeout=2 if fail_fast else 30,
             **patience,
         )
         # Fail fast: after the server was found unreachable, calls fail at once for a moment instead of
@@ -58,7 +65,7 @@ class GraphClient:
             try:
                 async with self.driver.session(database=self.database) as session:
                     return await (session.execute_write(work) if write else session.execute_read(work))
-            except (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.SessionExpired):
+            except UNREACHABLE:
                 self._unreachable_until = time.monotonic() + self._breaker_seconds
                 raise
             except neo4j.exceptions.TransientError:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
-import neo4j.exceptions
 import ray.exceptions
 import redis.exceptions
 
+from graph.driver import UNREACHABLE
+
 # BusyLoadingError (a restarted Redis replaying its append-only file) is a ConnectionError.
 REDIS_DOWN: tuple[type[Exception], ...] = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-GRAPH_DOWN: tuple[type[Exception], ...] = (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.SessionExpired)
+GRAPH_DOWN: tuple[type[Exception], ...] = UNREACHABLE  # dead, hung, or restarting without its database
 ACTORS_DOWN: tuple[type[Exception], ...] = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
 
 _degraded: ContextVar[set[str] | None] = ContextVar("raygram_degraded", default=None)
