@@ -101,6 +101,12 @@ class FollowGraph:
 
         return await self.graph.write_transaction(work)
 
+    async def is_following(self, me: int, other: int) -> bool:
+        rows = await self.graph.read(
+            "MATCH (:Account {id: $me})-[f:FOLLOWS]->(:Account {id: $other}) RETURN count(f) AS n", me=me, other=other
+        )
+        return bool(rows and rows[0]["n"])
+
     async def relationships(self, me: int, others: list[int]) -> tuple[set[int], set[int]]:
         """(whom of ``others`` I follow, who of ``others`` follows me): two bounded queries."""
         if not others:

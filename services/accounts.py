@@ -15,6 +15,7 @@ from graph.accounts import AccountGraph, EmailTaken, UsernameTaken
 from ids import SnowflakeGenerator
 from redis_store.cache import RecordCache
 from services.errors import NotFound, Unprocessable
+from services.hydrate import read_aside
 from services.passwords import Passwords
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
@@ -87,7 +88,8 @@ class AccountService:
             raise field_error("email", "ERR_TAKEN", "has been taken") from None
 
     async def get(self, account_id: int) -> dict:
-        account = await self.graph.get_account(account_id)
+        """An account by id, read aside through the same cache that hydration uses."""
+        account = (await read_aside(self.cache, self.graph.get_accounts, [account_id])).get(account_id)
         if account is None:
             raise NotFound("Record not found")
         return account

@@ -289,8 +289,7 @@ class StatusService:
     ) -> list[HydratedStatus]:
         may_see_private = viewer_id == account_id
         if viewer_id is not None and not may_see_private:
-            following, _ = await self.follows.relationships(viewer_id, [account_id])
-            may_see_private = account_id in following
+            may_see_private = await self.follows.is_following(viewer_id, account_id)
         rows = await self.statuses.by_author(
             account_id, max_id, since_id, min_id, limit, exclude_replies, include_private=may_see_private
         )
