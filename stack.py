@@ -153,18 +153,18 @@ class Stack:
             serve_env = self.serve_env()
             os.environ.update(serve_env)
             self.env.update(serve_env)
-        runtime_env = {"env_vars": self.env}  # every worker reads the same settings
         if self.settings.ray_address:
             ray.init(
                 address=self.settings.ray_address,
                 namespace=self.settings.ray_namespace,
-                runtime_env=runtime_env,
+                runtime_env={"env_vars": self.env},  # every worker reads the same settings
                 log_to_driver=False,
             )
         else:
+            # Every process of a Ray started here inherits this environment, settings included: a
+            # runtime_env would only add a round trip to Ray's runtime-env agent to each worker's start.
             ray.init(
                 namespace=self.settings.ray_namespace,
-                runtime_env=runtime_env,
                 include_dashboard=dashboard,
                 dashboard_host="127.0.0.1",
                 num_cpus=num_cpus,
@@ -187,9 +187,10 @@ class Stack:
         """
         import ray
 
-        self._graph_started()
         task = ray.remote(num_cpus=0, max_calls=1)(deploy_app)  # max_calls=1: its process exits afterwards
-        ray.get(task.remote())
+        deploying = task.remote()  # it starts Serve at once, and waits for the graph before using it
+        self._graph_started()
+        ray.get(deploying)
 
     def dashboard_url(self) -> str | None:
         """The Ray dashboard's address; None when this stack started Ray without it."""
@@ -224,23 +225,28 @@ class Stack:
 
 
 def deploy_app() -> None:
-    """Apply the graph schema, create the actors and run the Serve app; runs as a Ray task (``Stack.deploy``).
+    """Start Serve, apply the graph schema, create the actors and run the app; a Ray task (``Stack.deploy``).
 
-    The actors' processes start while Serve deploys; both are waited for.
+    Start-up is a chain of Ray worker processes (Serve's controller, then its proxies, then the
+    replicas), so what is off the chain runs beside it: Serve starts while the graph server finishes
+    booting and the schema is applied, and the actors' processes start meanwhile. The schema is in
+    place before the app serves a request; the actors answer before this returns.
     """
     import ray
     from ray import serve
 
-    import serve_app
-    from actors.registry import create_actors
-    from graph.driver import wait_for_graph
-    from graph.schema import apply_schema
-
     s = get_settings()
-    wait_for_graph(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database, timeout=90)
-    apply_schema(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database)
-    actors = create_actors(s)
-    serve.start(http_options={"host": s.http_host, "port": s.http_port})
+    with ThreadPoolExecutor(1, thread_name_prefix="serve-start") as pool:
+        serve_started = pool.submit(serve.start, http_options={"host": s.http_host, "port": s.http_port})
+        import serve_app  # the rest loads while Serve starts
+        from actors.registry import create_actors
+        from graph.driver import wait_for_graph
+        from graph.schema import apply_schema
+
+        wait_for_graph(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database, timeout=90)
+        apply_schema(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database)
+        actors = create_actors(s)
+        serve_started.result()
     serve.run(serve_app.app, name="raygram", route_prefix="/")
     ray.get([actor.ping.remote() for actor in actors], timeout=120)
 
