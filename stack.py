@@ -66,10 +66,13 @@ class Stack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         start_graph = not s.neo4j_uri
         if not s.redis_url:
+            started = len(self.started)
             self._reuse_or_start(
                 "redis", "redis.pid", s.redis_port, lambda: start_redis_server(self.state_dir, port=s.redis_port)
             )
             s.redis_url = f"redis://127.0.0.1:{s.redis_port}/0"
+            if len(self.started) > started:
+                self._start_id_epoch()
         if start_graph:
             s.neo4j_uri = f"bolt://127.0.0.1:{s.graph_bolt_port}"
         # Every process (replicas, actors, tasks) reads the same resolved settings from its environment.
@@ -94,6 +97,30 @@ class Stack:
                 ),
             )
             starter.shutdown(wait=False)  # its thread ends with the start
+
+    def _start_id_epoch(self) -> None:
+        """Start the epoch of the snowflake worker-id leases now, as the Redis this stack started comes up.
+
+        On a fresh Redis (a first start, every test session) the first worker-id claims wait until the
+        lease table's epoch is one lease old (``redis_store.worker_lease``: no claim may overlap a holder
+        from before a flush), and the epoch is the first claim's time. The replicas and the notifier
+        claim about ten seconds into a start, so they waited out most of a lease, the longest step of a
+        cold start. Written here, with ``NX`` (an epoch kept in the data stays), before any process could
+        claim against this Redis, the epoch is as safe as a first claim made now: a holder from before
+        can only be one connected to an earlier run of this server, whose lease was last renewed before
+        it stopped.
+        """
+        import redis
+
+        from redis_store.worker_lease import EPOCH
+
+        with redis.Redis.from_url(self.settings.redis_url) as client:
+            client.eval(
+                "local t = redis.call('TIME') "
+                "return redis.call('SET', KEYS[1], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), 'NX')",
+                1,
+                EPOCH,
+            )
 
     def _graph_started(self) -> None:
         """Wait for the background start of the graph server (raising what it raised)."""
