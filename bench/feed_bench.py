@@ -45,7 +45,7 @@ import orjson
 import ray
 import redis.asyncio as aioredis
 
-from actors.registry import fanout_name, group_by_shard
+from actors.registry import ActorDirectory, fanout_name, group_by_shard, host_name
 from bench.cpu import cpu_by_role, delta
 from config import Settings
 from graph.driver import GraphClient
@@ -294,7 +294,7 @@ async def fanout_bench(bench: Bench) -> None:
     seeding = time.perf_counter()
     followers = await bench.seed_followers(author.id, FANOUT_FOLLOWERS, active=True)
     print(f"  (seeded {len(followers):,} followers in {time.perf_counter() - seeding:.1f}s)", flush=True)
-    worker = ray.get_actor(fanout_name(0), namespace=settings.ray_namespace)
+    worker = ray.get_actor(host_name(fanout_name(0), settings), namespace=settings.ray_namespace)
 
     # The first fan-out finds no follower list: it pages the graph and rebuilds the list on the way.
     status_id = await bench.status_in_graph(author.id, "fan-out that rebuilds the list", delivered=False)
@@ -340,7 +340,7 @@ async def fanout_bench(bench: Bench) -> None:
     from_list: list[float] = []
     from_graph: list[float] = []
     delivering: list[float] = []
-    inboxes = [ray.get_actor(f"inbox-{k}", namespace=settings.ray_namespace) for k in range(settings.inbox_shards)]
+    inboxes = ActorDirectory(settings).inboxes  # inboxes[k]: the actor hosting inbox shard k
     for _ in range(FANOUT_RUNS):
         for source, times in ((lists.page, from_list), (graph_follows.follower_ids, from_graph)):
             started, after, pages = time.perf_counter(), 0, []
