@@ -111,13 +111,10 @@ class ActorDirectory:
         return ray.get_actor(name, namespace=self.settings.ray_namespace)
 
     def _hosts(self, names: list[str]) -> list[ActorHandle]:
-        hosts = self.host_names(names)
-        handles = {host: self._lookup(host) for host in set(hosts)}
-        return [handles[host] for host in hosts]
-
-    def host_names(self, names: list[str]) -> list[str]:
-        hosts = hosting(self.settings)
-        return [hosts[name] for name in names]
+        """The host of each of ``names``, each host looked up once."""
+        host_of = hosting(self.settings)
+        handles = {host: self._lookup(host) for host in {host_of[name] for name in names}}
+        return [handles[host_of[name]] for name in names]
 
     @property
     def inboxes(self) -> list[ActorHandle]:
