@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -20,22 +20,11 @@ from launcher import ManagedProcess
 from redis_store.server import start_redis_server
 from stack import Stack
 from tests.conftest import User, UserFactory
+from tests.test_feed import eventually
 
 # Generous enough for a loaded 2-core machine; a hang (the driver's 30 s of retries) would exceed it.
 FAST = 5.0
-
-
-def eventually(check: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+RECOVERY = 60.0  # seconds for a killed server to die, or a restarted one to serve again
 
 
 def writes_answer(http: httpx.Client, user: User) -> bool:
@@ -52,7 +41,7 @@ def kill_hard(stack: Stack, name_prefix: str) -> ManagedProcess:
     pid = server.running_pid()
     assert pid is not None, f"{server.name} is not running"
     os.kill(pid, signal.SIGKILL)
-    eventually(lambda: server.running_pid() is None, what=f"{server.name} to die")
+    eventually(timeout=RECOVERY, check=lambda: server.running_pid() is None, what=f"{server.name} to die")
     return server
 
 
@@ -71,11 +60,17 @@ def test_redis_down_feeds_come_from_the_graph_and_writes_fail_fast(
     liked = http.post(f"/api/v1/statuses/{posted['id']}/favourite", headers=reader.headers).json()
     assert liked["favourited"] is True
     eventually(
-        lambda: any(s["id"] == posted["id"] for s in http.get("/api/v1/timelines/home", headers=reader.headers).json()),
+        timeout=RECOVERY,
+        check=lambda: any(
+            s["id"] == posted["id"] for s in http.get("/api/v1/timelines/home", headers=reader.headers).json()
+        ),
         what="the post in the reader's feed",
     )
     eventually(
-        lambda: http.get(f"/api/v1/statuses/{posted['id']}", headers=author.headers).json()["favourites_count"] == 1,
+        timeout=RECOVERY,
+        check=lambda: (
+            http.get(f"/api/v1/statuses/{posted['id']}", headers=author.headers).json()["favourites_count"] == 1
+        ),
         what="the like",
     )
 
@@ -108,8 +103,8 @@ def test_redis_down_feeds_come_from_the_graph_and_writes_fail_fast(
     finally:
         stack.started[stack.started.index(server)] = start_redis_server(stack.state_dir, port=stack.settings.redis_port)
 
-    eventually(lambda: http.get("/health").status_code == 200, what="health to recover")
-    eventually(lambda: writes_answer(http, author), what="writes to recover on every replica")
+    eventually(timeout=RECOVERY, check=lambda: http.get("/health").status_code == 200, what="health to recover")
+    eventually(timeout=RECOVERY, check=lambda: writes_answer(http, author), what="writes to recover on every replica")
     home = http.get("/api/v1/timelines/home", headers=reader.headers)
     assert home.status_code == 200 and "X-Raygram-Degraded" not in home.headers
     assert [s for s in home.json() if s["id"] == posted["id"]]
@@ -126,7 +121,10 @@ def test_graph_down_cached_reads_answer_and_writes_fail_fast(
     assert http.post(f"/api/v1/accounts/{author.id}/follow", headers=reader.headers).status_code == 200
     posted = http.post("/api/v1/statuses", headers=author.headers, data={"status": "cached"}).json()
     eventually(
-        lambda: any(s["id"] == posted["id"] for s in http.get("/api/v1/timelines/home", headers=reader.headers).json()),
+        timeout=RECOVERY,
+        check=lambda: any(
+            s["id"] == posted["id"] for s in http.get("/api/v1/timelines/home", headers=reader.headers).json()
+        ),
         what="the post in the reader's feed",
     )
 
@@ -157,8 +155,11 @@ def test_graph_down_cached_reads_answer_and_writes_fail_fast(
         )
 
     eventually(lambda: http.get("/health").status_code == 200, timeout=120, what="health to recover")
-    eventually(lambda: writes_answer(http, author), what="writes to recover on every replica")
+    eventually(timeout=RECOVERY, check=lambda: writes_answer(http, author), what="writes to recover on every replica")
     eventually(
-        lambda: http.get(f"/api/v1/statuses/{posted['id']}", headers=author.headers).json()["favourites_count"] == 1,
+        timeout=RECOVERY,
+        check=lambda: (
+            http.get(f"/api/v1/statuses/{posted['id']}", headers=author.headers).json()["favourites_count"] == 1
+        ),
         what="the like made while the graph was down",
     )

@@ -44,7 +44,7 @@ def home_ids(http: httpx.Client, user: User, **params: object) -> list[str]:
     return [s["id"] for s in home(http, user, **params)]
 
 
-def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
+def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
     """Wait for asynchronous work (fan-out, a restarting server) to finish; fails if the condition never holds.
 
     A check that raises because a server is still coming up (refusing connections, or Redis still loading
@@ -58,7 +58,7 @@ def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
         except (httpx.TransportError, redis.exceptions.ConnectionError):
             pass
         if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
+            raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
 
 

@@ -13,7 +13,6 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -24,14 +23,7 @@ import websockets
 
 from stack import Stack
 from tests.conftest import User, UserFactory
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+from tests.test_feed import eventually
 
 
 def descendants(root: int) -> list[int]:
@@ -140,18 +132,18 @@ def test_a_thousand_dropped_streams_leave_nothing_behind(
     # Warm up at the same concurrency first, so that the baseline already has the replicas' code paths
     # loaded and their connection pools at working size: what must not grow is what dropped streams hold.
     asyncio.run(open_and_drop(base_url, users, 100, 32))
-    wait_until(lambda: all(leases(redis_client, u) == 0 for u in users), what="warm-up streams to be released")
+    eventually(lambda: all(leases(redis_client, u) == 0 for u in users), what="warm-up streams to be released")
     clients_before = redis_client.info("clients")["connected_clients"]
     channels_before = stream_channels(redis_client)
     rss_before = replica_rss_bytes()
 
     asyncio.run(open_and_drop(base_url, users, 1000, 32))
 
-    wait_until(lambda: all(leases(redis_client, u) == 0 for u in users), what="every dropped stream's lease")
-    wait_until(lambda: stream_channels(redis_client) <= channels_before, what="the stream channels to be unsubscribed")
+    eventually(lambda: all(leases(redis_client, u) == 0 for u in users), what="every dropped stream's lease")
+    eventually(lambda: stream_channels(redis_client) <= channels_before, what="the stream channels to be unsubscribed")
     # A stream that leaked would hold a connection each (a thousand); connection pools may still grow by a few
     # at peaks of concurrency, and the other actors' connections come and go.
-    wait_until(
+    eventually(
         lambda: redis_client.info("clients")["connected_clients"] <= clients_before + 10,
         what=f"Redis client count to come back to about {clients_before}",
     )
@@ -196,4 +188,4 @@ def test_streams_past_the_account_cap_are_refused_until_one_closes(
                 response.close()
 
     asyncio.run(scenario())
-    wait_until(lambda: leases(redis_client, user) == 0, what="every stream to be released")
+    eventually(lambda: leases(redis_client, user) == 0, what="every stream to be released")
