@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,26 @@ class Stack:
     haproxy_dir: Path | None = None
     dashboard: bool = False  # whether the local Ray this stack started has its dashboard
     graph_starting: Future | None = None  # the embedded graph server's start, run while Ray starts
+
+    @classmethod
+    def isolated(cls, state_dir: Path, label: str, env: dict[str, str], **settings: str) -> Stack:
+        """A stack of its own, never the user's: its own state folder, free loopback ports and Ray namespace.
+
+        ``env`` is exported first (every process of the stack reads its settings from the environment);
+        ``settings`` override the rest (an external Redis or graph, say).
+        """
+        os.environ.update(env)
+        return cls(
+            Settings(
+                state_dir=state_dir,
+                redis_port=free_port(),
+                graph_bolt_port=free_port(),
+                graph_http_port=free_port(),
+                http_port=free_port(),
+                ray_namespace=f"raygram-{label}-{uuid.uuid4().hex[:8]}",
+                **settings,
+            )
+        )
 
     @property
     def state_dir(self) -> Path:

@@ -1,4 +1,4 @@
-"""The chaos suite (``make chaos``, DESIGN.md §11): kill each component under load and count what was lost.
+"""The chaos suite (``make chaos``, docs/reliability.md): kill each component under load and count what was lost.
 
 A stack of its own (free loopback ports, a temporary state folder) is
 seeded with a generated population (``bench.load``: a power-law follow
@@ -42,7 +42,6 @@ import signal
 import tempfile
 import time
 import traceback
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -75,10 +74,9 @@ from bench.load import (
     summarize,
     upload_photos,
 )
-from config import Settings
 from graph.driver import wait_for_graph
 from graph.server import start_graph_server
-from launcher import ManagedProcess, free_port
+from launcher import ManagedProcess
 from redis_store.client import connect
 from redis_store.events import STREAM
 from redis_store.server import start_redis_server
@@ -734,16 +732,7 @@ async def drain(redis: aioredis.Redis, patience: float) -> bool:
 
 def chaos_stack(state_dir: Path, plan: PopulationPlan) -> Stack:
     """A stack of its own on free loopback ports, with the plan's celebrity threshold."""
-    os.environ.update(CHAOS_ENV | plan.stack_env())
-    settings = Settings(
-        state_dir=state_dir,
-        redis_port=free_port(),
-        graph_bolt_port=free_port(),
-        graph_http_port=free_port(),
-        http_port=free_port(),
-        ray_namespace=f"raygram-chaos-{uuid.uuid4().hex[:8]}",
-    )
-    return Stack(settings)
+    return Stack.isolated(state_dir, "chaos", CHAOS_ENV | plan.stack_env())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Feed benchmarks (DESIGN.md §3): fan-out, celebrity posts and reads, likes, against same-run baselines.
+"""Feed benchmarks (docs/performance.md): fan-out, celebrity posts and reads, likes, against same-run baselines.
 
 1. Fan-out: a post by an author with 10k active followers, timed through the
    ``FanoutWorker`` path (and end to end from the HTTP POST), as inbox writes
@@ -52,7 +52,6 @@ from graph.driver import GraphClient
 from graph.follows import FollowGraph
 from graph.statuses import new_status
 from ids import SnowflakeGenerator
-from launcher import free_port
 from redis_store.client import claim_id_generator, connect
 from redis_store.followers import COMPLETE, FollowerLists, followers_key
 from redis_store.timelines import active_key, celeb_ready_key, celebs_key, member, outbox_key, timeline_key
@@ -239,16 +238,7 @@ class Bench:
 
 def bench_stack(state_dir: Path) -> Stack:
     """The stack the tests use, on free loopback ports, with the benchmark's settings in the environment."""
-    os.environ.update(BENCH_ENV)
-    settings = Settings(
-        state_dir=state_dir,
-        redis_port=free_port(),
-        graph_bolt_port=free_port(),
-        graph_http_port=free_port(),
-        http_port=free_port(),
-        ray_namespace=f"raygram-bench-{uuid.uuid4().hex[:8]}",
-    )
-    return Stack(settings)
+    return Stack.isolated(state_dir, "bench", BENCH_ENV)
 
 
 # -- 1. fan-out ----------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The mix benchmark (DESIGN.md §13): raygram and its bare baseline under the same open-loop mix, rate by rate.
+"""The mix benchmark (docs/performance.md): raygram and its bare baseline under the same open-loop mix, rate by rate.
 
 One stack (free loopback ports, a temporary state folder, default cache
 TTLs) is seeded with a generated population (``bench.load``): thousands of
@@ -50,7 +50,6 @@ import resource
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -615,16 +614,7 @@ def write_results(report: Report, text: str, out_dir: Path) -> None:
 
 def mix_stack(state_dir: Path, plan: PopulationPlan) -> Stack:
     """A stack of its own on free loopback ports: default settings but for the plan's celebrity threshold."""
-    os.environ.update(MIX_ENV | plan.stack_env())
-    settings = Settings(
-        state_dir=state_dir,
-        redis_port=free_port(),
-        graph_bolt_port=free_port(),
-        graph_http_port=free_port(),
-        http_port=free_port(),
-        ray_namespace=f"raygram-mix-{uuid.uuid4().hex[:8]}",
-    )
-    return Stack(settings)
+    return Stack.isolated(state_dir, "mix", MIX_ENV | plan.stack_env())
 
 
 def parse_args(argv: list[str] | None) -> tuple[MixConfig, Path]:

@@ -17,8 +17,6 @@ import neo4j
 import pytest
 import redis
 
-from config import Settings
-from launcher import free_port
 from stack import Stack, wait_for_http
 
 # Cheap password hashing keeps sign-up fast in tests; production keeps argon2's defaults.
@@ -41,18 +39,14 @@ TEST_ENV = {
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    os.environ.update(TEST_ENV)
-    settings = Settings(
-        state_dir=tmp_path_factory.mktemp("raygram-state"),
-        redis_port=free_port(),
-        graph_bolt_port=free_port(),
-        graph_http_port=free_port(),
-        http_port=free_port(),
-        ray_namespace=f"raygram-test-{uuid.uuid4().hex[:8]}",
+    running = Stack.isolated(
+        tmp_path_factory.mktemp("raygram-state"),
+        "test",
+        TEST_ENV,
         redis_url=os.environ.get("TEST_REDIS_URL", ""),
         neo4j_uri=os.environ.get("TEST_NEO4J_URI", ""),
     )
-    running = Stack(settings)
+    settings = running.settings
     try:
         running.start_services()
         running.start_ray(dashboard=False, num_cpus=4)
