@@ -76,7 +76,7 @@ from redis_store.timelines import PageBounds, TimelineStore
 from services.auth import REVOKED, token_hash
 from services.errors import Unprocessable
 from services.feed import REBUILD_FOLLOWING_LIMIT, dedupe_reblogs
-from services.hydrate import ATTACHMENTS, HydratedStatus
+from services.hydrate import ATTACHMENTS, HydratedStatus, assemble
 from services.media import MediaService
 
 Row = dict[str, Any]
@@ -244,29 +244,7 @@ class Baseline:
         )
         page = await self.page_view(viewer_id, list(statuses)) if view else PageView(True, True, {}, set(), set())
 
-        def build(status_id: int) -> HydratedStatus | None:
-            status = statuses.get(status_id)
-            if status is None or status["account_id"] not in accounts:
-                return None
-            return HydratedStatus(
-                status,
-                accounts[status["account_id"]],
-                [self.media.render(attachment) for attachment in status.get(ATTACHMENTS, ())],
-                page.counts.get(status_id, int(status.get("favourites_count") or 0)),
-                status_id in page.liked,
-                status_id in page.reblogged,
-            )
-
-        posts = []
-        for status_id in ids:
-            post = build(status_id)
-            if post is not None and post.status.get("reblog_of_id") is not None:
-                post.reblog = build(post.status["reblog_of_id"])
-                if post.reblog is None:
-                    continue
-            if post is not None:
-                posts.append(post)
-        return posts
+        return assemble(ids, statuses, accounts, self.media.render, page.counts, page.liked, page.reblogged)
 
     # -- the routes ----------------------------------------------------------------
 

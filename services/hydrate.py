@@ -151,31 +151,46 @@ class Hydrator:
         counts = view.counts if view else {}
         liked, reblogged = (view.liked, view.reblogged) if view else (set(), set())
 
-        def build(status_id: int) -> HydratedStatus | None:
-            status = statuses.get(status_id)
-            if status is None or status["account_id"] not in accounts:
-                return None
-            return HydratedStatus(
-                status,
-                accounts[status["account_id"]],
-                [self.media.render(attachment) for attachment in status.get(ATTACHMENTS, ())],
-                counts.get(status_id, int(status.get("favourites_count") or 0)),
-                status_id in liked,
-                status_id in reblogged,
-            )
+        return assemble(ids, statuses, accounts, self.media.render, counts, liked, reblogged)
 
-        result = []
-        for status_id in ids:
-            post = build(status_id)
-            if post is None:
+
+def assemble(
+    ids: list[int],
+    statuses: dict[int, Row],
+    accounts: dict[int, Row],
+    render: Callable[[Row], Row],
+    counts: dict[int, int],
+    liked: set[int],
+    reblogged: set[int],
+) -> list[HydratedStatus]:
+    """The page in the order of ``ids``, from records already fetched; posts whose record or author is gone,
+    and reblogs of such posts, are left out. Like counts fall back to the persisted ``favourites_count``."""
+
+    def build(status_id: int) -> HydratedStatus | None:
+        status = statuses.get(status_id)
+        if status is None or status["account_id"] not in accounts:
+            return None
+        return HydratedStatus(
+            status,
+            accounts[status["account_id"]],
+            [render(attachment) for attachment in status.get(ATTACHMENTS, ())],
+            counts.get(status_id, int(status.get("favourites_count") or 0)),
+            status_id in liked,
+            status_id in reblogged,
+        )
+
+    result = []
+    for status_id in ids:
+        post = build(status_id)
+        if post is None:
+            continue
+        original_id = post.status.get("reblog_of_id")
+        if original_id is not None:
+            post.reblog = build(original_id)
+            if post.reblog is None:
                 continue
-            original_id = post.status.get("reblog_of_id")
-            if original_id is not None:
-                post.reblog = build(original_id)
-                if post.reblog is None:
-                    continue
-            result.append(post)
-        return result
+        result.append(post)
+    return result
 
 
 async def read_aside(
