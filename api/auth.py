@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from api.context import AppContext
 from services.auth import Principal
@@ -13,6 +14,11 @@ from services.errors import Forbidden, Unauthorized
 
 def context(request: Request) -> AppContext:
     return request.app.state.ctx
+
+
+def client_address(connection: HTTPConnection) -> str:
+    """The peer's address, the key of per-address limits (sign-up, login, open streams)."""
+    return connection.client.host if connection.client else "unknown"
 
 
 def bearer_token(request: Request) -> str | None:

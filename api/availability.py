@@ -6,6 +6,7 @@ See ``services.availability`` for what degrades and how.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import neo4j.exceptions
 from fastapi import FastAPI, Request
@@ -40,42 +41,31 @@ class DegradedHeader:
         await self.app(scope, receive, send_with_note)
 
 
-def _unavailable(part: str) -> ORJSONResponse:
-    return ORJSONResponse(
-        {"error": f"Service temporarily unavailable: the {part} is down; retry shortly"},
-        status_code=503,
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
+# What each kind of failure means to a client: the part that is down, for the 503's message.
+UNAVAILABLE: list[tuple[tuple[type[Exception], ...], str]] = [
+    (REDIS_DOWN, "cache and timeline store (Redis)"),
+    ((IdsUnavailable,), "id service (its Redis lease is being renewed)"),
+    (GRAPH_DOWN, "social graph database"),
+    ((neo4j.exceptions.TransientError,), "social graph database (busy with conflicting writes)"),
+    (ACTORS_DOWN, "feed actor"),
+]
+
+
+def _answer_unavailable(part: str) -> Callable[[Request, Exception], Awaitable[ORJSONResponse]]:
+    async def unavailable(request: Request, exc: Exception) -> ORJSONResponse:
+        log.warning("%s unavailable on %s %s: %s", part, request.method, request.url.path, exc)
+        return ORJSONResponse(
+            {"error": f"Service temporarily unavailable: the {part} is down; retry shortly"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    return unavailable
 
 
 def install_availability(app: FastAPI) -> None:
     app.add_middleware(DegradedHeader)
-
-    @app.exception_handler(REDIS_DOWN[0])
-    @app.exception_handler(REDIS_DOWN[1])
-    async def redis_down(request: Request, exc: Exception) -> ORJSONResponse:
-        log.warning("redis unavailable on %s %s: %s", request.method, request.url.path, exc)
-        return _unavailable("cache and timeline store (Redis)")
-
-    @app.exception_handler(IdsUnavailable)
-    async def no_ids(request: Request, exc: Exception) -> ORJSONResponse:
-        log.warning("no id lease on %s %s: %s", request.method, request.url.path, exc)
-        return _unavailable("id service (its Redis lease is being renewed)")
-
-    async def graph_down(request: Request, exc: Exception) -> ORJSONResponse:
-        log.warning("graph unavailable on %s %s: %s", request.method, request.url.path, exc)
-        return _unavailable("social graph database")
-
-    for graph_error in GRAPH_DOWN:
-        app.add_exception_handler(graph_error, graph_down)
-
-    @app.exception_handler(neo4j.exceptions.TransientError)
-    async def graph_busy(request: Request, exc: Exception) -> ORJSONResponse:
-        log.warning("graph conflict outlasted its retries on %s %s: %s", request.method, request.url.path, exc)
-        return _unavailable("social graph database (busy with conflicting writes)")
-
-    @app.exception_handler(ACTORS_DOWN[0])
-    @app.exception_handler(ACTORS_DOWN[1])
-    async def actor_down(request: Request, exc: Exception) -> ORJSONResponse:
-        log.warning("actor unavailable on %s %s: %s", request.method, request.url.path, exc)
-        return _unavailable("feed actor")
+    for errors, part in UNAVAILABLE:
+        handler = _answer_unavailable(part)
+        for error in errors:
+            app.add_exception_handler(error, handler)

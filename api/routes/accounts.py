@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field
 
-from api.auth import app_principal, context, scoped
+from api.auth import app_principal, client_address, context, scoped
 from api.entities import account_entity, credential_account_entity
 from api.openapi import ANY_TOKEN, doc
 from api.pagination import link_header
@@ -53,7 +53,7 @@ def account_page(request: Request, rows: list[tuple[int, dict]], settings: Setti
 async def sign_up(request: Request, principal: Principal = Depends(app_principal)) -> ORJSONResponse:
     ctx = context(request)
     form = await parse(request, SignUpForm)
-    client = request.client.host if request.client else "unknown"
+    client = client_address(request)
     decision = await ctx.rate_limiter.hit(
         "signup", client, ctx.settings.signup_rate_limit, ctx.settings.rate_limit_window_seconds
     )

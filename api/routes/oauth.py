@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, ORJSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
-from api.auth import app_principal, context
+from api.auth import app_principal, client_address, context
 from api.openapi import ANY_TOKEN, doc, request_body
 from api.params import parse, read_params, validate
 from api.schemas import Application, CredentialApplication, Empty, Token
@@ -123,7 +123,7 @@ async def token(request: Request) -> ORJSONResponse:
     elif form.grant_type == "password":
         if not form.username or form.password is None:
             raise OAuthError("invalid_request", "username and password are required")
-        client = request.client.host if request.client else "unknown"
+        client = client_address(request)
         decision = await ctx.rate_limiter.hit(
             "login", client, ctx.settings.login_rate_limit, ctx.settings.rate_limit_window_seconds
         )
@@ -204,7 +204,7 @@ async def authorize(request: Request) -> HTMLResponse | RedirectResponse:
     scopes = parse_scopes(form.scope, default="read")
     if not scopes_allowed(scopes, app["scopes"].split()):
         raise OAuthError("invalid_scope", "The requested scope is invalid, unknown, or malformed.")
-    client = request.client.host if request.client else "unknown"
+    client = client_address(request)
     decision = await ctx.rate_limiter.hit(
         "login", client, ctx.settings.login_rate_limit, ctx.settings.rate_limit_window_seconds
     )

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from api.auth import context, has_scope
+from api.auth import client_address, context, has_scope
 from api.context import AppContext
 from api.entities import notification_entity, status_entity
 from api.openapi import SSE_DOC
@@ -97,10 +97,6 @@ class EventStreamResponse(StreamingResponse):
             pass
         finally:
             await self.body_iterator.aclose()  # type: ignore[attr-defined]
-
-
-def client_address(request: Request | WebSocket) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 async def _open(ctx: AppContext, principal: Principal, address: str) -> Listener:
