@@ -24,6 +24,7 @@ UNREACHABLE = (
     neo4j.exceptions.ConnectionAcquisitionTimeoutError,
     neo4j.exceptions.DatabaseUnavailable,
 )
+BREAKER_SECONDS = 1.0  # fail-fast: how long calls fail at once after the server was found unreachable
 CONFLICT_PATIENCE_SECONDS = 15.0  # retrying write conflicts in fail-fast mode (the driver's own default is 30 s)
 Row = dict[str, Any]
 
@@ -36,6 +37,7 @@ class GraphClient:
         that a request degrades or answers 503 (``services.availability``) instead of hanging for the
         driver's default 30 s of retries; background workers keep the patient defaults."""
         self.database = database
+        self.fail_fast = fail_fast
         patience = {"max_transaction_retry_time": 1.0, "connection_timeout": 1.0} if fail_fast else {}
         self.driver = AsyncGraphDatabase.driver(
             uri,
@@ -44,9 +46,8 @@ class GraphClient:
             connection_acquisition_timeout=2 if fail_fast else 30,
             **patience,
         )
-        # Fail fast: after the server was found unreachable, calls fail at once for a moment instead of
-        # each paying the driver's retries again (a request may make several graph calls).
-        self._breaker_seconds = 1.0 if fail_fast else 0.0
+        # Fail fast: after the server was found unreachable, calls fail at once for BREAKER_SECONDS instead
+        # of each paying the driver's retries again (a request may make several graph calls).
         self._unreachable_until = 0.0
 
     async def close(self) -> None:
@@ -66,11 +67,12 @@ class GraphClient:
                 async with self.driver.session(database=self.database) as session:
                     return await (session.execute_write(work) if write else session.execute_read(work))
             except UNREACHABLE:
-                self._unreachable_until = time.monotonic() + self._breaker_seconds
+                if self.fail_fast:
+                    self._unreachable_until = time.monotonic() + BREAKER_SECONDS
                 raise
             except neo4j.exceptions.TransientError:
                 attempt += 1
-                if not self._breaker_seconds or time.monotonic() > deadline:
+                if not self.fail_fast or time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(min(0.02 * 2**attempt, 0.5) * random.uniform(0.5, 1.5))
 
