@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     login_rate_limit: int = 60  # password grants per client address per window
     rate_limit_window_seconds: int = 300
 
-    # Posts and the feed (DESIGN.md §3).
+    # Posts and the feed (docs/architecture.md).
     status_max_chars: int = 2200
     celebrity_threshold: int = 10_000  # followers at which an author switches to pull
     celebrity_demote_below: int = 0  # 0 means 80 % of the threshold (hysteresis)
@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     redis_wait_fsync: bool = True
     redis_fsync_timeout_ms: int = 2000
 
-    # Media (DESIGN.md §5). Limits are checked before anything is stored.
+    # Media (docs/architecture.md). Limits are checked before anything is stored.
     media_image_max_bytes: int = 16 * 1024 * 1024
     media_video_max_bytes: int = 99 * 1024 * 1024
     media_image_max_pixels: int = 50_000_000  # a 48-megapixel phone photo fits; bigger is a bomb

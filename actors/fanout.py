@@ -7,7 +7,7 @@ dies mid-batch leaves the event pending; its restart (or another worker after
 ``fanout_claim_idle_ms``) finishes it. Every write is idempotent, so doing a
 part twice is harmless.
 
-The rules (DESIGN.md §3):
+The rules (docs/architecture.md, "The feed"):
   * ordinary author: page followers out of the author's follower list in
     Redis (``redis_store.followers``), group each page by inbox shard, one
     ``deliver`` call per shard. While the list is not complete the pages come

@@ -1,6 +1,6 @@
 """An open-loop load generator for raygram: a generated population, a realistic mix, honest latencies.
 
-DESIGN.md §13 asks benchmarks to run open loop at fixed arrival rates, with
+The benchmarks (docs/performance.md) run open loop at fixed arrival rates, with
 DeathStarBench's mix (60 % home reads, 30 % profile reads, 10 % posts, plus
 likes and follows), many users on a power-law graph with a few celebrities,
 photos on a third of the posts and reads spread over hot and cold users.
