@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     redis_wait_fsync: bool = True
     redis_fsync_timeout_ms: int = 2000
 
+    # Discovery: follow suggestions are cached per user (and the popular list for everyone) this long.
+    suggestions_cache_seconds: int = 300
+
     # Media (docs/architecture.md). Limits are checked before anything is stored.
     media_image_max_bytes: int = 16 * 1024 * 1024
     media_video_max_bytes: int = 99 * 1024 * 1024

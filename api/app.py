@@ -20,8 +20,10 @@ from api.routes import (
     media,
     notifications,
     oauth,
+    search,
     statuses,
     streaming,
+    suggestions,
     timelines,
 )
 from config import get_settings
@@ -58,6 +60,8 @@ def create_app() -> FastAPI:
         streaming,
         instance,
         media,
+        search,
+        suggestions,
     ):
         app.include_router(module.router)
     return app

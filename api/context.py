@@ -12,7 +12,9 @@ from graph.accounts import AccountGraph
 from graph.driver import GraphClient, async_wait_for_graph
 from graph.follows import FollowGraph
 from graph.likes import LikeGraph
+from graph.search import AccountSearchGraph
 from graph.statuses import StatusGraph
+from graph.suggestions import SuggestionGraph
 from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
 from redis_store.events import EventStream
@@ -33,7 +35,9 @@ from services.likes import LikeService
 from services.media import MediaService
 from services.notifications import NotificationService
 from services.passwords import Passwords
+from services.search import ActorStatusIndex, SearchService
 from services.statuses import StatusService
+from services.suggestions import SuggestionService
 
 
 @dataclass
@@ -53,6 +57,8 @@ class AppContext:
     notifications: NotificationService
     live: LiveHub
     media: MediaService
+    search: SearchService
+    suggestions: SuggestionService
 
     @classmethod
     async def create(cls, settings: Settings) -> AppContext:
@@ -113,6 +119,10 @@ class AppContext:
             ),
             feed=feed,
             media=media,
+            search=SearchService(
+                settings, AccountSearchGraph(graph), follow_graph, hydrator, ActorStatusIndex(settings)
+            ),
+            suggestions=SuggestionService(settings, SuggestionGraph(graph), redis),
         )
         ctx.statuses.media_attacher = media.attach_media_tx
         await ctx.live.start()

@@ -42,7 +42,7 @@ SCOPES = {
     "follow": "Legacy: follow, unfollow and read follows",
     "push": "Web push subscriptions",
     "profile": "Read the account's own profile only",
-    **{f"read:{s}": f"Read {s}" for s in ("accounts", "favourites", "follows", "notifications", "statuses")},
+    **{f"read:{s}": f"Read {s}" for s in ("accounts", "favourites", "follows", "notifications", "search", "statuses")},
     **{f"write:{s}": f"Change {s}" for s in ("accounts", "favourites", "follows", "media", "notifications")},
     "write:statuses": "Post, reblog, delete posts; set markers",
 }

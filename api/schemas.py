@@ -193,6 +193,20 @@ class Context(BaseModel):
     descendants: list[Status]
 
 
+class SearchResults(BaseModel):
+    accounts: list[Account]
+    statuses: list[Status] = Field(description="Only for a signed-in user: the posts they may see, newest first")
+    hashtags: list[dict[str, Any]]
+
+
+class Suggestion(BaseModel):
+    source: Literal["staff", "past_interactions", "global"] = Field(description="Deprecated: use sources")
+    sources: list[
+        Literal["featured", "most_followed", "most_interactions", "similar_to_recently_followed", "friends_of_friends"]
+    ]
+    account: Account
+
+
 class Notification(BaseModel):
     id: str
     type: NotificationType

@@ -27,6 +27,7 @@ from redis_store.locks import Locks
 from services.abuse import AbuseGuard
 from services.errors import Forbidden, NotFound
 from services.feed import FeedManager
+from services.suggestions import forget_suggestions
 
 
 class FollowService:
@@ -80,6 +81,7 @@ class FollowService:
             )
         if change.changed:
             await self.account_cache.invalidate(me, target)
+            await forget_suggestions(self.locks.redis, me)
             await self.feed.merge_into_home(me, target)
             await self.events.publish("follow", account_id=me, target_id=target)
         if change.promoted:

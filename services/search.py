@@ -1,0 +1,130 @@
+"""Search (``GET /api/v2/search``, ``GET /api/v1/accounts/search``): accounts, hashtags and posts.
+
+* Accounts: username or display-name prefix, from the graph's indexes
+  (``graph.search``), at most ``ACCOUNT_CANDIDATES`` per kind of prefix,
+  ranked: exact name first, then accounts the viewer follows, then by
+  followers. ``@name`` and ``name@this-domain`` mean ``name``.
+* Statuses: every word of the query in the caption, newest first, only for a
+  signed-in viewer and only what they may see: public and unlisted posts,
+  their own, and private ones of authors they follow (never direct ones).
+  The words are looked up in the search engine behind ``StatusIndex``: a
+  SQLite FTS5 index owned by the stream-consumer host (``actors.search``,
+  ``actors.post_index`` says why that engine), which applies the visibility
+  rule itself, so ``offset`` pages count only visible posts. The viewer's
+  followed authors come from the graph, at most ``FOLLOWED_LIMIT`` of them.
+* Hashtags: by name prefix (``hashtags``).
+
+Posts and accounts are hydrated as everywhere else (``services.hydrate``),
+so a post deleted after the index answered is simply left out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import ray
+
+from actors.post_index import StatusQuery
+from actors.registry import SEARCH_INDEXER, host_name
+from config import Settings
+from graph.driver import Row
+from graph.follows import FollowGraph
+from graph.search import AccountSearchGraph
+from services.hydrate import HydratedStatus, Hydrator
+
+ACCOUNT_CANDIDATES = 200  # accounts read per kind of prefix before ranking
+FOLLOWED_LIMIT = 5000  # followed authors whose private posts a search can find
+MAX_OFFSET = 10_000  # deeper pages cost the engine more for what no one reads
+_ACCOUNT_QUERY = re.compile(r"^@?([^@\s]+)(?:@(\S+))?$")
+
+
+class StatusIndex(Protocol):
+    """The status search engine: ids of matching posts the query's viewer may see, newest first."""
+
+    async def search(self, query: StatusQuery) -> list[int]: ...
+
+
+class ActorStatusIndex:
+    """The index in the process that owns it (``actors.search``), one actor call per query."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._host: ray.actor.ActorHandle | None = None
+
+    async def search(self, query: StatusQuery) -> list[int]:
+        if self._host is None:
+            name = host_name(SEARCH_INDEXER, self.settings)
+            self._host = ray.get_actor(name, namespace=self.settings.ray_namespace)
+        return await self._host.search_statuses.remote(query)
+
+
+@dataclass
+class SearchResults:
+    accounts: list[Row] = field(default_factory=list)
+    statuses: list[HydratedStatus] = field(default_factory=list)
+    hashtags: list[Row] = field(default_factory=list)
+
+
+def account_prefix(query: str, domain: str) -> str | None:
+    """The lower-cased name an account query looks for, or None if it names an account elsewhere."""
+    found = _ACCOUNT_QUERY.match(query.strip())
+    if found is None:
+        return None
+    name, host = found.groups()
+    if host is not None and host.lower() != domain.lower():
+        return None
+    return name.lower()
+
+
+class SearchService:
+    def __init__(
+        self,
+        settings: Settings,
+        accounts: AccountSearchGraph,
+        follows: FollowGraph,
+        hydrator: Hydrator,
+        index: StatusIndex,
+    ) -> None:
+        self.settings = settings
+        self.accounts_graph = accounts
+        self.follows = follows
+        self.hydrator = hydrator
+        self.index = index
+
+    async def accounts(
+        self, query: str, viewer_id: int | None, *, following: bool, limit: int, offset: int
+    ) -> list[Row]:
+        """Accounts by name prefix: exact first, then followed by the viewer, then by followers."""
+        prefix = account_prefix(query, self.settings.instance_domain)
+        if not prefix:
+            return []
+        found = await self.accounts_graph.by_prefix(prefix, ACCOUNT_CANDIDATES)
+        followed = await self.accounts_graph.followed_among(viewer_id, [a["id"] for a in found]) if viewer_id else set()
+        if following:
+            found = [a for a in found if a["id"] in followed]
+
+        def rank(account: Row) -> tuple:
+            exact = prefix in (account["username"].lower(), (account.get("display_name") or "").lower())
+            return (not exact, account["id"] not in followed, -(account.get("followers_count") or 0), account["id"])
+
+        return sorted(found, key=rank)[offset : offset + limit]
+
+    async def statuses(
+        self,
+        query: str,
+        viewer_id: int,
+        *,
+        account_id: int | None,
+        max_id: int | None,
+        min_id: int | None,
+        limit: int,
+        offset: int,
+    ) -> list[HydratedStatus]:
+        """Posts with every word of ``query`` in the caption that the viewer may see, newest first."""
+        followed = await self.follows.followed_authors(viewer_id, FOLLOWED_LIMIT)
+        ids = await self.index.search(
+            StatusQuery(query, viewer_id, followed, account_id, max_id, min_id, limit, min(offset, MAX_OFFSET))
+        )
+        return await self.hydrator.hydrate(ids, viewer_id=viewer_id)
