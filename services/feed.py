@@ -224,8 +224,11 @@ class FeedManager:
         entries = await self.statuses.recent_entries([*ordinary, user_id], window_start, self.settings.timeline_max)
         await self.actors.inbox_for(user_id).rebuild.remote(user_id, entries[::-1], celebrities)
 
-    def filter_home(self, viewer_id: int, posts: list[HydratedStatus]) -> list[HydratedStatus]:
-        """What a home page shows of its hydrated entries: each post once (``dedupe_reblogs``)."""
+    async def filter_home(self, viewer_id: int, posts: list[HydratedStatus]) -> list[HydratedStatus]:
+        """What a home page shows of its hydrated entries: each post once (``dedupe_reblogs``).
+
+        A filter that needs data (who the viewer blocks, say) loads it once for the whole page.
+        """
         return dedupe_reblogs(posts)
 
 
@@ -257,5 +260,5 @@ class HomeFeed:
         bounds = PageBounds.from_cursors(max_id, since_id, min_id)
         # Over-fetch a little: entries of deleted or filtered posts drop out below.
         ids = await self.manager.home_entries(user_id, bounds, limit + 5)
-        posts = self.manager.filter_home(user_id, await self.hydrator.hydrate(ids, viewer_id=user_id))
+        posts = await self.manager.filter_home(user_id, await self.hydrator.hydrate(ids, viewer_id=user_id))
         return posts[-limit:] if bounds.ascending else posts[:limit]
