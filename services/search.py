@@ -20,7 +20,6 @@ so a post deleted after the index answered is simply left out.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,7 +36,6 @@ from services.hydrate import HydratedStatus, Hydrator
 ACCOUNT_CANDIDATES = 200  # accounts read per kind of prefix before ranking
 FOLLOWED_LIMIT = 5000  # followed authors whose private posts a search can find
 MAX_OFFSET = 10_000  # deeper pages cost the engine more for what no one reads
-_ACCOUNT_QUERY = re.compile(r"^@?([^@\s]+)(?:@(\S+))?$")
 
 
 class StatusIndex(Protocol):
@@ -68,14 +66,16 @@ class SearchResults:
 
 
 def account_prefix(query: str, domain: str) -> str | None:
-    """The lower-cased name an account query looks for, or None if it names an account elsewhere."""
-    found = _ACCOUNT_QUERY.match(query.strip())
-    if found is None:
+    """The lower-cased start of a name an account query looks for, or None if it names an account elsewhere.
+
+    ``@name`` and ``name@this-domain`` mean ``name``; anything else is taken whole (a display name may have
+    spaces).
+    """
+    text = query.strip().removeprefix("@")
+    name, at, host = text.partition("@")
+    if at and host.lower() != domain.lower():
         return None
-    name, host = found.groups()
-    if host is not None and host.lower() != domain.lower():
-        return None
-    return name.lower()
+    return name.strip().lower() or None
 
 
 class SearchService:
