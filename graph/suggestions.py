@@ -68,7 +68,7 @@ class SuggestionGraph:
         rows = await self.graph.read(
             f"""
             MATCH (me:Account {{id: $me}}), (c:Account) WHERE c.id IN $ids AND {EXCLUDED}
-            RETURN c {{ {ACCOUNT_FIELDS} }} AS account
+            WITH c AS a RETURN a {{ {ACCOUNT_FIELDS} }} AS account
             """,
             me=me,
             ids=ids,
