@@ -33,7 +33,6 @@ from pathlib import Path
 import orjson
 
 MAX_TERMS = 16  # words of a query that count; the rest are ignored
-VISIBLE_TO_ALL = ("public", "unlisted")
 _WORD = re.compile(r"\w", re.UNICODE)
 _SCHEMA = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS posts USING fts5("
@@ -112,15 +111,15 @@ class PostIndex:
                 conn.executemany("DELETE FROM posts WHERE rowid = ?", keys)
 
     def search(self, query: StatusQuery) -> list[int]:
-        """Ids of matching posts the viewer may see, newest first: public and unlisted ones, the viewer's own,
-        and private ones of ``followed`` authors; never direct ones."""
+        """Ids of matching posts the viewer may see, newest first: public and unlisted ones, and private ones
+        of the viewer and of ``followed`` authors; never direct ones (not even the viewer's own)."""
         match = match_expression(query.text)
         if match is None:
             return []
         where = [
             "posts MATCH :match",
-            "(visibility IN ('public', 'unlisted') OR account_id = :viewer"
-            " OR (visibility = 'private' AND account_id IN (SELECT value FROM json_each(:followed))))",
+            "(visibility IN ('public', 'unlisted') OR (visibility = 'private' AND (account_id = :viewer"
+            " OR account_id IN (SELECT value FROM json_each(:followed)))))",
         ]
         params: dict[str, object] = {
             "match": match,
