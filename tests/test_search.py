@@ -20,6 +20,8 @@ from mastodon import Mastodon
 from actors.post_index import StatusQuery
 from actors.registry import SEARCH_INDEXER, host_name
 from actors.search import index_path
+from api import schemas
+from api.app import create_app
 from stack import Stack
 from tests.conftest import User, UserFactory
 from tests.test_feed import eventually, follow, post
@@ -58,7 +60,10 @@ def test_posts_are_found_by_every_word_of_the_caption_newest_first(http: httpx.C
     only_author = found_ids(http, reader, beach, account_id=author.id)
     assert only_author == [third["id"], first["id"]]
     assert found_ids(http, reader, beach, account_id=reader.id) == []
-    body = search(http, reader, q=sunset, type="statuses")["statuses"][0]
+    results = search(http, reader, q=sunset, type="statuses")
+    assert set(results) == set(schemas.SearchResults.model_fields)
+    body = results["statuses"][0]
+    assert set(body) == set(schemas.Status.model_fields)
     assert body["account"]["id"] == author.id and body["content"] == f"<p>Another #{sunset} tonight</p>"
 
 
@@ -230,3 +235,14 @@ def test_mastodon_py_search_v2(http: httpx.Client, make_user: UserFactory, base_
     results = api.search_v2(author.username)
     assert [str(a.id) for a in results.accounts] == [author.id]
     assert results.hashtags == []
+
+
+def test_the_document_declares_search() -> None:
+    document = create_app().openapi()
+    v2 = document["paths"]["/api/v2/search"]["get"]
+    declared = {p["name"] for p in v2["parameters"]}
+    assert {"q", "type", "limit", "offset", "following", "account_id", "resolve"} <= declared
+    assert {"400", "401", "403", "422", "503"} <= set(v2["responses"])
+    assert v2["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/SearchResults")
+    v1 = document["paths"]["/api/v1/accounts/search"]["get"]
+    assert {"BearerToken": ["read:accounts"]} in v1["security"]

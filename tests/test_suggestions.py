@@ -16,6 +16,7 @@ import neo4j
 import redis
 from mastodon import Mastodon
 
+from api import schemas
 from services.suggestions import POPULAR_KEY
 from tests.conftest import User, UserFactory
 from tests.test_feed import follow
@@ -84,6 +85,8 @@ def test_friends_of_friends_ranked_then_popular_accounts(
     assert found[0]["source"] == "past_interactions" and found[0]["sources"] == ["friends_of_friends"]
     assert found[4]["source"] == "global" and found[4]["sources"] == ["most_followed"]
     assert found[0]["account"]["username"] == x.username
+    assert set(found[0]) == set(schemas.Suggestion.model_fields)
+    assert set(found[0]["account"]) == set(schemas.Account.model_fields)
     assert all(s["sources"] == ["most_followed"] for s in found[4:])
     assert suggested_ids(http, me, limit=2) == [x.id, y.id]
 
