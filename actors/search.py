@@ -15,15 +15,17 @@ own, and every Serve replica reaches the one index through that actor
 whenever it is not known to be complete: on a first start, after its file was
 lost (a new machine, a wiped state folder), or after a rebuild was cut short.
 A rebuild first moves the group to the end of the stream (what was published
-before is in the graph it then reads), then pages every post in id order;
-events wait meanwhile, so a deletion is never applied before the page that
-still held the post. Searches answer from the part built so far.
+before is in the graph it then reads), then reads every post in one streamed
+pass, indexing a chunk at a time; events wait meanwhile, so a deletion is
+never applied before the chunk that still held the post. Searches answer
+from the part built so far.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from redis.exceptions import ResponseError
@@ -38,11 +40,12 @@ from redis_store.events import STREAM, Event, EventStream
 
 log = logging.getLogger("raygram.search")
 GROUP = "search"
-REBUILD_PAGE = 2000  # posts read from the graph per query while rebuilding
+REBUILD_CHUNK = 2000  # posts streamed from the graph, and indexed, at a time while rebuilding
+# One streamed pass: ArcadeDB answers an id-range page (``s.id > $after ORDER BY s.id LIMIT n``) by scanning
+# every post, so paging would cost a scan per page (measured at 100k posts: 2.5-8 s a page, 10 s for the pass).
 REBUILD_QUERY = (
-    "MATCH (s:Status) WHERE s.id > $after "
-    "RETURN s.id AS id, s.account_id AS account_id, s.visibility AS visibility, s.text AS text, "
-    "s.reblog_of_id AS reblog_of_id ORDER BY s.id LIMIT $limit"
+    "MATCH (s:Status) WHERE s.reblog_of_id IS NULL "
+    "RETURN s.id AS id, s.account_id AS account_id, s.visibility AS visibility, s.text AS text"
 )
 
 
@@ -99,13 +102,25 @@ class SearchIndexer:
         async with self.writing:
             await asyncio.to_thread(self.index.mark_built, False)
             await self._group_from_now()
-            after, count = 0, 0
-            while rows := await self.graph.read(REBUILD_QUERY, after=after, limit=REBUILD_PAGE):
+            count = 0
+            async for rows in self._every_post():
                 count += await asyncio.to_thread(self.index.upsert, [p for r in rows if (p := indexed(r))])
-                after = rows[-1]["id"]
             await asyncio.to_thread(self.index.mark_built, True)
         log.info("search index rebuilt from the graph: %d posts", count)
         return count
+
+    async def _every_post(self) -> AsyncIterator[list[Row]]:
+        """Every original post in the graph, ``REBUILD_CHUNK`` at a time, from one streamed read."""
+        async with self.graph.driver.session(database=self.graph.database, fetch_size=REBUILD_CHUNK) as session:
+            result = await session.run(REBUILD_QUERY)
+            chunk: list[Row] = []
+            async for record in result:
+                chunk.append(record.data())
+                if len(chunk) >= REBUILD_CHUNK:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
 
     async def _group_from_now(self) -> None:
         """The group reads only what is published from now on (its pending entries stay pending)."""
