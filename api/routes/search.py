@@ -8,6 +8,7 @@ accepted and ignored: every account and post here is local.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -81,12 +82,14 @@ async def search(request: Request) -> ORJSONResponse:
         raise Unauthorized("Search queries with offset require a user token")
     wanted = {query.type} if query.type else {"accounts", "hashtags", "statuses"}
     results: dict[str, list] = {"accounts": [], "statuses": [], "hashtags": []}
-    if "accounts" in wanted:
-        accounts = await ctx.search.accounts(
+
+    async def accounts() -> None:
+        found = await ctx.search.accounts(
             query.q, viewer, following=query.following, limit=query.limit, offset=query.offset
         )
-        results["accounts"] = [account_entity(a, ctx.settings) for a in accounts]
-    if "statuses" in wanted and viewer is not None:
+        results["accounts"] = [account_entity(a, ctx.settings) for a in found]
+
+    async def statuses(viewer: int) -> None:
         posts = await ctx.search.statuses(
             query.q,
             viewer,
@@ -97,6 +100,11 @@ async def search(request: Request) -> ORJSONResponse:
             offset=query.offset,
         )
         results["statuses"] = status_entities(posts, ctx.settings)
+
+    kinds = [accounts()] if "accounts" in wanted else []
+    if "statuses" in wanted and viewer is not None:
+        kinds.append(statuses(viewer))
+    await asyncio.gather(*kinds)  # each kind reads its own stores: side by side
     return ORJSONResponse(results)
 
 
