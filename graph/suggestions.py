@@ -1,11 +1,13 @@
 """Follow suggestions in the graph: friends of friends, popular active accounts, dismissals.
 
 A dismissal is an edge ``(:Account)-[:DISMISSED {created_at}]->(:Account)``,
-kept for good. Every query is bounded: friends of friends look at the
-viewer's ``FOLLOWEES_SAMPLED`` most recent follows and at most ``PATHS``
-second-hop edges; the other queries read a given list of ids. The exclusions
-(the viewer, whom they follow, blocks either way, mutes, dismissals) are
-pattern checks on the edges, the same in every query.
+kept for good. Friends of friends look at the viewer's ``FOLLOWEES_SAMPLED``
+most recent follows and at most ``PATHS`` second-hop edges; ``eligible``
+reads a given list of ids. ``popular`` reads every account (no index serves
+"most followed"): it is one list for all users, which the service computes
+at most once per cache period. The exclusions (the viewer, whom they follow
+or asked to follow, blocks either way, mutes, dismissals) are pattern checks
+on the edges, the same in every query.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ PATHS = 20_000  # second-hop edges read at most
 EXCLUDED = """
     c.id <> me.id AND (c.discoverable IS NULL OR c.discoverable = true)
     AND NOT (me)-[:FOLLOWS]->(c) AND NOT (me)-[:BLOCKS]-(c) AND NOT (me)-[:MUTES]->(c)
-    AND NOT (me)-[:DISMISSED]->(c)
+    AND NOT (me)-[:REQUESTED]->(c) AND NOT (me)-[:DISMISSED]->(c)
 """
 
 
