@@ -2,6 +2,7 @@
 
 The rules, in one place:
   * ``follow``        → "follow" for the followed account
+  * ``follow_request`` → "follow_request" for the locked account asked
   * ``like.created``  → "favourite" for the post's author
   * ``status.created`` of a reply → "mention" for the author replied to
   * ``status.created`` of a reblog → "reblog" for the original's author
@@ -38,8 +39,8 @@ GROUP = "notify"
 def notification_for(event: Event) -> tuple[str, int, int, int | None] | None:
     """(type, recipient, actor, status id) for an event that notifies someone, else None."""
     data = event.data
-    if event.type == "follow":
-        return "follow", data["target_id"], data["account_id"], None
+    if event.type in ("follow", "follow_request"):
+        return event.type, data["target_id"], data["account_id"], None
     if event.type == "like.created":
         return "favourite", data["status_account_id"], data["account_id"], data["status_id"]
     if event.type == "status.created":

@@ -20,6 +20,7 @@ from api.routes import (
     media,
     notifications,
     oauth,
+    safety,
     statuses,
     streaming,
     timelines,
@@ -50,6 +51,7 @@ def create_app() -> FastAPI:
     for module in (
         oauth,
         follows,
+        safety,
         accounts,
         statuses,
         interactions,

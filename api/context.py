@@ -12,6 +12,7 @@ from graph.accounts import AccountGraph
 from graph.driver import GraphClient, async_wait_for_graph
 from graph.follows import FollowGraph
 from graph.likes import LikeGraph
+from graph.relations import RelationGraph
 from graph.statuses import StatusGraph
 from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
@@ -21,6 +22,7 @@ from redis_store.live import LiveHub
 from redis_store.locks import Locks
 from redis_store.notifications import NotificationStore
 from redis_store.ratelimit import RateLimiter
+from redis_store.relations import RelationCache
 from redis_store.timelines import TimelineStore
 from redis_store.worker_lease import LeasedGenerator
 from services.abuse import AbuseGuard
@@ -33,6 +35,8 @@ from services.likes import LikeService
 from services.media import MediaService
 from services.notifications import NotificationService
 from services.passwords import Passwords
+from services.relations import RelationService
+from services.safety import SafetyService
 from services.statuses import StatusService
 
 
@@ -53,6 +57,8 @@ class AppContext:
     notifications: NotificationService
     live: LiveHub
     media: MediaService
+    relations: RelationService
+    safety: SafetyService
 
     @classmethod
     async def create(cls, settings: Settings) -> AppContext:
@@ -87,6 +93,21 @@ class AppContext:
         hydrator.page_view = likes.page_view
         timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
         feed = FeedManager(settings, timelines, follow_graph, status_graph, hydrator, actors)
+        relation_graph = RelationGraph(graph)
+        relations = RelationService(relation_graph, RelationCache(redis))
+        follows = FollowService(
+            settings,
+            follow_graph,
+            account_graph,
+            feed,
+            events,
+            account_cache,
+            ids,
+            abuse,
+            locks,
+            relations,
+            relation_graph,
+        )
         media.start()
         ctx = cls(
             settings=settings,
@@ -97,9 +118,7 @@ class AppContext:
             auth=AuthService(settings, account_graph, redis, ids, passwords),
             accounts=AccountService(settings, account_graph, ids, passwords, account_cache),
             events=events,
-            follows=FollowService(
-                settings, follow_graph, account_graph, feed, events, account_cache, ids, abuse, locks
-            ),
+            follows=follows,
             statuses=StatusService(
                 settings, status_graph, follow_graph, hydrator, events, redis, ids, feed, abuse, likes, locks
             ),
@@ -113,6 +132,8 @@ class AppContext:
             ),
             feed=feed,
             media=media,
+            relations=relations,
+            safety=SafetyService(relation_graph, relations, follows, account_graph, ids),
         )
         ctx.statuses.media_attacher = media.attach_media_tx
         await ctx.live.start()

@@ -9,6 +9,7 @@ from functools import lru_cache
 from config import Settings
 from services.hydrate import HydratedStatus
 from services.notifications import HydratedNotification
+from services.safety import Relationship
 
 
 def iso_time(unix_ms: int | None) -> str | None:
@@ -74,21 +75,21 @@ def credential_account_entity(row: dict, settings: Settings) -> dict:
     return entity
 
 
-def relationship_entity(relationship: tuple[int, bool, bool]) -> dict:
-    account_id, following, followed_by = relationship
+def relationship_entity(relationship: Relationship) -> dict:
+    r = relationship
     return {
-        "id": str(account_id),
-        "following": following,
-        "showing_reblogs": following,
+        "id": str(r.id),
+        "following": r.following,
+        "showing_reblogs": r.following,
         "notifying": False,
         "languages": None,
-        "followed_by": followed_by,
-        "blocking": False,
-        "blocked_by": False,
-        "muting": False,
-        "muting_notifications": False,
-        "requested": False,
-        "requested_by": False,
+        "followed_by": r.followed_by,
+        "blocking": r.blocking,
+        "blocked_by": r.blocked_by,
+        "muting": r.muting,
+        "muting_notifications": r.muting_notifications,
+        "requested": r.requested,
+        "requested_by": r.requested_by,
         "domain_blocking": False,
         "endorsed": False,
         "note": "",

@@ -131,6 +131,15 @@ class FeedManager:
         entries = await self.statuses.recent_entries([followee], oldest - 1, self.settings.timeline_max)
         await inbox.remove.remote(entries, [follower])
 
+    async def clear_from_home(self, user_id: int, target: int) -> None:
+        """A mute or block: the target's posts out of the user's inbox (reads filter them meanwhile)."""
+        oldest = await self.timelines.oldest_entry(user_id)
+        if oldest is None:
+            return
+        entries = await self.statuses.recent_entries([target], oldest - 1, self.settings.timeline_max)
+        if entries:
+            await self.actors.inbox_for(user_id).remove.remote(entries, [user_id])
+
 
 def dedupe_reblogs(posts: list[HydratedStatus]) -> list[HydratedStatus]:
     """A post shows once per page: the newest of the post itself and its reblogs (Mastodon's rule).
