@@ -118,6 +118,9 @@ class FanoutWorker:
         status = await self.statuses.get(status_id)
         if status is None:  # deleted before its fan-out ran
             return
+        if status.get("visibility") == "direct":  # its audience is its mentions: in no home feed
+            await self.statuses.mark_delivered(status_id)
+            return
         entry = (status_id, status.get("reblog_of_id"))
         if await self.timelines.is_celebrity_ready(author_id):
             await self.actors.outbox_for(author_id).append.remote(author_id, [status_id], announce=True)

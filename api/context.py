@@ -16,6 +16,7 @@ from graph.relations import RelationGraph
 from graph.statuses import StatusGraph
 from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
+from redis_store.conversations import ConversationStore
 from redis_store.events import EventStream
 from redis_store.likes import LikeStore
 from redis_store.live import LiveHub
@@ -28,6 +29,7 @@ from redis_store.worker_lease import LeasedGenerator
 from services.abuse import AbuseGuard
 from services.accounts import AccountService
 from services.auth import AuthService
+from services.conversations import ConversationService
 from services.feed import FeedManager
 from services.follows import FollowService
 from services.hydrate import Hydrator
@@ -59,6 +61,7 @@ class AppContext:
     media: MediaService
     relations: RelationService
     safety: SafetyService
+    conversations: ConversationService
 
     @classmethod
     async def create(cls, settings: Settings) -> AppContext:
@@ -120,7 +123,7 @@ class AppContext:
             events=events,
             follows=follows,
             statuses=StatusService(
-                settings, status_graph, follow_graph, hydrator, events, redis, ids, feed, abuse, likes, locks
+                settings, status_graph, follow_graph, hydrator, events, redis, ids, feed, abuse, likes, locks, relations
             ),
             likes=likes,
             notifications=NotificationService(NotificationStore(redis, settings.notifications_max), hydrator),
@@ -134,6 +137,7 @@ class AppContext:
             media=media,
             relations=relations,
             safety=SafetyService(relation_graph, relations, follows, account_graph, ids),
+            conversations=ConversationService(ConversationStore(redis), hydrator),
         )
         ctx.statuses.media_attacher = media.attach_media_tx
         await ctx.live.start()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from config import Settings
+from services.conversations import HydratedConversation
 from services.hydrate import HydratedStatus
 from services.notifications import HydratedNotification
 from services.safety import Relationship
@@ -146,11 +147,23 @@ def status_entity(post: HydratedStatus, settings: Settings, accounts: dict[int, 
         "application": None,
         "account": account,
         "media_attachments": post.media,
-        "mentions": [],
+        "mentions": [
+            {"id": str(i), "username": name, "acct": name, "url": f"{base}/@{name}"}
+            for i, name in zip(status.get("mentions") or (), status.get("mention_names") or (), strict=False)
+        ],
         "tags": [],
         "emojis": [],
         "card": None,
         "poll": None,
+    }
+
+
+def conversation_entity(conversation: HydratedConversation, settings: Settings) -> dict:
+    return {
+        "id": str(conversation.id),
+        "unread": conversation.unread,
+        "accounts": [account_entity(a, settings) for a in conversation.accounts],
+        "last_status": status_entity(conversation.last_status, settings) if conversation.last_status else None,
     }
 
 

@@ -48,7 +48,17 @@ SCOPES = {
     },
     **{
         f"write:{s}": f"Change {s}"
-        for s in ("accounts", "blocks", "bookmarks", "favourites", "follows", "media", "mutes", "notifications")
+        for s in (
+            "accounts",
+            "blocks",
+            "bookmarks",
+            "conversations",
+            "favourites",
+            "follows",
+            "media",
+            "mutes",
+            "notifications",
+        )
     },
     "write:statuses": "Post, reblog, delete posts; set markers",
 }
