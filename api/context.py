@@ -18,6 +18,7 @@ from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
 from redis_store.conversations import ConversationStore
 from redis_store.events import EventStream
+from redis_store.followers import FollowerLists
 from redis_store.likes import LikeStore
 from redis_store.live import LiveHub
 from redis_store.locks import Locks
@@ -30,7 +31,7 @@ from services.abuse import AbuseGuard
 from services.accounts import AccountService
 from services.auth import AuthService
 from services.conversations import ConversationService
-from services.feed import FeedManager
+from services.feed import FeedManager, HomeFeed
 from services.follows import FollowService
 from services.hydrate import Hydrator
 from services.likes import LikeService
@@ -55,6 +56,7 @@ class AppContext:
     follows: FollowService
     statuses: StatusService
     feed: FeedManager
+    home: HomeFeed
     likes: LikeService
     notifications: NotificationService
     live: LiveHub
@@ -95,21 +97,19 @@ class AppContext:
         likes = LikeService(settings, like_store, LikeGraph(graph), status_graph, hydrator, redis, ids, abuse)
         hydrator.page_view = likes.page_view
         timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
-        feed = FeedManager(settings, timelines, follow_graph, status_graph, hydrator, actors)
         relation_graph = RelationGraph(graph)
         relations = RelationService(relation_graph, RelationCache(redis))
-        follows = FollowService(
+        feed = FeedManager(
             settings,
+            timelines,
             follow_graph,
-            account_graph,
-            feed,
-            events,
-            account_cache,
-            ids,
-            abuse,
-            locks,
+            FollowerLists(redis, settings.follower_list_days),
+            status_graph,
+            actors,
             relations,
-            relation_graph,
+        )
+        follows = FollowService(
+            follow_graph, account_graph, feed, events, account_cache, ids, abuse, locks, relations, relation_graph
         )
         media.start()
         ctx = cls(
@@ -126,7 +126,9 @@ class AppContext:
                 settings, status_graph, follow_graph, hydrator, events, redis, ids, feed, abuse, likes, locks, relations
             ),
             likes=likes,
-            notifications=NotificationService(NotificationStore(redis, settings.notifications_max), hydrator),
+            notifications=NotificationService(
+                NotificationStore(redis, settings.notifications_max), hydrator, relations
+            ),
             live=LiveHub(
                 redis,
                 settings.streaming_heartbeat_seconds,
@@ -134,10 +136,11 @@ class AppContext:
                 settings.streaming_max_per_address,
             ),
             feed=feed,
-            media=media,
+            home=HomeFeed(feed, hydrator),
             relations=relations,
-            safety=SafetyService(relation_graph, relations, follows, account_graph, ids),
+            safety=SafetyService(relation_graph, relations, follows, account_graph, ids, events),
             conversations=ConversationService(ConversationStore(redis), hydrator),
+            media=media,
         )
         ctx.statuses.media_attacher = media.attach_media_tx
         await ctx.live.start()

@@ -21,7 +21,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from config import Settings
 from graph.accounts import AccountGraph
 from graph.driver import Row
 from graph.follows import FollowGraph
@@ -29,7 +28,6 @@ from graph.relations import RelationGraph
 from ids import SnowflakeGenerator
 from redis_store.cache import RecordCache
 from redis_store.events import EventStream
-from redis_store.followers import FollowerLists
 from redis_store.locks import Locks
 from services.abuse import AbuseGuard
 from services.errors import Forbidden, NotFound
@@ -42,7 +40,6 @@ UNLOCK_PAGE = 100  # pending requests authorized per graph read when an account 
 class FollowService:
     def __init__(
         self,
-        settings: Settings,
         follows: FollowGraph,
         accounts: AccountGraph,
         feed: FeedManager,
@@ -54,7 +51,6 @@ class FollowService:
         relations: RelationService,
         relation_graph: RelationGraph,
     ) -> None:
-        self.settings = settings
         self.relations = relations
         self.relation_graph = relation_graph
         self.follows = follows
@@ -65,7 +61,6 @@ class FollowService:
         self.ids = ids
         self.abuse = abuse
         self.locks = locks
-        self.followers = FollowerLists(locks.redis, settings.follower_list_days)  # same Redis as the locks
 
     async def _check_target(self, me: int, target: int) -> Row:
         if me == target:
@@ -84,7 +79,7 @@ class FollowService:
         errors and retries a second apart. It also keeps the followee's follower list in Redis written
         in the order of its edges.
         """
-        async with self.locks.hold(f"follow:{target}"), self.followers.changing(target, me, following=following):
+        async with self.locks.hold(f"follow:{target}"), self.feed.followers.changing(target, me, following=following):
             yield
 
     async def follow(self, me: int, target: int) -> tuple[int, bool, bool]:
@@ -109,7 +104,7 @@ class FollowService:
             # after this, so a follow never outlives a block.
             await self._refuse_if_blocked(me, target)
             change = await self.follows.follow(
-                me, target, self.ids.next_id(), int(time.time() * 1000), self.settings.celebrity_threshold
+                me, target, self.ids.next_id(), int(time.time() * 1000), self.feed.celebrity_threshold
             )
         if change.changed:
             await self.account_cache.invalidate(me, target)
@@ -125,7 +120,7 @@ class FollowService:
         if await self.relation_graph.withdraw_request(me, target):
             await self.account_cache.invalidate(target)
         async with self._edge_change(me, target, following=False):
-            change = await self.follows.unfollow(me, target, self.settings.demote_below)
+            change = await self.follows.unfollow(me, target, self.feed.demote_below)
         if change.changed:
             await self.account_cache.invalidate(me, target)
             await self.feed.unmerge_from_home(me, target)
