@@ -9,11 +9,13 @@ import redis.asyncio as aioredis
 from actors.registry import ActorDirectory
 from config import Settings
 from graph.accounts import AccountGraph
+from graph.bookmarks import BookmarkGraph
 from graph.driver import GraphClient, async_wait_for_graph
 from graph.follows import FollowGraph
 from graph.likes import LikeGraph
 from graph.relations import RelationGraph
 from graph.statuses import StatusGraph
+from redis_store.bookmarks import BookmarkCache
 from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
 from redis_store.conversations import ConversationStore
@@ -30,6 +32,7 @@ from redis_store.worker_lease import LeasedGenerator
 from services.abuse import AbuseGuard
 from services.accounts import AccountService
 from services.auth import AuthService
+from services.bookmarks import BookmarkService
 from services.conversations import ConversationService
 from services.feed import FeedManager, HomeFeed
 from services.follows import FollowService
@@ -64,6 +67,7 @@ class AppContext:
     relations: RelationService
     safety: SafetyService
     conversations: ConversationService
+    bookmarks: BookmarkService
 
     @classmethod
     async def create(cls, settings: Settings) -> AppContext:
@@ -96,6 +100,8 @@ class AppContext:
         abuse = AbuseGuard(settings, redis, rate_limiter)
         likes = LikeService(settings, like_store, LikeGraph(graph), status_graph, hydrator, redis, ids, abuse)
         hydrator.page_view = likes.page_view
+        bookmarks = BookmarkService(BookmarkGraph(graph), BookmarkCache(redis), hydrator, ids)
+        hydrator.bookmarks = bookmarks.among
         timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
         relation_graph = RelationGraph(graph)
         relations = RelationService(relation_graph, RelationCache(redis))
@@ -140,6 +146,7 @@ class AppContext:
             relations=relations,
             safety=SafetyService(relation_graph, relations, follows, account_graph, ids, events),
             conversations=ConversationService(ConversationStore(redis), hydrator),
+            bookmarks=bookmarks,
             media=media,
         )
         ctx.statuses.media_attacher = media.attach_media_tx
