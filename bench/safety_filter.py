@@ -25,6 +25,7 @@ from actors.registry import ActorDirectory
 from graph.driver import GraphClient
 from graph.follows import FollowGraph
 from graph.relations import RelationGraph
+from graph.schema import apply_schema
 from graph.statuses import StatusGraph, new_status
 from redis_store.client import connect
 from redis_store.followers import FollowerLists
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
         stack = Stack.isolated(Path(state), "safety", {})
         try:
             stack.start_services()
+            s = stack.settings
+            apply_schema(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database)  # waits for the database
             figures = asyncio.run(measure(stack, args.relations, args.rounds))
         finally:
             stack.stop()
