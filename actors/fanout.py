@@ -24,13 +24,16 @@ from actors.registry import ActorDirectory, fanout_name
 from config import get_settings
 from graph.driver import GraphClient
 from graph.follows import FollowGraph
+from graph.relations import RelationGraph
 from graph.statuses import StatusGraph
 from ids import min_id_at_ms
 from redis_store.client import connect
 from redis_store.events import Event, EventStream
 from redis_store.followers import FollowerLists
+from redis_store.relations import RelationCache
 from redis_store.timelines import TimelineStore
 from services.feed import FeedManager
+from services.relations import RelationService
 
 log = logging.getLogger("raygram.fanout")
 GROUP = "fanout"
@@ -53,6 +56,7 @@ class FanoutWorker:
             FollowerLists(redis, settings.follower_list_days),
             self.statuses,
             ActorDirectory(settings),
+            RelationService(RelationGraph(graph), RelationCache(redis)),
         )
 
     async def run(self) -> None:
@@ -79,6 +83,11 @@ class FanoutWorker:
             await self.feed.promote(data["account_id"])
         elif event.type == "account.demoted":
             await self.feed.demote(data["account_id"])
+        elif event.type == "account.muted":
+            await self.feed.clear_from_home(data["account_id"], data["target_id"])
+        elif event.type == "account.blocked":  # each is hidden from the other
+            await self.feed.clear_from_home(data["account_id"], data["target_id"])
+            await self.feed.clear_from_home(data["target_id"], data["account_id"])
 
     async def _sweep(self) -> None:
         """Re-emit recent posts whose fan-out was never acknowledged."""
@@ -91,8 +100,15 @@ class FanoutWorker:
                     newer_than=min_id_at_ms(now_ms - 86_400_000),
                     limit=500,
                 )
-                for row in stranded:
-                    await self.events.publish("status.created", status_id=row["id"], account_id=row["account_id"])
+                for row in stranded:  # the event as the API would have sent it: the notifier needs the audience
+                    await self.events.publish(
+                        "status.created",
+                        status_id=row["id"],
+                        account_id=row["account_id"],
+                        in_reply_to_account_id=row["in_reply_to_account_id"],
+                        visibility=row["visibility"],
+                        mentions=row["mentions"] or [],
+                    )
                 if stranded:
                     log.warning("sweeper re-emitted %d undelivered posts", len(stranded))
             except asyncio.CancelledError:
