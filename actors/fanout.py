@@ -91,6 +91,10 @@ class FanoutWorker:
             await self.promote(data["account_id"])
         elif event.type == "account.demoted":
             await self.demote(data["account_id"])
+        elif event.type == "story.created":
+            await self.fan_out_story(data["story_id"], data["account_id"], data["expires_at"])
+        elif event.type == "story.ended":
+            await self.fan_out_story_end(data["story_id"], data["account_id"])
 
     # -- posts ---------------------------------------------------------------
 
@@ -141,6 +145,23 @@ class FanoutWorker:
         if not await self.timelines.is_celebrity_ready(author_id):
             await self._for_each_follower_page(author_id, lambda inbox, users: inbox.remove.remote([entry], users))
         await self.actors.inbox_for(author_id).remove.remote([entry], [author_id])
+
+    # -- stories -----------------------------------------------------------------
+
+    async def fan_out_story(self, story_id: int, author_id: int, deadline: int) -> None:
+        """A story into its author's followers' story trays; a celebrity's is pulled at read time instead."""
+        if deadline <= time.time() * 1000 or await self.timelines.is_celebrity_ready(author_id):
+            return
+        await self._for_each_follower_page(
+            author_id, lambda inbox, users: inbox.deliver_story.remote(story_id, deadline, users)
+        )
+
+    async def fan_out_story_end(self, story_id: int, author_id: int) -> None:
+        """A story its author ended early out of the trays (reads already skip it: its record is gone)."""
+        if not await self.timelines.is_celebrity_ready(author_id):
+            await self._for_each_follower_page(
+                author_id, lambda inbox, users: inbox.remove_story.remote(story_id, users)
+            )
 
     # -- celebrity transitions ---------------------------------------------------
 

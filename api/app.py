@@ -21,6 +21,7 @@ from api.routes import (
     notifications,
     oauth,
     statuses,
+    stories,
     streaming,
     timelines,
 )
@@ -58,6 +59,7 @@ def create_app() -> FastAPI:
         streaming,
         instance,
         media,
+        stories,
     ):
         app.include_router(module.router)
     return app

@@ -13,19 +13,23 @@ from graph.driver import GraphClient, async_wait_for_graph
 from graph.follows import FollowGraph
 from graph.likes import LikeGraph
 from graph.statuses import StatusGraph
+from graph.stories import StoryGraph
 from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
+from redis_store.durability import Durability
 from redis_store.events import EventStream
 from redis_store.likes import LikeStore
 from redis_store.live import LiveHub
 from redis_store.locks import Locks
 from redis_store.notifications import NotificationStore
 from redis_store.ratelimit import RateLimiter
+from redis_store.stories import StoryStore
 from redis_store.timelines import TimelineStore
 from redis_store.worker_lease import LeasedGenerator
 from services.abuse import AbuseGuard
 from services.accounts import AccountService
 from services.auth import AuthService
+from services.clock import SYSTEM_CLOCK, Clock
 from services.feed import FeedManager
 from services.follows import FollowService
 from services.hydrate import Hydrator
@@ -34,6 +38,7 @@ from services.media import MediaService
 from services.notifications import NotificationService
 from services.passwords import Passwords
 from services.statuses import StatusService
+from services.stories import StoryService
 
 
 @dataclass
@@ -53,9 +58,11 @@ class AppContext:
     notifications: NotificationService
     live: LiveHub
     media: MediaService
+    stories: StoryService
 
     @classmethod
-    async def create(cls, settings: Settings) -> AppContext:
+    async def create(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> AppContext:
+        """Every service, wired; ``clock`` is the time the time-bound rules read (``services.clock``)."""
         if not settings.redis_url or not settings.neo4j_uri:
             raise RuntimeError("REDIS_URL and NEO4J_URI must be set (`raygram up` sets them for the embedded services)")
         redis = connect(settings.redis_url, fail_fast=True)
@@ -113,6 +120,18 @@ class AppContext:
             ),
             feed=feed,
             media=media,
+            stories=StoryService(
+                settings,
+                StoryStore(redis, settings.story_tray_max, Durability.configured(settings)),
+                StoryGraph(graph),
+                follow_graph,
+                hydrator,
+                media,
+                events,
+                locks,
+                abuse,
+                clock,
+            ),
         )
         ctx.statuses.media_attacher = media.attach_media_tx
         await ctx.live.start()

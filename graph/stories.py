@@ -1,0 +1,119 @@
+"""Stories in the graph: ``(:Story)`` nodes, the system of record of what was published and until when.
+
+A story's id is the id of the upload it shows (Pixelfed's clients publish
+the ``media_id`` that ``add`` answered and then address the story by it).
+It carries its author's id (indexed), its ``expires_at`` deadline (Unix ms,
+fixed at publishing) and ``expired``, which the expiry actor turns true once
+the deadline has passed and the clean-up is done (``actors.story_expiry``).
+Reads never rely on ``expired``: they compare ``expires_at`` with the clock.
+Ending a story early (``self-expire``) moves its deadline to that moment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from neo4j import AsyncManagedTransaction
+
+from graph.driver import GraphClient, Row
+from graph.media import claim_for_story_tx
+
+STORY_FIELDS = (
+    ".id, .account_id, .media_id, .kind, .created_at, .expires_at, .duration, .can_reply, .can_react, .expired"
+)
+
+
+class TooManyStories(Exception):
+    """The author has the maximum number of active stories already."""
+
+
+class MediaNotPublishable(Exception):
+    """The upload cannot become a story; ``str(exc)`` says why, for the client."""
+
+
+@dataclass(frozen=True)
+class Published:
+    story: Row
+    media: Row  # the upload's record, as the claim read it
+
+
+class StoryGraph:
+    def __init__(self, graph: GraphClient) -> None:
+        self.graph = graph
+
+    async def publish(self, story: dict[str, Any], now_ms: int, max_active: int) -> Published:
+        """Create the story and claim its upload in one transaction; refuse the one past ``max_active``.
+
+        The caller holds the author's story lock (``services.stories``): the count and the create are
+        one check-then-write that the graph does not serialize by itself.
+        """
+
+        async def work(tx: AsyncManagedTransaction) -> Published:
+            counted = await (
+                await tx.run(
+                    "MATCH (s:Story {account_id: $a}) WHERE s.expired = false AND s.expires_at > $now "
+                    "RETURN count(s) AS n",
+                    a=story["account_id"],
+                    now=now_ms,
+                )
+            ).single()
+            if counted is not None and counted["n"] >= max_active:
+                raise TooManyStories
+            media = await claim_for_story_tx(tx, story["account_id"], story["media_id"], story["id"])
+            if isinstance(media, str):
+                raise MediaNotPublishable(media)
+            record = {**story, "kind": "video" if media["kind"] in ("video", "gifv") else "photo"}
+            await tx.run("CREATE (s:Story) SET s = $record", record=record)
+            return Published(record, media)
+
+        return await self.graph.write_transaction(work)
+
+    async def get(self, story_id: int) -> Row | None:
+        rows = await self.graph.read(f"MATCH (s:Story {{id: $id}}) RETURN s {{{STORY_FIELDS}}} AS story", id=story_id)
+        return rows[0]["story"] if rows else None
+
+    async def active_of(self, author_ids: list[int], now_ms: int, limit: int) -> list[Row]:
+        """The active stories of these authors (oldest first), for a tray filled outside fan-out."""
+        if not author_ids:
+            return []
+        rows = await self.graph.read(
+            f"""
+            MATCH (s:Story) WHERE s.account_id IN $ids AND s.expired = false AND s.expires_at > $now
+            RETURN s {{{STORY_FIELDS}}} AS story ORDER BY s.id LIMIT $limit
+            """,
+            ids=author_ids,
+            now=now_ms,
+            limit=limit,
+        )
+        return [r["story"] for r in rows]
+
+    async def end_now(self, story_id: int, account_id: int, now_ms: int) -> Row | None:
+        """Self-expire: the author's active story gets ``now`` as its deadline; None if there is none."""
+        rows = await self.graph.write(
+            f"""
+            MATCH (s:Story {{id: $id}})
+            WHERE s.account_id = $a AND s.expired = false AND s.expires_at > $now
+            SET s.expires_at = $now RETURN s {{{STORY_FIELDS}}} AS story
+            """,
+            id=story_id,
+            a=account_id,
+            now=now_ms,
+        )
+        return rows[0]["story"] if rows else None
+
+    async def due(self, now_ms: int, limit: int) -> list[Row]:
+        """Stories past their deadline whose clean-up has not run yet."""
+        rows = await self.graph.read(
+            f"""
+            MATCH (s:Story) WHERE s.expired = false AND s.expires_at <= $now
+            RETURN s {{{STORY_FIELDS}}} AS story ORDER BY s.expires_at LIMIT $limit
+            """,
+            now=now_ms,
+            limit=limit,
+        )
+        return [r["story"] for r in rows]
+
+    async def mark_expired(self, story_ids: list[int]) -> None:
+        if story_ids:
+            await self.graph.write("MATCH (s:Story) WHERE s.id IN $ids SET s.expired = true", ids=story_ids)
