@@ -18,7 +18,7 @@ import ray
 
 from config import get_settings
 from redis_store.durability import Durability
-from redis_store.stories import StoryStore
+from redis_store.stories import StoryEntry, StoryStore
 from redis_store.timelines import Entry, TimelineStore
 
 
@@ -51,9 +51,9 @@ class InboxShards:
         await self.store.deliver(entries, [user_id])
         await self.store.finish_rebuild(user_id, celebrity_ids)
 
-    async def deliver_story(self, story_id: int, deadline: int, user_ids: list[int]) -> None:
-        """Add a story (active until ``deadline``, Unix ms) to the story trays of ``user_ids``."""
-        await self.stories.deliver(story_id, deadline, user_ids, int(time.time() * 1000))
+    async def deliver_stories(self, entries: list[StoryEntry], user_ids: list[int]) -> None:
+        """Add stories (id, deadline in Unix ms) to the story trays of ``user_ids``."""
+        await self.stories.deliver(entries, user_ids, int(time.time() * 1000))
 
-    async def remove_story(self, story_id: int, user_ids: list[int]) -> None:
-        await self.stories.remove(story_id, user_ids)
+    async def remove_stories(self, story_ids: list[int], user_ids: list[int]) -> None:
+        await self.stories.remove(story_ids, user_ids)

@@ -49,7 +49,8 @@ class StoryExpirer:
         self.objects = objects
 
     @classmethod
-    def create(cls, settings: Settings, graph: GraphClient) -> StoryExpirer:
+    def create(cls, settings: Settings) -> StoryExpirer:
+        graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
         store = StoryStore(connect(settings.redis_url), settings.story_tray_max, Durability.configured(settings))
         return cls(settings, graph, store, local_store(settings))
 

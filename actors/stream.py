@@ -39,7 +39,7 @@ class StreamConsumers:
         consumers: list[FanoutWorker | Notifier | LikePersister | StoryExpirer] = [self.fanout]
         if interactions:
             consumers += [await Notifier.create(NOTIFIER), LikePersister(LIKE_PERSISTER)]
-            consumers.append(StoryExpirer.create(self.fanout.settings, self.fanout.graph))
+            consumers.append(StoryExpirer.create(self.fanout.settings))
             self.names += [NOTIFIER, LIKE_PERSISTER]
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(consumer.run()) for consumer in consumers]
@@ -49,4 +49,4 @@ class StreamConsumers:
 
     async def fan_out(self, status_id: int, author_id: int) -> None:
         """Fan one post out now, outside the stream (``bench/feed_bench.py`` times it)."""
-        await self.fanout.fan_out(status_id, author_id)
+        await self.fanout.feed.distribute(status_id, author_id)

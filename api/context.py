@@ -18,6 +18,7 @@ from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
 from redis_store.durability import Durability
 from redis_store.events import EventStream
+from redis_store.followers import FollowerLists
 from redis_store.likes import LikeStore
 from redis_store.live import LiveHub
 from redis_store.locks import Locks
@@ -30,7 +31,7 @@ from services.abuse import AbuseGuard
 from services.accounts import AccountService
 from services.auth import AuthService
 from services.clock import SYSTEM_CLOCK, Clock
-from services.feed import FeedManager
+from services.feed import FeedManager, HomeFeed
 from services.follows import FollowService
 from services.hydrate import Hydrator
 from services.likes import LikeService
@@ -54,6 +55,7 @@ class AppContext:
     follows: FollowService
     statuses: StatusService
     feed: FeedManager
+    home: HomeFeed
     likes: LikeService
     notifications: NotificationService
     live: LiveHub
@@ -93,7 +95,16 @@ class AppContext:
         likes = LikeService(settings, like_store, LikeGraph(graph), status_graph, hydrator, redis, ids, abuse)
         hydrator.page_view = likes.page_view
         timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
-        feed = FeedManager(settings, timelines, follow_graph, status_graph, hydrator, actors)
+        story_store = StoryStore(redis, settings.story_tray_max, Durability.configured(settings))
+        feed = FeedManager(
+            settings,
+            timelines,
+            follow_graph,
+            FollowerLists(redis, settings.follower_list_days),
+            status_graph,
+            actors,
+            story_store,
+        )
         media.start()
         ctx = cls(
             settings=settings,
@@ -104,9 +115,7 @@ class AppContext:
             auth=AuthService(settings, account_graph, redis, ids, passwords),
             accounts=AccountService(settings, account_graph, ids, passwords, account_cache),
             events=events,
-            follows=FollowService(
-                settings, follow_graph, account_graph, feed, events, account_cache, ids, abuse, locks
-            ),
+            follows=FollowService(follow_graph, account_graph, feed, events, account_cache, ids, abuse, locks),
             statuses=StatusService(
                 settings, status_graph, follow_graph, hydrator, events, redis, ids, feed, abuse, likes, locks
             ),
@@ -119,12 +128,13 @@ class AppContext:
                 settings.streaming_max_per_address,
             ),
             feed=feed,
+            home=HomeFeed(feed, hydrator),
             media=media,
             stories=StoryService(
                 settings,
-                StoryStore(redis, settings.story_tray_max, Durability.configured(settings)),
+                story_store,
                 StoryGraph(graph),
-                follow_graph,
+                feed,
                 hydrator,
                 media,
                 events,

@@ -38,8 +38,9 @@ are served by pull and need no list: their list is dropped on promotion.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
@@ -203,3 +204,49 @@ class FollowerLists:
     async def drop(self, author_id: int) -> None:
         """Forget the list (and any rebuild of it): the author no longer needs one, e.g. they became a celebrity."""
         await self.redis.unlink(*author_keys(author_id)[:3])
+
+
+GraphPage = Callable[[int, int, int], Awaitable[list[int]]]  # (author, after, limit) -> follower ids
+
+
+class FollowerPages:
+    """One pass over an author's followers, a page at a time in id order; the next page loads meanwhile.
+
+    Pages come from the Redis list while it is complete, and from the graph (``graph_page``) once it
+    is not: a list can go missing mid-pass, and the pass carries on from the graph where it was. A
+    pass that finds the list incomplete at its first page also claims its rebuild and writes each
+    graph page it reads into it; if another pass holds the rebuild, this one only reads the graph.
+    """
+
+    def __init__(self, lists: FollowerLists, graph_page: GraphPage, author_id: int, size: int) -> None:
+        self.lists, self.graph_page, self.author_id, self.size = lists, graph_page, author_id, size
+        self.from_list = True
+        self.rebuild: str | None = None  # this pass's rebuild token
+
+    async def __aiter__(self) -> AsyncIterator[list[int]]:
+        next_page = asyncio.ensure_future(self._page(0))
+        while True:
+            followers = await next_page
+            if len(followers) == self.size:
+                next_page = asyncio.ensure_future(self._page(followers[-1]))
+            if followers:
+                yield followers
+            if len(followers) < self.size:
+                return
+
+    async def _page(self, after: int) -> list[int]:
+        if self.from_list:
+            followers = await self.lists.page(self.author_id, after, self.size)
+            if followers is not None:
+                return followers
+            self.from_list = False
+            if after == 0:
+                self.rebuild = await self.lists.start_rebuild(self.author_id)
+        followers = await self.graph_page(self.author_id, after, self.size)
+        if self.rebuild is not None:
+            if not await self.lists.add_rebuilt(self.author_id, self.rebuild, followers):
+                self.rebuild = None  # taken over by another rebuild
+            elif len(followers) < self.size:
+                await self.lists.finish_rebuild(self.author_id, self.rebuild)
+                self.rebuild = None
+        return followers

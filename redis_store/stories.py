@@ -36,6 +36,8 @@ from redis.exceptions import NoScriptError
 from redis_store.durability import Durability
 
 DUE = "stories:due"
+AUTHOR_MAX = 1000  # entries kept in an author's set: far above ``story_max_active`` live ones
+StoryEntry = tuple[int, int]  # (story id, deadline in Unix ms)
 
 
 def record_key(story_id: int) -> str:
@@ -58,15 +60,15 @@ def views_key(story_id: int) -> str:
     return f"story:views:{story_id}"
 
 
-# KEYS[1] = stories:due, KEYS[2..] = deadline-scored sets; ARGV = member, deadline, now, cap.
-# Adds the entry to every set, drops what is past its deadline, trims each set to ``cap`` (the entries
+# KEYS[1] = stories:due, KEYS[2..] = deadline-scored sets; ARGV = now, cap, then pairs (member, deadline).
+# Adds the entries to every set, drops what is past its deadline, trims each set to ``cap`` (the entries
 # that expire soonest go first), makes it expire with its last entry, and records its earliest deadline
 # in the due index (``LT``: an earlier deadline already there stays).
 _ADD = """
-local member, deadline, now, cap = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local now, cap = ARGV[1], tonumber(ARGV[2])
 for i = 2, #KEYS do
   local key = KEYS[i]
-  redis.call('ZADD', key, deadline, member)
+  for j = 3, #ARGV, 2 do redis.call('ZADD', key, ARGV[j + 1], ARGV[j]) end
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
   local size = redis.call('ZCARD', key)
   if size > cap then redis.call('ZREMRANGEBYRANK', key, 0, size - cap - 1) end
@@ -116,7 +118,8 @@ class StoryStore:
         """An active story: its record (expiring at its deadline) and its entry among the author's stories."""
         deadline = story["expires_at"]
         await self.redis.set(record_key(story["id"]), orjson.dumps(story), pxat=deadline)
-        await self._add(keys=[DUE, author_key(story["account_id"])], args=[story["id"], deadline, now_ms, 1000])
+        keys = [DUE, author_key(story["account_id"])]
+        await self._add(keys=keys, args=[now_ms, AUTHOR_MAX, story["id"], deadline])
 
     async def end(self, story_id: int, author_id: int) -> None:
         """The author ended the story: it is no longer anyone's to read (trays are cleaned by fan-out)."""
@@ -125,17 +128,19 @@ class StoryStore:
             pipe.zrem(author_key(author_id), story_id)
             await pipe.execute()
 
-    async def deliver(self, story_id: int, deadline: int, user_ids: list[int], now_ms: int) -> None:
-        """Add a story to the trays of ``user_ids`` (one round trip)."""
-        if user_ids:
-            keys = [DUE, *(tray_key(u) for u in user_ids)]
-            await self._add(keys=keys, args=[story_id, deadline, now_ms, self.tray_max])
+    async def deliver(self, entries: list[StoryEntry], user_ids: list[int], now_ms: int) -> None:
+        """Add stories (id, deadline) to the trays of ``user_ids`` (one round trip)."""
+        if entries and user_ids:
+            args: list[int] = [now_ms, self.tray_max]
+            for story_id, deadline in entries:
+                args += (story_id, deadline)
+            await self._add(keys=[DUE, *(tray_key(u) for u in user_ids)], args=args)
 
-    async def remove(self, story_id: int, user_ids: list[int]) -> None:
-        if user_ids:
+    async def remove(self, story_ids: list[int], user_ids: list[int]) -> None:
+        if story_ids and user_ids:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for user_id in user_ids:
-                    pipe.zrem(tray_key(user_id), story_id)
+                    pipe.zrem(tray_key(user_id), *story_ids)
                 await pipe.execute()
 
     async def mark_seen(self, story_id: int, deadline: int, viewer_id: int, now_ms: int) -> bool:
@@ -143,7 +148,7 @@ class StoryStore:
         pipe = self.durability.pipeline(self.redis)
         pipe.zadd(views_key(story_id), {str(viewer_id): now_ms}, nx=True)
         pipe.pexpireat(views_key(story_id), deadline)
-        pipe.evalsha(self._add.sha, 2, DUE, seen_key(viewer_id), story_id, deadline, now_ms, self.tray_max)
+        pipe.evalsha(self._add.sha, 2, DUE, seen_key(viewer_id), now_ms, self.tray_max, story_id, deadline)
         try:
             replies = await self.durability.execute(pipe)
         except NoScriptError:  # a restarted Redis lost the script: load it and write again (all idempotent)
@@ -183,7 +188,12 @@ class StoryStore:
         return TrayRead([int(i) for i in tray], [int(i) for i in own], pulled)
 
     async def own(self, author_id: int, now_ms: int) -> list[int]:
-        return [int(i) for i in await self.redis.zrangebyscore(author_key(author_id), f"({now_ms}", "+inf")]
+        return [entry[0] for entry in await self.active_of(author_id, now_ms)]
+
+    async def active_of(self, author_id: int, now_ms: int) -> list[StoryEntry]:
+        """The author's active stories at ``now_ms``: (id, deadline), oldest deadline first."""
+        found = await self.redis.zrangebyscore(author_key(author_id), f"({now_ms}", "+inf", withscores=True)
+        return [(int(member), int(score)) for member, score in found]
 
     async def records(self, story_ids: list[int], viewer_id: int) -> tuple[dict[int, dict[str, Any]], set[int]]:
         """(records of the stories still stored, by id; which of them the viewer has seen): one round trip."""

@@ -13,10 +13,10 @@ their posts). The rules:
   whether or not the expiry actor has cleaned up yet.
 * At most ``story_max_active`` active stories per author (counted in the
   graph under the author's story lock): the next one is a 422.
-* Who sees a story: its author, and accounts that follow the author, checked
-  at read time with one graph query per carousel (an unfollow, a block, which
-  removes follows, or an unapproved follow request of a locked account, which
-  is no follow yet, hides it at once).
+* Who sees a story is a feed rule (``FeedManager.story_viewers_among``): its
+  author and the accounts that follow the author, checked on every read
+  with one lookup per carousel, so an unfollow, a block or a follow request
+  not approved yet hides it at once.
 * Seen: only a follower can mark a story seen; each viewer counts once. The
   author alone lists the viewers, newest first.
 * Ending a story early (``self-expire``) moves its deadline to now.
@@ -31,7 +31,6 @@ import orjson
 from starlette.datastructures import UploadFile
 
 from config import Settings
-from graph.follows import FollowGraph
 from graph.media import STORY_PURPOSE
 from graph.stories import MediaNotPublishable, StoryGraph, TooManyStories
 from redis_store.events import EventStream
@@ -41,6 +40,7 @@ from redis_store.timelines import celebs_key
 from services.abuse import AbuseGuard
 from services.clock import SYSTEM_CLOCK, Clock
 from services.errors import Forbidden, NotFound, Unprocessable
+from services.feed import FeedManager
 from services.hydrate import Hydrator
 from services.media import MediaService
 
@@ -85,7 +85,7 @@ class StoryService:
         settings: Settings,
         store: StoryStore,
         graph: StoryGraph,
-        follows: FollowGraph,
+        feed: FeedManager,
         hydrator: Hydrator,
         media: MediaService,
         events: EventStream,
@@ -96,7 +96,7 @@ class StoryService:
         self.settings = settings
         self.store = store
         self.graph = graph
-        self.follows = follows
+        self.feed = feed
         self.hydrator = hydrator
         self.media = media
         self.events = events
@@ -181,7 +181,7 @@ class StoryService:
             story = records.get(story_id)
             if story is not None and story["account_id"] != viewer_id:
                 by_author.setdefault(story["account_id"], []).append(story_id)
-        following, _ = await self.follows.relationships(viewer_id, sorted(by_author))
+        following = await self.feed.story_viewers_among(viewer_id, sorted(by_author))
         authors = await self.hydrator.account_rows([viewer_id, *following])
         own = self._group(authors.get(viewer_id) or {"id": viewer_id}, records, read.own, seen, now)
         others = [
@@ -204,7 +204,7 @@ class StoryService:
     async def _visible(self, viewer_id: int, story_id: int) -> Row:
         """An active story the viewer may see: their own, or one of an account they follow (403 otherwise)."""
         story = await self._active(story_id)
-        if story["account_id"] != viewer_id and not await self.follows.is_following(viewer_id, story["account_id"]):
+        if not await self.feed.story_viewers_among(viewer_id, [story["account_id"]]):
             raise Forbidden("Only followers of its author can see this story")
         return story
 
