@@ -14,12 +14,14 @@ from api.errors import install_error_handlers
 from api.openapi import install_openapi
 from api.routes import (
     accounts,
+    conversations,
     follows,
     instance,
     interactions,
     media,
     notifications,
     oauth,
+    safety,
     statuses,
     stories,
     streaming,
@@ -51,10 +53,12 @@ def create_app() -> FastAPI:
     for module in (
         oauth,
         follows,
+        safety,
         accounts,
         statuses,
         interactions,
         timelines,
+        conversations,
         notifications,
         streaming,
         instance,

@@ -12,10 +12,12 @@ from graph.accounts import AccountGraph
 from graph.driver import GraphClient, async_wait_for_graph
 from graph.follows import FollowGraph
 from graph.likes import LikeGraph
+from graph.relations import RelationGraph
 from graph.statuses import StatusGraph
 from graph.stories import StoryGraph
 from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
+from redis_store.conversations import ConversationStore
 from redis_store.durability import Durability
 from redis_store.events import EventStream
 from redis_store.followers import FollowerLists
@@ -24,6 +26,7 @@ from redis_store.live import LiveHub
 from redis_store.locks import Locks
 from redis_store.notifications import NotificationStore
 from redis_store.ratelimit import RateLimiter
+from redis_store.relations import RelationCache
 from redis_store.stories import StoryStore
 from redis_store.timelines import TimelineStore
 from redis_store.worker_lease import LeasedGenerator
@@ -31,6 +34,7 @@ from services.abuse import AbuseGuard
 from services.accounts import AccountService
 from services.auth import AuthService
 from services.clock import SYSTEM_CLOCK, Clock
+from services.conversations import ConversationService
 from services.feed import FeedManager, HomeFeed
 from services.follows import FollowService
 from services.hydrate import Hydrator
@@ -38,6 +42,8 @@ from services.likes import LikeService
 from services.media import MediaService
 from services.notifications import NotificationService
 from services.passwords import Passwords
+from services.relations import RelationService
+from services.safety import SafetyService
 from services.statuses import StatusService
 from services.stories import StoryService
 
@@ -61,6 +67,9 @@ class AppContext:
     live: LiveHub
     media: MediaService
     stories: StoryService
+    relations: RelationService
+    safety: SafetyService
+    conversations: ConversationService
 
     @classmethod
     async def create(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> AppContext:
@@ -105,6 +114,20 @@ class AppContext:
             actors,
             story_store,
         )
+        relation_graph = RelationGraph(graph)
+        relations = RelationService(relation_graph, RelationCache(redis))
+        follows = FollowService(
+            follow_graph,
+            account_graph,
+            feed,
+            events,
+            account_cache,
+            ids,
+            abuse,
+            locks,
+            relations,
+            relation_graph,
+        )
         media.start()
         ctx = cls(
             settings=settings,
@@ -115,9 +138,9 @@ class AppContext:
             auth=AuthService(settings, account_graph, redis, ids, passwords),
             accounts=AccountService(settings, account_graph, ids, passwords, account_cache),
             events=events,
-            follows=FollowService(follow_graph, account_graph, feed, events, account_cache, ids, abuse, locks),
+            follows=follows,
             statuses=StatusService(
-                settings, status_graph, follow_graph, hydrator, events, redis, ids, feed, abuse, likes, locks
+                settings, status_graph, follow_graph, hydrator, events, redis, ids, feed, abuse, likes, locks, relations
             ),
             likes=likes,
             notifications=NotificationService(NotificationStore(redis, settings.notifications_max), hydrator),
@@ -142,6 +165,9 @@ class AppContext:
                 abuse,
                 clock,
             ),
+            relations=relations,
+            safety=SafetyService(relation_graph, relations, follows, account_graph, ids),
+            conversations=ConversationService(ConversationStore(redis), hydrator),
         )
         ctx.statuses.media_attacher = media.attach_media_tx
         await ctx.live.start()

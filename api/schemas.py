@@ -193,6 +193,13 @@ class Context(BaseModel):
     descendants: list[Status]
 
 
+class Conversation(BaseModel):
+    id: str
+    unread: bool
+    accounts: list[Account] = Field(description="The other participants")
+    last_status: Status | None
+
+
 class Notification(BaseModel):
     id: str
     type: NotificationType

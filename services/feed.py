@@ -122,6 +122,9 @@ class FeedManager:
         status = await self.statuses.get(status_id)
         if status is None:  # deleted before its fan-out ran
             return
+        if status.get("visibility") == "direct":  # its audience is its mentions: in no home feed
+            await self.statuses.mark_delivered(status_id)
+            return
         entry = (status_id, status.get("reblog_of_id"))
         if await self.timelines.is_celebrity_ready(author_id):
             await self.actors.outbox_for(author_id).append.remote(author_id, [status_id], announce=True)
@@ -278,6 +281,15 @@ class FeedManager:
         A filter that needs data (who the viewer blocks, say) loads it once for the whole page.
         """
         return dedupe_reblogs(posts)
+
+    async def clear_from_home(self, user_id: int, target: int) -> None:
+        """A mute or block: the target's posts out of the user's inbox (reads filter them meanwhile)."""
+        oldest = await self.timelines.oldest_entry(user_id)
+        if oldest is None:
+            return
+        entries = await self.statuses.recent_entries([target], oldest - 1, self.settings.timeline_max)
+        if entries:
+            await self.actors.inbox_for(user_id).remove.remote(entries, [user_id])
 
 
 def dedupe_reblogs(posts: list[HydratedStatus]) -> list[HydratedStatus]:

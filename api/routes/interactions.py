@@ -14,13 +14,13 @@ from api.params import Id, IdPath, parse, parse_id
 from api.routes.accounts import account_page
 from api.schemas import Account, Context, Status
 from services.auth import Principal
-from services.statuses import VISIBILITIES
+from services.statuses import REBLOG_VISIBILITIES
 
 router = APIRouter()
 
 
 class ReblogForm(BaseModel):
-    visibility: str = Field(default="public", json_schema_extra={"enum": list(VISIBILITIES)})
+    visibility: str = Field(default="public", json_schema_extra={"enum": list(REBLOG_VISIBILITIES)})
 
 
 class ContextQuery(BaseModel):
@@ -59,7 +59,10 @@ async def favourited_by(
     ctx = context(request)
     page = await parse(request, PageParams)
     post = await ctx.statuses.get(parse_id(status_id), principal.account_id if principal else None)
+    viewer = principal.account_id if principal else None
     rows = await ctx.likes.favourited_by(post.original.id, page.max_id, page.limit)
+    hidden = await ctx.relations.hidden_among(viewer, [account["id"] for _, account in rows])
+    rows = [(cursor, account) for cursor, account in rows if account["id"] not in hidden]
     return account_page(request, rows, ctx.settings)
 
 
@@ -104,7 +107,8 @@ async def reblogged_by(
     ctx = context(request)
     page = await parse(request, PageParams)
     post = await ctx.statuses.get(parse_id(status_id), principal.account_id if principal else None)
-    rows = await ctx.statuses.reblogged_by(post.original.id, page.max_id, page.limit)
+    viewer = principal.account_id if principal else None
+    rows = await ctx.statuses.reblogged_by(post.original.id, viewer, page.max_id, page.limit)
     return account_page(request, rows, ctx.settings)
 
 
