@@ -128,6 +128,9 @@ class AppContext:
             relations,
             relation_graph,
         )
+        statuses = StatusService(
+            settings, status_graph, follow_graph, hydrator, events, redis, ids, feed, abuse, likes, locks, relations
+        )
         media.start()
         ctx = cls(
             settings=settings,
@@ -139,9 +142,7 @@ class AppContext:
             accounts=AccountService(settings, account_graph, ids, passwords, account_cache),
             events=events,
             follows=follows,
-            statuses=StatusService(
-                settings, status_graph, follow_graph, hydrator, events, redis, ids, feed, abuse, likes, locks, relations
-            ),
+            statuses=statuses,
             likes=likes,
             notifications=NotificationService(NotificationStore(redis, settings.notifications_max), hydrator),
             live=LiveHub(
@@ -163,6 +164,8 @@ class AppContext:
                 events,
                 locks,
                 abuse,
+                relations,
+                statuses,
                 clock,
             ),
             relations=relations,

@@ -20,6 +20,9 @@ their posts). The rules:
 * Seen: only a follower can mark a story seen; each viewer counts once. The
   author alone lists the viewers, newest first.
 * Ending a story early (``self-expire``) moves its deadline to now.
+* Blocked accounts never see each other's stories (``services.relations``),
+  nor appear among its viewers; a reply (``comment``) is a direct message to
+  the author, when the story takes replies.
 """
 
 from __future__ import annotations
@@ -41,8 +44,10 @@ from services.abuse import AbuseGuard
 from services.clock import SYSTEM_CLOCK, Clock
 from services.errors import Forbidden, NotFound, Unprocessable
 from services.feed import FeedManager
-from services.hydrate import Hydrator
+from services.hydrate import HydratedStatus, Hydrator
 from services.media import MediaService
+from services.relations import RelationService
+from services.statuses import StatusService
 
 Row = dict[str, Any]
 
@@ -91,6 +96,8 @@ class StoryService:
         events: EventStream,
         locks: Locks,
         abuse: AbuseGuard,
+        relations: RelationService,
+        statuses: StatusService,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings
@@ -102,6 +109,8 @@ class StoryService:
         self.events = events
         self.locks = locks
         self.abuse = abuse
+        self.relations = relations
+        self.statuses = statuses
         self.clock = clock
 
     # -- writing ---------------------------------------------------------------
@@ -181,7 +190,7 @@ class StoryService:
             story = records.get(story_id)
             if story is not None and story["account_id"] != viewer_id:
                 by_author.setdefault(story["account_id"], []).append(story_id)
-        following = await self.feed.story_viewers_among(viewer_id, sorted(by_author))
+        following = await self._audience_of(viewer_id, sorted(by_author))
         authors = await self.hydrator.account_rows([viewer_id, *following])
         own = self._group(authors.get(viewer_id) or {"id": viewer_id}, records, read.own, seen, now)
         others = [
@@ -201,10 +210,15 @@ class StoryService:
         author = (await self.hydrator.account_rows([viewer_id])).get(viewer_id) or {"id": viewer_id}
         return self._group(author, records, ids, seen, now)
 
+    async def _audience_of(self, viewer_id: int, author_ids: list[int]) -> set[int]:
+        """The authors whose stories the viewer may see (the feed's rule), never across a block either way."""
+        allowed = await self.feed.story_viewers_among(viewer_id, author_ids)
+        return allowed - await self.relations.hidden_among(viewer_id, allowed)
+
     async def _visible(self, viewer_id: int, story_id: int) -> Row:
         """An active story the viewer may see: their own, or one of an account they follow (403 otherwise)."""
         story = await self._active(story_id)
-        if not await self.feed.story_viewers_among(viewer_id, [story["account_id"]]):
+        if not await self._audience_of(viewer_id, [story["account_id"]]):
             raise Forbidden("Only followers of its author can see this story")
         return story
 
@@ -220,5 +234,28 @@ class StoryService:
         if story["account_id"] != author_id:
             raise NotFound("Record not found")
         ids = await self.store.viewers(story_id, limit)
-        accounts = await self.hydrator.account_rows(ids)
+        hidden = await self.relations.hidden_among(author_id, ids)  # a viewer blocked since is not listed
+        accounts = await self.hydrator.account_rows([i for i in ids if i not in hidden])
         return [accounts[i] for i in ids if i in accounts]
+
+    async def reply(self, viewer_id: int, story_id: int, caption: str) -> HydratedStatus:
+        """A follower's reply to a story that takes replies: a direct message to its author."""
+        story = await self._visible(viewer_id, story_id)
+        if story["account_id"] == viewer_id:
+            raise Unprocessable("Validation failed: you cannot reply to your own story")
+        if not story["can_reply"]:
+            raise Unprocessable("Validation failed: this story does not take replies")
+        author = (await self.hydrator.account_rows([story["account_id"]])).get(story["account_id"])
+        if author is None:
+            raise NotFound("Record not found")
+        return await self.statuses.create(
+            viewer_id,
+            text=f"@{author['username']} {caption}",
+            visibility="direct",
+            media_ids=[],
+            in_reply_to_id=None,
+            sensitive=False,
+            spoiler_text="",
+            language=None,
+            idempotency_key=None,
+        )

@@ -247,6 +247,70 @@ def test_unfollowing_hides_an_authors_stories(http: httpx.Client, make_user: Use
     assert seen(http, follower, story["id"]).status_code == 403
 
 
+# -- replies and safety ------------------------------------------------------------------------------------------------
+
+
+def conversation_texts(http: httpx.Client, user: User) -> list[str]:
+    response = http.get("/api/v1/conversations", headers=user.headers)
+    assert response.status_code == 200, response.text
+    return [c["last_status"]["content"] for c in response.json() if c["last_status"]]
+
+
+def test_a_reply_is_a_direct_message_to_the_author_when_the_story_takes_replies(
+    http: httpx.Client, make_user: UserFactory
+) -> None:
+    author, follower, stranger = make_user(), make_user(), make_user()
+    follow(http, follower, author)
+    open_story = post_story(http, author)
+    closed = publish(http, author, uploaded(http, author)["media_id"], can_reply="false").json()
+    sent = http.post(f"{STORIES}/comment", headers=follower.headers, data={"sid": open_story["id"], "caption": "wow!"})
+    assert sent.status_code == 200 and sent.json() == {"code": 200, "msg": "Sent!"}
+    texts = wait_for(lambda: conversation_texts(http, author), len, "the author's conversation")
+    assert len(texts) == 1 and "wow!" in texts[0]
+    assert any("wow!" in text for text in conversation_texts(http, follower))
+    refused = http.post(f"{STORIES}/comment", headers=follower.headers, data={"sid": closed["id"], "caption": "hi"})
+    assert refused.status_code == 422 and "replies" in refused.json()["error"]
+    stranger_reply = http.post(
+        f"{STORIES}/comment", headers=stranger.headers, data={"sid": open_story["id"], "caption": "hi"}
+    )
+    assert stranger_reply.status_code == 403
+    empty = http.post(f"{STORIES}/comment", headers=follower.headers, data={"sid": open_story["id"], "caption": ""})
+    assert empty.status_code == 422
+    assert conversation_texts(http, stranger) == [] and len(conversation_texts(http, author)) == 1
+
+
+def test_blocked_accounts_never_see_each_others_stories(http: httpx.Client, make_user: UserFactory) -> None:
+    author, follower = make_user(), make_user()
+    follow(http, follower, author)
+    follow(http, author, follower)
+    story, theirs = post_story(http, author), post_story(http, follower)
+    wait_for(lambda: story_ids(carousel(http, follower)), lambda ids: author.id in ids, "the author's story")
+    wait_for(lambda: story_ids(carousel(http, author)), lambda ids: follower.id in ids, "the follower's story")
+    assert seen(http, follower, story["id"]).status_code == 200
+    assert http.post(f"/api/v1/accounts/{follower.id}/block", headers=author.headers).status_code == 200
+    assert author.id not in story_ids(carousel(http, follower))
+    assert follower.id not in story_ids(carousel(http, author))
+    for viewer, other in ((follower, story), (author, theirs)):
+        assert seen(http, viewer, other["id"]).status_code == 403
+    viewers = http.get(f"{STORIES}/viewers", params={"sid": story["id"]}, headers=author.headers)
+    assert viewers.status_code == 200 and viewers.json() == []  # a viewer blocked since is not listed
+
+
+def test_a_locked_accounts_stories_reach_only_approved_followers(http: httpx.Client, make_user: UserFactory) -> None:
+    owner, fan = make_user(), make_user()
+    locked = http.patch("/api/v1/accounts/update_credentials", headers=owner.headers, data={"locked": "true"})
+    assert locked.status_code == 200 and locked.json()["locked"] is True
+    follow(http, fan, owner)  # a request, not a follow
+    story = post_story(http, owner)
+    assert owner.id not in story_ids(carousel(http, fan))
+    assert seen(http, fan, story["id"]).status_code == 403
+    approved = http.post(f"/api/v1/follow_requests/{fan.id}/authorize", headers=owner.headers)
+    assert approved.status_code == 200, approved.text
+    # The approved follow merges the owner's active stories into the fan's tray.
+    assert wait_for(lambda: story_ids(carousel(http, fan)).get(owner.id), bool, "the story") == [story["id"]]
+    assert seen(http, fan, story["id"]).status_code == 200
+
+
 # -- the deadline ------------------------------------------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from starlette.datastructures import UploadFile
 
 from api.auth import context, scoped
 from api.entities import account_entity, iso_time
-from api.openapi import doc
+from api.openapi import STORY_UPLOAD, doc
 from api.params import Id, IdPath, parse, parse_id, read_params
 from api.routes.media import MULTIPART_OVERHEAD, LimitedBody
 from api.schemas import Account, StoryAdded, StoryCarousel, StoryPublished, StoryReply
@@ -103,28 +103,9 @@ def story_group(group: StoryGroup, viewer_id: int, settings: Settings, media: Me
     **doc(
         StoryAdded,
         auth="write:media",
-        errors=[400, 413, 415, 422, 429],
+        errors=[400, 413, 415, 422],
         responses={202: {"model": StoryAdded, "description": "Accepted: still processing, `media_url` is null"}},
-        extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["file"],
-                            "properties": {
-                                "file": {
-                                    "type": "string",
-                                    "format": "binary",
-                                    "description": "A JPEG or PNG photo or a short MP4 video",
-                                }
-                            },
-                        }
-                    }
-                },
-            }
-        },
+        extra={"requestBody": STORY_UPLOAD},
     ),
 )
 async def add(request: Request, principal: Principal = Depends(scoped("write:media"))) -> ORJSONResponse:
@@ -228,3 +209,16 @@ async def self_expire(
     ctx = context(request)
     await ctx.stories.end(principal.account_id, parse_id(story_id))  # type: ignore[arg-type]
     return ORJSONResponse({"code": 200, "msg": "Successfully deleted"})
+
+
+COMMENT_DOC = doc(StoryReply, body=CommentForm, auth="write:statuses", errors=[404, 429])
+
+
+@router.post(f"{PREFIX}/comment", **COMMENT_DOC)
+@router.post("/api/v1.2/stories/comment", operation_id="story_comment_v1_2", **COMMENT_DOC)
+async def comment(request: Request, principal: Principal = Depends(scoped("write:statuses"))) -> ORJSONResponse:
+    """A reply to a story, delivered to its author as a direct message (a conversation on both sides)."""
+    ctx = context(request)
+    form = await parse(request, CommentForm)
+    await ctx.stories.reply(principal.account_id, form.sid, form.caption)  # type: ignore[arg-type]
+    return ORJSONResponse({"code": 200, "msg": "Sent!"})
