@@ -34,6 +34,7 @@ from PIL import Image
 from api.context import AppContext
 from media.store import local_store, original_key
 from redis_store.stories import DUE, tray_key
+from redis_store.timelines import celeb_ready_key
 from services.errors import NotFound
 from stack import Stack
 from tests.conftest import User, UserFactory
@@ -245,6 +246,20 @@ def test_unfollowing_hides_an_authors_stories(http: httpx.Client, make_user: Use
     assert http.post(f"/api/v1/accounts/{author.id}/unfollow", headers=follower.headers).status_code == 200
     assert author.id not in story_ids(carousel(http, follower))
     assert seen(http, follower, story["id"]).status_code == 403
+
+
+def test_a_celebritys_stories_are_pulled_at_read_time(
+    http: httpx.Client, make_user: UserFactory, stack: Stack, redis_client: redis.Redis
+) -> None:
+    star = make_user()
+    fans = [make_user() for _ in range(stack.settings.celebrity_threshold)]
+    for fan in fans:
+        follow(http, fan, star)
+    wait_for(lambda: redis_client.exists(celeb_ready_key(int(star.id))), bool, "the star's promotion to pull")
+    story = post_story(http, star)
+    for fan in fans:
+        assert story_ids(carousel(http, fan)).get(star.id) == [story["id"]]  # at once: nothing was pushed
+        assert redis_client.zscore(tray_key(int(fan.id)), story["id"]) is None
 
 
 # -- replies and safety ------------------------------------------------------------------------------------------------
