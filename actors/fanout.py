@@ -24,15 +24,18 @@ from actors.registry import ActorDirectory, fanout_name
 from config import get_settings
 from graph.driver import GraphClient
 from graph.follows import FollowGraph
+from graph.relations import RelationGraph
 from graph.statuses import StatusGraph
 from ids import min_id_at_ms
 from redis_store.client import connect
 from redis_store.durability import Durability
 from redis_store.events import Event, EventStream
 from redis_store.followers import FollowerLists
+from redis_store.relations import RelationCache
 from redis_store.stories import StoryStore
 from redis_store.timelines import TimelineStore
 from services.feed import FeedManager
+from services.relations import RelationService
 
 log = logging.getLogger("raygram.fanout")
 GROUP = "fanout"
@@ -55,6 +58,7 @@ class FanoutWorker:
             FollowerLists(redis, settings.follower_list_days),
             self.statuses,
             ActorDirectory(settings),
+            RelationService(RelationGraph(graph), RelationCache(redis)),
             StoryStore(redis, settings.story_tray_max, Durability.configured(settings)),
         )
 
@@ -86,6 +90,11 @@ class FanoutWorker:
             await self.feed.distribute_story(data["story_id"], data["account_id"], data["expires_at"])
         elif event.type == "story.ended":
             await self.feed.withdraw_story(data["story_id"], data["account_id"])
+        elif event.type == "account.muted":
+            await self.feed.clear_from_home(data["account_id"], data["target_id"])
+        elif event.type == "account.blocked":  # each is hidden from the other
+            await self.feed.clear_from_home(data["account_id"], data["target_id"])
+            await self.feed.clear_from_home(data["target_id"], data["account_id"])
 
     async def _sweep(self) -> None:
         """Re-emit recent posts whose fan-out was never acknowledged."""

@@ -14,6 +14,7 @@ from api.errors import install_error_handlers
 from api.openapi import install_openapi
 from api.routes import (
     accounts,
+    bookmarks,
     conversations,
     follows,
     instance,
@@ -57,6 +58,7 @@ def create_app() -> FastAPI:
         accounts,
         statuses,
         interactions,
+        bookmarks,
         timelines,
         conversations,
         notifications,

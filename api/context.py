@@ -9,12 +9,14 @@ import redis.asyncio as aioredis
 from actors.registry import ActorDirectory
 from config import Settings
 from graph.accounts import AccountGraph
+from graph.bookmarks import BookmarkGraph
 from graph.driver import GraphClient, async_wait_for_graph
 from graph.follows import FollowGraph
 from graph.likes import LikeGraph
 from graph.relations import RelationGraph
 from graph.statuses import StatusGraph
 from graph.stories import StoryGraph
+from redis_store.bookmarks import BookmarkCache
 from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
 from redis_store.conversations import ConversationStore
@@ -33,6 +35,7 @@ from redis_store.worker_lease import LeasedGenerator
 from services.abuse import AbuseGuard
 from services.accounts import AccountService
 from services.auth import AuthService
+from services.bookmarks import BookmarkService
 from services.clock import SYSTEM_CLOCK, Clock
 from services.conversations import ConversationService
 from services.feed import FeedManager, HomeFeed
@@ -70,6 +73,7 @@ class AppContext:
     relations: RelationService
     safety: SafetyService
     conversations: ConversationService
+    bookmarks: BookmarkService
 
     @classmethod
     async def create(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> AppContext:
@@ -103,8 +107,12 @@ class AppContext:
         abuse = AbuseGuard(settings, redis, rate_limiter)
         likes = LikeService(settings, like_store, LikeGraph(graph), status_graph, hydrator, redis, ids, abuse)
         hydrator.page_view = likes.page_view
+        bookmarks = BookmarkService(BookmarkGraph(graph), BookmarkCache(redis), hydrator, ids)
+        hydrator.bookmarks = bookmarks.among
         timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
         story_store = StoryStore(redis, settings.story_tray_max, Durability.configured(settings))
+        relation_graph = RelationGraph(graph)
+        relations = RelationService(relation_graph, RelationCache(redis))
         feed = FeedManager(
             settings,
             timelines,
@@ -112,21 +120,11 @@ class AppContext:
             FollowerLists(redis, settings.follower_list_days),
             status_graph,
             actors,
+            relations,
             story_store,
         )
-        relation_graph = RelationGraph(graph)
-        relations = RelationService(relation_graph, RelationCache(redis))
         follows = FollowService(
-            follow_graph,
-            account_graph,
-            feed,
-            events,
-            account_cache,
-            ids,
-            abuse,
-            locks,
-            relations,
-            relation_graph,
+            follow_graph, account_graph, feed, events, account_cache, ids, abuse, locks, relations, relation_graph
         )
         statuses = StatusService(
             settings, status_graph, follow_graph, hydrator, events, redis, ids, feed, abuse, likes, locks, relations
@@ -144,7 +142,9 @@ class AppContext:
             follows=follows,
             statuses=statuses,
             likes=likes,
-            notifications=NotificationService(NotificationStore(redis, settings.notifications_max), hydrator),
+            notifications=NotificationService(
+                NotificationStore(redis, settings.notifications_max), hydrator, relations
+            ),
             live=LiveHub(
                 redis,
                 settings.streaming_heartbeat_seconds,
@@ -153,7 +153,6 @@ class AppContext:
             ),
             feed=feed,
             home=HomeFeed(feed, hydrator),
-            media=media,
             stories=StoryService(
                 settings,
                 story_store,
@@ -169,8 +168,10 @@ class AppContext:
                 clock,
             ),
             relations=relations,
-            safety=SafetyService(relation_graph, relations, follows, account_graph, ids),
+            safety=SafetyService(relation_graph, relations, follows, account_graph, ids, events),
             conversations=ConversationService(ConversationStore(redis), hydrator),
+            bookmarks=bookmarks,
+            media=media,
         )
         ctx.statuses.media_attacher = media.attach_media_tx
         await ctx.live.start()

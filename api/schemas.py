@@ -154,6 +154,13 @@ class MediaAttachment(BaseModel):
     variants: list[MediaVariant]
 
 
+class Mention(BaseModel):
+    id: str
+    username: str
+    acct: str
+    url: str
+
+
 class Status(BaseModel):
     id: str
     created_at: datetime
@@ -181,7 +188,7 @@ class Status(BaseModel):
     application: dict[str, Any] | None
     account: Account
     media_attachments: list[MediaAttachment]
-    mentions: list[dict[str, Any]]
+    mentions: list[Mention] = Field(description="Accounts the text mentions; a direct message's audience")
     tags: list[dict[str, Any]]
     emojis: list[dict[str, Any]]
     card: dict[str, Any] | None

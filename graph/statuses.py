@@ -3,8 +3,9 @@
 A status carries its author's id (indexed) rather than an edge, so that an
 author's posts page by id with one index range. A direct message
 (``visibility: 'direct'``) carries the ids of its audience in ``mentions``;
-the queries that feed timelines and profiles leave direct messages out. ``delivered`` turns true once
-fan-out has been acknowledged; the sweeper re-emits posts that stay false.
+the queries that feed timelines and profiles leave direct messages out.
+``delivered`` turns true once fan-out has been acknowledged; the sweeper
+re-emits posts that stay false.
 """
 
 from __future__ import annotations

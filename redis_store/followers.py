@@ -80,6 +80,12 @@ return redis.call('ZRANGEBYLEX', KEYS[1], '(' .. ARGV[1], '+', 'LIMIT', 0, tonum
 """
 )
 
+# KEYS: list. ARGV: COMPLETE, follower member. 1 or 0 from a complete list, -1 without one.
+_CONTAINS = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return -1 end
+return redis.call('ZSCORE', KEYS[1], ARGV[2]) and 1 or 0
+"""
+
 # KEYS: list, build, gone, doubt. ARGV: follower member.
 _BEGIN = _NOW_MS + "redis.call('ZADD', KEYS[4], now, ARGV[1]) return 1"
 
@@ -157,6 +163,7 @@ class FollowerLists:
         self.redis = redis
         self.keep_ms = keep_days * 86_400_000
         self._page = redis.register_script(_PAGE)
+        self._contains = redis.register_script(_CONTAINS)
         self._begin = redis.register_script(_BEGIN)
         self._followed = redis.register_script(_FOLLOWED)
         self._unfollowed = redis.register_script(_UNFOLLOWED)
@@ -170,6 +177,11 @@ class FollowerLists:
             keys=author_keys(author_id), args=[member(after), limit, DOUBT_GRACE_MS, self.keep_ms, COMPLETE]
         )
         return None if raw is None else [int(m) for m in raw]
+
+    async def contains(self, author_id: int, user_id: int) -> bool | None:
+        """Whether ``user_id`` follows the author, by the list; None while the list is not complete."""
+        found = await self._contains(keys=[followers_key(author_id)], args=[COMPLETE, member(user_id)])
+        return None if found == -1 else bool(found)
 
     @asynccontextmanager
     async def changing(self, author_id: int, user_id: int, *, following: bool) -> AsyncIterator[None]:

@@ -11,6 +11,9 @@ Who gets a post
   * Then its audience, the author's followers: pushed into their inboxes, a
     page of the author's follower list at a time, one call per inbox shard
     (never per follower); or, for a celebrity, one append to their outbox.
+  * A direct message has no audience here: it is in no home feed, its
+    author's included (its recipients get it through their conversations and
+    notifications, ``actors.notifier``).
   * Users inactive for ``inactive_days`` get no pushes; their next read
     rebuilds their inbox from the graph (``populate_home``, fan-out on read).
     Only a finished rebuild makes an inbox count as kept.
@@ -41,15 +44,23 @@ Who gets a story (``services.stories``)
     deadline; a story past it is pushed to nobody.
   * Following an author merges their active stories into the follower's tray;
     unfollowing takes them out (and every read checks the follow anyway).
-  * A story shows to its author and to the accounts that follow the author
-    (``story_viewers_among``), checked on every read with one lookup per
-    page: a locked account's pending requests are no follows, and a block
-    removes follows both ways.
+  * A story shows to its author and to the accounts that follow the author,
+    never across a block either way (``story_viewers_among``), checked on
+    every read with one follow query and one relations look-up per page: a
+    locked account's pending requests are no follows.
 
 Dedupe and filters
   * A post shows once per page: a reblog is not delivered where its original
     (or another reblog of it) is already in the inbox, and ``filter_home``
     keeps the newest of a post and its reblogs on each page.
+  * ``filter_home`` drops what ``filter_from_home`` says the reader must not
+    see: posts by, reblogs of, and posts mentioning an account that blocks the
+    reader or is blocked or muted by them (a mute with a duration counts until
+    its expiry), and direct messages. The facts come from one cached look-up
+    per page (``services.relations``), never a graph query per read. A block
+    or mute also has the inbox cleaned of the account's posts, asynchronously
+    (``clear_from_home``, run by the fan-out worker); the filter covers the
+    meantime and what the clean-up cannot reach (reblogs by others).
 
 Rules that must run inside one Redis call to stay atomic (the reblog
 dedupe, skipping inactive users, the unfollow guard, the rebuild state) are
@@ -71,10 +82,12 @@ from graph.follows import FollowGraph
 from graph.statuses import StatusGraph
 from ids import id_to_ms, min_id_at_ms
 from redis_store.followers import FollowerLists, FollowerPages
+from redis_store.relations import Flags
 from redis_store.stories import StoryStore
 from redis_store.timelines import Entry, PageBounds, TimelineStore
 from services.availability import REDIS_DOWN, mark_degraded
 from services.hydrate import HydratedStatus, Hydrator
+from services.relations import RelationService
 
 REBUILD_FOLLOWING_LIMIT = 5000
 PerShard = Callable[[ActorHandle, list[int]], Awaitable[object]]
@@ -91,8 +104,10 @@ class FeedManager:
         followers: FollowerLists,
         statuses: StatusGraph,
         actors: ActorDirectory,
+        relations: RelationService,
         stories: StoryStore,
     ) -> None:
+        self.relations = relations
         self.settings = settings
         self.timelines = timelines
         self.follows = follows
@@ -122,7 +137,7 @@ class FeedManager:
         status = await self.statuses.get(status_id)
         if status is None:  # deleted before its fan-out ran
             return
-        if status.get("visibility") == "direct":  # its audience is its mentions: in no home feed
+        if status.get("visibility") == "direct":  # its audience is its mentions, in no home feed
             await self.statuses.mark_delivered(status_id)
             return
         entry = (status_id, status.get("reblog_of_id"))
@@ -174,11 +189,14 @@ class FeedManager:
             )
 
     async def story_viewers_among(self, viewer_id: int, author_ids: list[int]) -> set[int]:
-        """The authors among ``author_ids`` whose stories the viewer may see: themselves and those they follow
-        (one graph query for the whole page)."""
+        """The authors among ``author_ids`` whose stories the viewer may see: themselves and those they follow,
+        less any blocked either way (one graph query and one relations look-up for the whole page)."""
         others = sorted(set(author_ids) - {viewer_id})
-        following, _ = await self.follows.relationships(viewer_id, others) if others else (set(), set())
-        return following | ({viewer_id} & set(author_ids))
+        if not others:
+            return {viewer_id} & set(author_ids)
+        following, _ = await self.follows.relationships(viewer_id, others)
+        hidden = await self.relations.hidden_among(viewer_id, following)
+        return (following - hidden) | ({viewer_id} & set(author_ids))
 
     # -- push or pull --------------------------------------------------------------
 
@@ -244,6 +262,15 @@ class FeedManager:
         entries = await self.statuses.recent_entries([followee], oldest - 1, self.settings.timeline_max)
         await inbox.remove.remote(entries, [follower])
 
+    async def clear_from_home(self, user_id: int, target: int) -> None:
+        """A block or mute: the target's posts out of the user's inbox (reads filter them meanwhile)."""
+        oldest = await self.timelines.oldest_entry(user_id)
+        if oldest is None:
+            return
+        entries = await self.statuses.recent_entries([target], oldest - 1, self.settings.timeline_max)
+        if entries:
+            await self.actors.inbox_for(user_id).remove.remote(entries, [user_id])
+
     # -- reading a home feed ---------------------------------------------------------
 
     async def home_entries(self, user_id: int, bounds: PageBounds, limit: int) -> list[int]:
@@ -276,20 +303,31 @@ class FeedManager:
         await self.actors.inbox_for(user_id).rebuild.remote(user_id, entries[::-1], celebrities)
 
     async def filter_home(self, viewer_id: int, posts: list[HydratedStatus]) -> list[HydratedStatus]:
-        """What a home page shows of its hydrated entries: each post once (``dedupe_reblogs``).
+        """What a home page shows of its hydrated entries: each post once (``dedupe_reblogs``), none that
+        ``filter_from_home`` refuses. The viewer's blocks and mutes load once for the whole page."""
+        accounts = {a for post in posts for a in accounts_of(post)}
+        facts = await self.relations.flags(viewer_id, accounts)
+        now = self.relations.now_ms()
+        return dedupe_reblogs([p for p in posts if not filter_from_home(p, viewer_id, facts, now)])
 
-        A filter that needs data (who the viewer blocks, say) loads it once for the whole page.
-        """
-        return dedupe_reblogs(posts)
 
-    async def clear_from_home(self, user_id: int, target: int) -> None:
-        """A mute or block: the target's posts out of the user's inbox (reads filter them meanwhile)."""
-        oldest = await self.timelines.oldest_entry(user_id)
-        if oldest is None:
-            return
-        entries = await self.statuses.recent_entries([target], oldest - 1, self.settings.timeline_max)
-        if entries:
-            await self.actors.inbox_for(user_id).remove.remote(entries, [user_id])
+def accounts_of(post: HydratedStatus) -> list[int]:
+    """The accounts a home entry involves: its author, the reblogged post's author, the accounts it mentions."""
+    original = post.original.status
+    return [post.status["account_id"], original["account_id"], *(original.get("mentions") or ())]
+
+
+def filter_from_home(post: HydratedStatus, viewer_id: int, facts: dict[int, Flags], now_ms: int) -> bool:
+    """True if the viewer's home must not show ``post`` (Mastodon's ``filter_from_home?``)."""
+    if post.status["visibility"] == "direct" or post.original.status["visibility"] == "direct":
+        return True
+    if post.status["account_id"] == viewer_id:
+        return False  # one's own posts and reblogs always show
+    for account in accounts_of(post):
+        flags = facts.get(account)
+        if flags is not None and (flags.hidden or flags.muted_at(now_ms)):
+            return True
+    return False
 
 
 def dedupe_reblogs(posts: list[HydratedStatus]) -> list[HydratedStatus]:

@@ -20,6 +20,7 @@ post's own invalidation (deletion) takes them along.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -33,6 +34,8 @@ from redis_store.likes import PageView
 from services.availability import GRAPH_DOWN, REDIS_DOWN, mark_degraded
 
 Row = dict[str, Any]
+# (viewer, status ids) -> the ones the viewer bookmarked
+BookmarkLoader = Callable[[int, list[int]], Awaitable[set[int]]]
 # (viewer, status ids, a command to send along) -> (the view, that command's reply or None if Redis is down)
 PageViewLoader = Callable[[int | None, list[int], Callable[[Pipeline], object]], Awaitable[tuple[PageView, Any]]]
 ATTACHMENTS = "attachments"  # field of a cached status record: its unsigned attachments, in the post's order
@@ -59,6 +62,7 @@ class HydratedStatus:
     favourited: bool = False
     reblogged: bool = False
     reblog: HydratedStatus | None = None
+    bookmarked: bool = False
     id: int = field(init=False)  # the status's id: read often per page (dedupe, visibility, entities), so a slot
 
     def __post_init__(self) -> None:
@@ -85,6 +89,7 @@ class Hydrator:
         self.account_cache = account_cache
         self.media = media
         self.page_view: PageViewLoader | None = None
+        self.bookmarks: BookmarkLoader | None = None
 
     async def status_rows(self, ids: list[int]) -> dict[int, Row]:
         """Status records with their ``attachments``, from the cache or (misses) the graph."""
@@ -121,37 +126,60 @@ class Hydrator:
     async def account_rows(self, ids: list[int]) -> dict[int, Row]:
         return await read_aside(self.account_cache, self.accounts.get_accounts, ids)
 
-    async def cache_statuses(self, rows: list[Row]) -> None:
-        """Warm the status cache with records just read from the graph, with their attachments; skipped while
-        Redis (or, for the attachments, the graph) is down."""
+    async def cache_statuses(self, rows: list[Row]) -> dict[int, Row]:
+        """Warm the status cache with records just read from (or written to) the graph, with their attachments.
+
+        Returns the completed records by id, for ``hydrate(known=...)``: a page hydrated right after
+        need not read them back. Nothing is cached (or returned) while the graph is down for the
+        attachments; the cache write is skipped while Redis is down."""
         records = [dict(row) for row in rows]
         try:
             await self._add_attachments(records)
+        except GRAPH_DOWN:
+            mark_degraded("graph")
+            return {}
+        try:
             await self.status_cache.put_many({r["id"]: r for r in records})
         except REDIS_DOWN:
             mark_degraded("redis")
-        except GRAPH_DOWN:
-            mark_degraded("graph")
+        return {r["id"]: r for r in records}
 
-    async def hydrate(self, ids: list[int], viewer_id: int | None = None) -> list[HydratedStatus]:
-        """Records for ``ids`` in the given order; deleted posts (and reblogs of them) are skipped."""
-        statuses = await self.status_rows(ids)
+    async def hydrate(
+        self, ids: list[int], viewer_id: int | None = None, known: dict[int, Row] | None = None
+    ) -> list[HydratedStatus]:
+        """Records for ``ids`` in the given order; deleted posts (and reblogs of them) are skipped.
+
+        ``known``: records at hand already (``cache_statuses``), which are not fetched again.
+        """
+        known = known or {}
+        statuses = {i: known[i] for i in ids if i in known}
+        if missing := [i for i in ids if i not in known]:
+            statuses.update(await self.status_rows(missing))
         originals = [s["reblog_of_id"] for s in statuses.values() if s.get("reblog_of_id") is not None]
         if originals:
             statuses.update(await self.status_rows([o for o in originals if o not in statuses]))
         await self._complete(list(statuses.values()))
         authors = list(dict.fromkeys(s["account_id"] for s in statuses.values()))
-        view, cached = None, None
+        view, cached, bookmarked = None, None, set()
         if self.page_view and statuses:  # the authors' cached records come in the view's round trip
-            view, raw = await self.page_view(
+            view_call = self.page_view(
                 viewer_id, list(statuses), lambda pipe: self.account_cache.queue_get_many(pipe, authors)
             )
+            if self.bookmarks and viewer_id is not None:  # the viewer's bookmarks: one more call, alongside
+                (view, raw), bookmarked = await asyncio.gather(view_call, self.bookmarks(viewer_id, list(statuses)))
+            else:
+                view, raw = await view_call
             cached = None if raw is None else self.account_cache.decode(authors, raw)
         accounts = await read_aside(self.account_cache, self.accounts.get_accounts, authors, cached)
         counts = view.counts if view else {}
         liked, reblogged = (view.liked, view.reblogged) if view else (set(), set())
 
-        return assemble(ids, statuses, accounts, self.media.render, counts, liked, reblogged)
+        page = assemble(ids, statuses, accounts, self.media.render, counts, liked, reblogged)
+        if bookmarked:
+            for post in page:
+                for shown in (post, post.reblog) if post.reblog else (post,):
+                    shown.bookmarked = shown.id in bookmarked
+        return page
 
 
 def assemble(

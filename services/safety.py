@@ -11,7 +11,8 @@
 
 Both are in the graph before the answer and take effect on the next read: the
 cached relations of both accounts are dropped with the change. The home feed's
-existing entries are cleaned by the feed (``FeedManager.clear_from_home``).
+existing entries are cleaned asynchronously: an ``account.blocked`` or
+``account.muted`` event has the fan-out worker run ``FeedManager.clear_from_home``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from graph.accounts import AccountGraph
 from graph.driver import Row
 from graph.relations import RelationGraph
 from ids import SnowflakeGenerator
+from redis_store.events import EventStream
 from services.errors import Forbidden, NotFound, Unprocessable
 from services.follows import FollowService
 from services.relations import RelationService
@@ -53,7 +55,9 @@ class SafetyService:
         follows: FollowService,
         accounts: AccountGraph,
         ids: SnowflakeGenerator,
+        events: EventStream,
     ) -> None:
+        self.events = events
         self.graph = graph
         self.relations = relations
         self.follows = follows
@@ -72,6 +76,7 @@ class SafetyService:
         await self.relations.changed(me, target)  # hidden from the next read on
         await self.follows.unfollow(me, target)
         await self.follows.unfollow(target, me)
+        await self.events.publish("account.blocked", account_id=me, target_id=target)
         return await self.relationship(me, target)
 
     async def unblock(self, me: int, target: int) -> Relationship:
@@ -88,7 +93,7 @@ class SafetyService:
         expires_at = now + duration * 1000 if duration else 0
         await self.graph.mute(me, target, notifications, expires_at, self.ids.next_id(), now)
         await self.relations.changed(me)
-        await self.follows.feed.clear_from_home(me, target)
+        await self.events.publish("account.muted", account_id=me, target_id=target)
         return await self.relationship(me, target)
 
     async def unmute(self, me: int, target: int) -> Relationship:

@@ -23,6 +23,7 @@ from ids import SnowflakeGenerator
 from redis_store.events import EventStream
 from redis_store.locks import Locks
 from services.abuse import AbuseGuard
+from services.availability import REDIS_DOWN
 from services.errors import Forbidden, NotFound, Unprocessable
 from services.feed import FeedManager
 from services.hydrate import HydratedStatus, Hydrator
@@ -131,7 +132,7 @@ class StatusService:
                 await attach(tx, account_id, status_id, media_ids)
 
         try:
-            await self.statuses.create(record, before_commit=attach_media)
+            row = await self.statuses.create(record, before_commit=attach_media)
         except ParentNotFound:
             await self._forget(idem_key)
             raise NotFound("The post you are replying to does not exist") from None
@@ -141,22 +142,27 @@ class StatusService:
         except BaseException:
             await self._forget(idem_key)
             raise
-        if in_reply_to_id is not None:
-            await self.hydrator.status_cache.invalidate(in_reply_to_id)
-        await self.hydrator.account_cache.invalidate(account_id)
-        if visibility != "direct":  # a direct message is in no home feed, its author's included
-            await self.feed.push_to_own_home(account_id, (status_id, None))
-        await self.events.publish(
-            "status.created",
-            status_id=status_id,
-            account_id=account_id,
-            in_reply_to_account_id=parent.status["account_id"] if parent else None,
-            visibility=visibility,
-            mentions=mentions,
+        # Independent steps, at once. The record goes into the cache, so the answer below does not read
+        # it back from the graph; a step that fails leaves at worst a fan-out for the sweeper to redo.
+        # A direct message is in no home feed, its author's included.
+        own_home = [self.feed.push_to_own_home(account_id, (status_id, None))] if visibility != "direct" else []
+        known, *_ = await asyncio.gather(
+            self.hydrator.cache_statuses([row]),
+            self.hydrator.account_cache.invalidate(account_id),
+            *([self.hydrator.status_cache.invalidate(in_reply_to_id)] if in_reply_to_id is not None else []),
+            *own_home,
+            self.events.publish(
+                "status.created",
+                status_id=status_id,
+                account_id=account_id,
+                in_reply_to_account_id=parent.status["account_id"] if parent else None,
+                visibility=visibility,
+                mentions=mentions,
+            ),
         )
         if parent is not None:
             metrics.count("raygram_comments", "Comments")
-        return (await self.hydrator.hydrate([status_id], viewer_id=account_id))[0]
+        return (await self.hydrator.hydrate([status_id], viewer_id=account_id, known=known))[0]
 
     async def _mentions(
         self, author: int, text: str, conversation: HydratedStatus | None
@@ -337,7 +343,12 @@ class StatusService:
             return []  # blocked either way: nothing to show (Mastodon answers an empty list)
         may_see_private = viewer_id == account_id
         if viewer_id is not None and not may_see_private:
-            may_see_private = await self.follows.is_following(viewer_id, account_id)
+            try:
+                may_see_private = await self.feed.followers.contains(account_id, viewer_id)
+            except REDIS_DOWN:
+                may_see_private = None
+            if may_see_private is None:  # no complete list in Redis (a celebrity, say): ask the graph
+                may_see_private = await self.follows.is_following(viewer_id, account_id)
         rows = await self.statuses.by_author(
             account_id,
             max_id,
@@ -350,8 +361,8 @@ class StatusService:
         )
         if not rows:
             return []
-        await self.hydrator.cache_statuses(rows)
-        posts = await self.hydrator.hydrate([r["id"] for r in rows], viewer_id=viewer_id)
+        known = await self.hydrator.cache_statuses(rows)
+        posts = await self.hydrator.hydrate([r["id"] for r in rows], viewer_id=viewer_id, known=known)
         # Reblogs of other people's private posts: only for those who may see the original.
         visible = await self.visible_ids([p for p in posts if p.reblog is not None], viewer_id)
         return [p for p in posts if p.reblog is None or p.id in visible]

@@ -190,7 +190,7 @@ class StoryService:
             story = records.get(story_id)
             if story is not None and story["account_id"] != viewer_id:
                 by_author.setdefault(story["account_id"], []).append(story_id)
-        following = await self._audience_of(viewer_id, sorted(by_author))
+        following = await self.feed.story_viewers_among(viewer_id, sorted(by_author))
         authors = await self.hydrator.account_rows([viewer_id, *following])
         own = self._group(authors.get(viewer_id) or {"id": viewer_id}, records, read.own, seen, now)
         others = [
@@ -210,15 +210,10 @@ class StoryService:
         author = (await self.hydrator.account_rows([viewer_id])).get(viewer_id) or {"id": viewer_id}
         return self._group(author, records, ids, seen, now)
 
-    async def _audience_of(self, viewer_id: int, author_ids: list[int]) -> set[int]:
-        """The authors whose stories the viewer may see (the feed's rule), never across a block either way."""
-        allowed = await self.feed.story_viewers_among(viewer_id, author_ids)
-        return allowed - await self.relations.hidden_among(viewer_id, allowed)
-
     async def _visible(self, viewer_id: int, story_id: int) -> Row:
         """An active story the viewer may see: their own, or one of an account they follow (403 otherwise)."""
         story = await self._active(story_id)
-        if not await self._audience_of(viewer_id, [story["account_id"]]):
+        if not await self.feed.story_viewers_among(viewer_id, [story["account_id"]]):
             raise Forbidden("Only followers of its author can see this story")
         return story
 

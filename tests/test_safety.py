@@ -9,11 +9,14 @@ mentions), notifications (with and without ``notifications``), expiry.
 from __future__ import annotations
 
 import httpx
+import redis
 from mastodon import Mastodon
 
+from redis_store.timelines import member, timeline_key
 from tests.conftest import User, UserFactory
-from tests.test_feed import eventually, follow
+from tests.test_feed import eventually, follow, home_ids, post
 from tests.test_follow_requests import relationship
+from tests.test_interactions import SseListener, like
 
 
 def block(http: httpx.Client, user: User, target: User) -> dict:
@@ -101,3 +104,122 @@ def test_mastodon_py_block_and_mute(base_url: str, make_user: UserFactory) -> No
     assert api.account_mute(int(other.id), duration=2).muting is True
     assert [str(a.id) for a in api.mutes()] == [other.id]
     eventually(lambda: api.mutes() == [], timeout=10, what="the mute to expire")
+
+
+def ids(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [item["id"] for item in response.json()]
+
+
+def notifications_from(http: httpx.Client, user: User, actor: User) -> list[str]:
+    return [
+        n["type"]
+        for n in http.get("/api/v1/notifications", headers=user.headers).json()
+        if n["account"]["id"] == actor.id
+    ]
+
+
+def in_inbox(redis_client: redis.Redis, user: User, status_id: str) -> bool:
+    return redis_client.zscore(timeline_key(int(user.id)), member(int(status_id))) is not None
+
+
+def test_a_block_hides_each_from_the_other_on_every_read_path(
+    http: httpx.Client, make_user: UserFactory, base_url: str
+) -> None:
+    alice, bob, carol = make_user(), make_user(), make_user()
+    for user in (alice, bob):
+        home_ids(http, user)
+    follow(http, alice, carol)
+    follow(http, carol, alice)
+    follow(http, bob, alice)
+    by_bob = post(http, bob, "bob's post")
+    shared = http.post(f"/api/v1/statuses/{by_bob['id']}/reblog", headers=carol.headers).json()
+    mentioning = post(http, carol, f"hey @{bob.username}")
+    mine = post(http, alice, "alice's post")
+    like(http, bob, mine["id"])
+    assert http.post(f"/api/v1/statuses/{mine['id']}/reblog", headers=bob.headers).status_code == 200
+    reply = post(http, bob, "bob replies", in_reply_to_id=mine["id"])
+    like(http, carol, mine["id"])
+    eventually(lambda: {shared["id"], mentioning["id"]} <= set(home_ids(http, alice)), what="alice's feed")
+    eventually(lambda: mine["id"] in home_ids(http, bob), what="bob's feed")
+    expected = {"follow", "favourite", "reblog", "mention"}
+    eventually(lambda: set(notifications_from(http, alice, bob)) == expected, what="bob's notifications")
+
+    block(http, alice, bob)
+
+    # The statuses themselves: 404 both ways; an account's statuses: empty both ways.
+    assert http.get(f"/api/v1/statuses/{by_bob['id']}", headers=alice.headers).status_code == 404
+    assert http.get(f"/api/v1/statuses/{mine['id']}", headers=bob.headers).status_code == 404
+    assert http.post(f"/api/v1/statuses/{mine['id']}/favourite", headers=bob.headers).status_code == 404
+    assert ids(http.get(f"/api/v1/accounts/{bob.id}/statuses", headers=alice.headers)) == []
+    assert ids(http.get(f"/api/v1/accounts/{alice.id}/statuses", headers=bob.headers)) == []
+    # Home: carol's reblog of bob's post and carol's post mentioning bob are gone; alice's from bob's.
+    assert not {shared["id"], mentioning["id"]} & set(home_ids(http, alice))
+    assert mine["id"] not in home_ids(http, bob)
+    # Notifications: nothing from bob.
+    assert notifications_from(http, alice, bob) == []
+    # Thread: bob's reply is gone for alice, not for carol.
+    assert reply["id"] not in ids_of_descendants(http, alice, mine["id"])
+    assert reply["id"] in ids_of_descendants(http, carol, mine["id"])
+    # Lists of accounts: bob is not among those who liked or shared alice's post, for alice.
+    assert bob.id not in ids(http.get(f"/api/v1/statuses/{mine['id']}/favourited_by", headers=alice.headers))
+    assert carol.id in ids(http.get(f"/api/v1/statuses/{mine['id']}/favourited_by", headers=alice.headers))
+    assert bob.id in ids(http.get(f"/api/v1/statuses/{mine['id']}/favourited_by", headers=carol.headers))
+    assert bob.id not in ids(http.get(f"/api/v1/statuses/{mine['id']}/reblogged_by", headers=alice.headers))
+    assert bob.id in ids(http.get(f"/api/v1/statuses/{mine['id']}/reblogged_by", headers=carol.headers))
+
+    # Streaming: carol's reblog of a new post of bob's is not pushed to alice; carol's next post is.
+    stream = SseListener(base_url, alice, "/api/v1/streaming/user")
+    try:
+        later = post(http, bob, "after the block")
+        http.post(f"/api/v1/statuses/{later['id']}/reblog", headers=carol.headers)
+        marker = post(http, carol, "marker")
+        while True:
+            kind, payload = stream.next()
+            if kind == "update":
+                break
+        assert payload["id"] == marker["id"]
+    finally:
+        stream.close()
+
+
+def ids_of_descendants(http: httpx.Client, user: User, status_id: str) -> list[str]:
+    response = http.get(f"/api/v1/statuses/{status_id}/context", headers=user.headers)
+    assert response.status_code == 200, response.text
+    return [s["id"] for s in response.json()["descendants"]]
+
+
+def test_a_mute_hides_posts_reblogs_mentions_and_notifications_until_it_expires(
+    http: httpx.Client, make_user: UserFactory, redis_client: redis.Redis
+) -> None:
+    me, loud, friend, other = make_user(), make_user(), make_user(), make_user()
+    home_ids(http, me)
+    follow(http, me, loud)
+    follow(http, me, friend)
+    noise = post(http, loud, "noise")
+    elsewhere = post(http, other, "from someone I do not follow")
+    shared = http.post(f"/api/v1/statuses/{elsewhere['id']}/reblog", headers=friend.headers).json()
+    mentioning = post(http, friend, f"cc @{other.username}")
+    fine = post(http, friend, "unrelated")
+    mine = post(http, me, "mine")
+    like(http, loud, mine["id"])
+    muted_posts = {noise["id"], shared["id"], mentioning["id"]}
+    eventually(lambda: muted_posts | {fine["id"]} <= set(home_ids(http, me)), what="feed")
+    eventually(lambda: notifications_from(http, me, loud) == ["favourite"], what="the like's notification")
+
+    mute(http, me, loud, notifications="false")
+    mute(http, me, other)  # reblogs of, and posts mentioning, a muted account are hidden too
+    assert not muted_posts & set(home_ids(http, me)) and fine["id"] in home_ids(http, me)
+    assert notifications_from(http, me, loud) == ["favourite"]  # notifications were not muted
+    assert http.get(f"/api/v1/statuses/{noise['id']}", headers=me.headers).status_code == 200  # still reachable
+    eventually(lambda: not in_inbox(redis_client, me, noise["id"]), what="the inbox clean-up")
+
+    mute(http, me, loud, duration=3)  # notifications too, for three seconds
+    assert notifications_from(http, me, loud) == []
+    during = post(http, loud, "posted during the mute")
+    eventually(lambda: in_inbox(redis_client, me, during["id"]), what="fan-out during the mute")
+    assert during["id"] not in home_ids(http, me)
+    # At expiry, the read path lets them through again: no clean-up or event needed.
+    eventually(lambda: during["id"] in home_ids(http, me), timeout=15, what="the mute's expiry")
+    assert notifications_from(http, me, loud) == ["favourite"]
+    assert relationship(http, me, loud)["muting"] is False

@@ -64,6 +64,8 @@ async def render(ctx: AppContext, user_id: int, message: dict) -> tuple[str, str
     try:
         if event == "update":
             post = await ctx.statuses.get(int(message["status_id"]), user_id)
+            if not await ctx.feed.filter_home(user_id, [post]):
+                return None  # the home feed's rules (mutes, blocks) hold for its live updates too
             return event, orjson.dumps(status_entity(post, ctx.settings)).decode()
         if event == "notification":
             found = await ctx.notifications.get(user_id, int(message["id"]))
