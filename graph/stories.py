@@ -69,25 +69,6 @@ class StoryGraph:
 
         return await self.graph.write_transaction(work)
 
-    async def get(self, story_id: int) -> Row | None:
-        rows = await self.graph.read(f"MATCH (s:Story {{id: $id}}) RETURN s {{{STORY_FIELDS}}} AS story", id=story_id)
-        return rows[0]["story"] if rows else None
-
-    async def active_of(self, author_ids: list[int], now_ms: int, limit: int) -> list[Row]:
-        """The active stories of these authors (oldest first), for a tray filled outside fan-out."""
-        if not author_ids:
-            return []
-        rows = await self.graph.read(
-            f"""
-            MATCH (s:Story) WHERE s.account_id IN $ids AND s.expired = false AND s.expires_at > $now
-            RETURN s {{{STORY_FIELDS}}} AS story ORDER BY s.id LIMIT $limit
-            """,
-            ids=author_ids,
-            now=now_ms,
-            limit=limit,
-        )
-        return [r["story"] for r in rows]
-
     async def end_now(self, story_id: int, account_id: int, now_ms: int) -> Row | None:
         """Self-expire: the author's active story gets ``now`` as its deadline; None if there is none."""
         rows = await self.graph.write(
