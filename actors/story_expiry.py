@@ -8,6 +8,8 @@ anyone seeing an expired story. Every ``story_expiry_interval_seconds``:
     deadline are pruned, found through the due index (``redis_store.stories``):
     the work is the number of sets with something expired, not the number of
     users;
+  * stories whose delivery was cut short (the API died after the graph
+    write) are delivered again (``services.story_delivery``);
   * stories past their deadline are marked ``expired`` in the graph, after
     their upload is deleted when ``story_keep_media`` is false (its files
     removed unless another live upload shares the same bytes, then its record
@@ -34,25 +36,32 @@ from graph.stories import StoryGraph
 from media.store import ObjectStore, local_store, original_key
 from redis_store.client import connect
 from redis_store.durability import Durability
+from redis_store.events import EventStream
 from redis_store.stories import StoryStore
+from services.story_delivery import deliver_story
 
 log = logging.getLogger("raygram.stories")
 BATCH = 500
 
 
 class StoryExpirer:
-    def __init__(self, settings: Settings, graph: GraphClient, store: StoryStore, objects: ObjectStore) -> None:
+    def __init__(
+        self, settings: Settings, graph: GraphClient, store: StoryStore, events: EventStream, objects: ObjectStore
+    ) -> None:
         self.settings = settings
         self.stories = StoryGraph(graph)
         self.media = MediaGraph(graph)
         self.store = store
+        self.events = events
         self.objects = objects
 
     @classmethod
     def create(cls, settings: Settings) -> StoryExpirer:
         graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
-        store = StoryStore(connect(settings.redis_url), settings.story_tray_max, Durability.configured(settings))
-        return cls(settings, graph, store, local_store(settings))
+        redis = connect(settings.redis_url)
+        store = StoryStore(redis, settings.story_tray_max, Durability.configured(settings))
+        events = EventStream(redis, maxlen=settings.event_stream_max)
+        return cls(settings, graph, store, events, local_store(settings))
 
     async def run(self) -> None:
         while True:
@@ -66,6 +75,10 @@ class StoryExpirer:
 
     async def sweep(self, now_ms: int) -> tuple[int, int]:
         """One pass at ``now_ms``: (sets pruned, stories expired)."""
+        grace_ms = int(self.settings.sweep_grace_seconds * 1000)
+        for story in await self.stories.undelivered(now_ms - grace_ms, now_ms, BATCH):
+            log.warning("delivering story %s again: its delivery was cut short", story["id"])
+            await deliver_story(story, now_ms, self.store, self.events, self.stories)
         pruned = 0
         while (done := await self.store.prune_due(now_ms, BATCH)) > 0:
             pruned += done

@@ -27,6 +27,7 @@ STATEMENTS: tuple[str, ...] = (
     "CREATE CONSTRAINT story_id IF NOT EXISTS FOR (s:Story) REQUIRE s.id IS UNIQUE",
     "CREATE INDEX story_account IF NOT EXISTS FOR (s:Story) ON (s.account_id)",
     "CREATE INDEX story_expired IF NOT EXISTS FOR (s:Story) ON (s.expired)",
+    "CREATE INDEX story_delivered IF NOT EXISTS FOR (s:Story) ON (s.delivered)",
 )
 
 

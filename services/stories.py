@@ -30,7 +30,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from starlette.datastructures import UploadFile
 
 from config import Settings
@@ -48,6 +47,7 @@ from services.hydrate import HydratedStatus, Hydrator
 from services.media import MediaService
 from services.relations import RelationService
 from services.statuses import StatusService
+from services.story_delivery import deliver_story
 
 Row = dict[str, Any]
 
@@ -73,15 +73,6 @@ class StoryGroup:
 class Carousel:
     own: StoryGroup
     others: list[StoryGroup]  # unseen authors first, then seen ones; newest activity first within each
-
-
-def story_media(media: Row) -> Row:
-    """The object keys a story shows: ``src`` (the 9:16 frame of a photo, or the web MP4 of a video) and
-    ``preview`` (the frame, or the video's poster in a 9:16 frame)."""
-    variants = orjson.loads(media.get("variants") or "[]")
-    frame = next((v["key"] for v in variants if v["role"] == "story"), None)
-    video = next((v["key"] for v in variants if v["role"] == "video"), None)
-    return {"src": video or frame, "preview": frame}
 
 
 class StoryService:
@@ -137,11 +128,10 @@ class StoryService:
             "duration": duration,
             "can_reply": can_reply,
             "can_react": can_react,
-            "expired": False,
         }
         try:
             async with self.locks.hold(f"stories:{account_id}"):
-                published = await self.graph.publish(record, now, s.story_max_active)
+                story = await self.graph.publish(record, now, s.story_max_active)
         except TooManyStories:
             raise Unprocessable(
                 f"You have reached the limit of {s.story_max_active} active stories: "
@@ -149,11 +139,7 @@ class StoryService:
             ) from None
         except MediaNotPublishable as exc:
             raise Unprocessable(str(exc)) from None
-        story = {**published.story, **story_media(published.media)}
-        await self.store.publish(story, now)
-        await self.events.publish(
-            "story.created", story_id=story["id"], account_id=account_id, expires_at=story["expires_at"]
-        )
+        await deliver_story(story, now, self.store, self.events, self.graph)
         return story
 
     async def end(self, account_id: int, story_id: int) -> None:

@@ -32,6 +32,7 @@ import redis
 from PIL import Image
 
 from api.context import AppContext
+from graph.stories import story_keys
 from media.store import local_store, original_key
 from redis_store.stories import DUE, tray_key
 from redis_store.timelines import celeb_ready_key
@@ -402,6 +403,29 @@ def test_the_expiry_actor_cleans_up_after_the_deadline(
     # Media is deleted by default (story_keep_media=false): the record says so and the files are gone.
     assert record["state"] == "deleted" and not stack.settings.story_keep_media
     assert not local_store(stack.settings).path(original_key(record["sha256"])).exists()
+
+
+def test_a_story_whose_delivery_was_cut_short_is_delivered_by_the_actor(
+    http: httpx.Client, make_user: UserFactory, graph_session: neo4j.Session
+) -> None:
+    author, follower = make_user(), make_user()
+    follow(http, follower, author)
+    media_id = int(uploaded(http, author)["media_id"])
+    # What a replica that died right after the graph write leaves: the story and its claimed upload, nothing else.
+    media = graph_session.run("MATCH (m:Media {id: $id}) SET m.story_id = $id RETURN m {.*} AS m", id=media_id).single()
+    now = int(time.time() * 1000)
+    record = {
+        "id": media_id, "account_id": int(author.id), "media_id": media_id, "created_at": now - 10_000,
+        "expires_at": now - 10_000 + DAY_MS, "duration": 7, "can_reply": True, "can_react": True,
+        "expired": False, "delivered": False, **story_keys(media["m"]),
+    }  # fmt: skip
+    graph_session.run("CREATE (s:Story) SET s = $record", record=record).consume()
+    assert str(media_id) not in story_ids(carousel(http, follower)).get(author.id, [])
+
+    found = wait_for(lambda: story_ids(carousel(http, follower)).get(author.id), bool, "the re-delivered story")
+    assert found == [str(media_id)]
+    delivered = graph_session.run("MATCH (s:Story {id: $id}) RETURN s.delivered AS d", id=media_id).single()
+    assert delivered["d"] is True
 
 
 # -- media ------------------------------------------------------------------------------------------------------------
