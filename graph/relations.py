@@ -73,12 +73,6 @@ class RelationGraph:
         )
         return bool(rows and rows[0]["n"])
 
-    async def blocked_either_way(self, a: int, b: int) -> bool:
-        rows = await self.graph.read(
-            "MATCH (:Account {id: $a})-[r:BLOCKS]-(:Account {id: $b}) RETURN count(r) AS n", a=a, b=b
-        )
-        return bool(rows and rows[0]["n"])
-
     # -- mutes ----------------------------------------------------------------------
 
     async def mute(self, me: int, target: int, notifications: bool, expires_at: int, edge_id: int, now_ms: int) -> None:

@@ -89,7 +89,6 @@ class FollowService:
         await self.abuse.rate_limit("follow", me)
         if account.get("locked") and not await self.follows.is_following(me, target):
             if await self.relation_graph.request_follow(me, target, self.ids.next_id(), int(time.time() * 1000)):
-                await self.account_cache.invalidate(target)
                 await self.events.publish("follow_request", account_id=me, target_id=target)
             return await self.relationship(me, target)
         return await self._make_follow(me, target)
@@ -117,8 +116,7 @@ class FollowService:
     async def unfollow(self, me: int, target: int) -> tuple[int, bool, bool]:
         """Stop following ``target`` (withdrawing a pending request too)."""
         await self._check_target(me, target)
-        if await self.relation_graph.withdraw_request(me, target):
-            await self.account_cache.invalidate(target)
+        await self.relation_graph.withdraw_request(me, target)
         async with self._edge_change(me, target, following=False):
             change = await self.follows.unfollow(me, target, self.feed.demote_below)
         if change.changed:
@@ -132,21 +130,21 @@ class FollowService:
         """Accept a pending request: the follow is made as if the account were not locked. 404 without one."""
         if not await self.relation_graph.withdraw_request(requester, me):
             raise NotFound("Record not found")
-        await self.account_cache.invalidate(me)
         await self._make_follow(requester, me)
 
     async def reject(self, me: int, requester: int) -> None:
         if not await self.relation_graph.withdraw_request(requester, me):
             raise NotFound("Record not found")
-        await self.account_cache.invalidate(me)
 
     async def authorize_all(self, me: int) -> None:
         """An account that unlocks accepts every pending request (oldest first, a page at a time)."""
         while requesters := await self.relation_graph.requesters(me, UNLOCK_PAGE):
             for requester in requesters:
                 if await self.relation_graph.withdraw_request(requester, me):
-                    await self._make_follow(requester, me)
-            await self.account_cache.invalidate(me)
+                    try:
+                        await self._make_follow(requester, me)
+                    except Forbidden:  # blocked since it asked: the request just goes
+                        pass
 
     async def requests(self, me: int, max_id: int | None, since_id: int | None, limit: int) -> list[tuple[int, Row]]:
         """(request id, account) pairs of the pending requests to ``me``, newest first."""

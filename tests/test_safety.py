@@ -1,9 +1,13 @@
 """Blocks and mutes: the relationship, the lists, and every read path each rule filters.
 
-Read paths checked here for a block (both directions): the status itself, its
-context (replies), the home feed, notifications, favourited_by, reblogged_by,
-an account's statuses, streaming. For a mute: the home feed (posts, reblogs,
-mentions), notifications (with and without ``notifications``), expiry.
+Read paths checked here for a block (both directions): the status itself and
+actions on it, its context (replies), the home feed (reblogs and mentions
+through a third account; follows removed both ways), notifications,
+favourited_by, reblogged_by, an account's statuses, the user's favourites and
+bookmarks, live updates on the user stream. For a mute: the home feed (posts,
+reblogs of them, posts mentioning the account), notifications (with and
+without ``notifications``), the inbox clean-up, expiry at read time. Public
+and tag timelines, search, suggestions and stories are not on this branch.
 """
 
 from __future__ import annotations
@@ -140,6 +144,8 @@ def test_a_block_hides_each_from_the_other_on_every_read_path(
     assert http.post(f"/api/v1/statuses/{mine['id']}/reblog", headers=bob.headers).status_code == 200
     reply = post(http, bob, "bob replies", in_reply_to_id=mine["id"])
     like(http, carol, mine["id"])
+    like(http, alice, by_bob["id"])
+    assert http.post(f"/api/v1/statuses/{by_bob['id']}/bookmark", headers=alice.headers).status_code == 200
     eventually(lambda: {shared["id"], mentioning["id"]} <= set(home_ids(http, alice)), what="alice's feed")
     eventually(lambda: mine["id"] in home_ids(http, bob), what="bob's feed")
     expected = {"follow", "favourite", "reblog", "mention"}
@@ -153,6 +159,9 @@ def test_a_block_hides_each_from_the_other_on_every_read_path(
     assert http.post(f"/api/v1/statuses/{mine['id']}/favourite", headers=bob.headers).status_code == 404
     assert ids(http.get(f"/api/v1/accounts/{bob.id}/statuses", headers=alice.headers)) == []
     assert ids(http.get(f"/api/v1/accounts/{alice.id}/statuses", headers=bob.headers)) == []
+    # Alice's favourites and bookmarks: bob's post is left out.
+    assert by_bob["id"] not in ids(http.get("/api/v1/favourites", headers=alice.headers))
+    assert by_bob["id"] not in ids(http.get("/api/v1/bookmarks", headers=alice.headers))
     # Home: carol's reblog of bob's post and carol's post mentioning bob are gone; alice's from bob's.
     assert not {shared["id"], mentioning["id"]} & set(home_ids(http, alice))
     assert mine["id"] not in home_ids(http, bob)

@@ -43,5 +43,8 @@ async def bookmarks(request: Request, principal: Principal = Depends(scoped("rea
     ctx = context(request)
     page = await parse(request, PageParams)
     found = await ctx.bookmarks.bookmarks(principal.account_id, page.max_id, page.since_id, page.limit)  # type: ignore[arg-type]
+    # Posts the user may no longer see (a block since, a private post of someone unfollowed) are left out.
+    visible = await ctx.statuses.visible_ids([p for _, p in found], principal.account_id)
     headers = link_header(request, found[0][0], found[-1][0], prev=False) if found else {}
+    found = [(cursor, p) for cursor, p in found if p.id in visible]
     return ORJSONResponse(status_entities([p for _, p in found], ctx.settings), headers=headers)
