@@ -107,8 +107,15 @@ class FanoutWorker:
                     newer_than=min_id_at_ms(now_ms - 86_400_000),
                     limit=500,
                 )
-                for row in stranded:
-                    await self.events.publish("status.created", status_id=row["id"], account_id=row["account_id"])
+                for row in stranded:  # the event as the API would have sent it: the notifier needs the audience
+                    await self.events.publish(
+                        "status.created",
+                        status_id=row["id"],
+                        account_id=row["account_id"],
+                        in_reply_to_account_id=row["in_reply_to_account_id"],
+                        visibility=row["visibility"],
+                        mentions=row["mentions"] or [],
+                    )
                 if stranded:
                     log.warning("sweeper re-emitted %d undelivered posts", len(stranded))
             except asyncio.CancelledError:

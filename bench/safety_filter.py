@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from actors.registry import ActorDirectory
-from graph.driver import GraphClient
+from graph.driver import GraphClient, wait_for_graph
 from graph.follows import FollowGraph
 from graph.relations import RelationGraph
 from graph.schema import apply_schema
@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
         try:
             stack.start_services()
             s = stack.settings
-            apply_schema(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database)  # waits for the database
+            wait_for_graph(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database, timeout=90)
+            apply_schema(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database)
             figures = asyncio.run(measure(stack, args.relations, args.rounds))
         finally:
             stack.stop()

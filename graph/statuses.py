@@ -304,10 +304,11 @@ class StatusGraph:
         await self.graph.write("MATCH (s:Status {id: $id}) SET s.delivered = true", id=status_id)
 
     async def undelivered(self, older_than: int, newer_than: int, limit: int) -> list[Row]:
-        """Posts in the id window whose fan-out was never acknowledged."""
+        """Posts in the id window whose fan-out was never acknowledged, with what their event carries."""
         rows = await self.graph.read(
             "MATCH (s:Status) WHERE s.delivered = false AND s.id < $before AND s.id > $after "
-            "RETURN s.id AS id, s.account_id AS account_id LIMIT $limit",
+            "RETURN s.id AS id, s.account_id AS account_id, s.in_reply_to_account_id AS in_reply_to_account_id, "
+            "s.visibility AS visibility, s.mentions AS mentions LIMIT $limit",
             before=older_than,
             after=newer_than,
             limit=limit,

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import httpx
+import neo4j
 import orjson
 import websockets
 from mastodon import Mastodon, StreamListener
 
+from ids import SnowflakeGenerator
 from tests.conftest import User, UserFactory
 from tests.test_feed import eventually, follow, home_ids, post
 from tests.test_interactions import SseListener
@@ -181,3 +184,29 @@ def test_mastodon_py_direct_messages(base_url: str, make_user: UserFactory) -> N
         assert receiver_api.conversations_read(convo.id).unread is False
     finally:
         handle.close()
+
+
+def test_a_direct_message_whose_event_was_lost_still_reaches_its_recipient(
+    http: httpx.Client, make_user: UserFactory, graph_session: neo4j.Session
+) -> None:
+    """A crash between the graph write and the stream append: the sweeper's event carries the audience."""
+    author, recipient, follower = make_user(), make_user(), make_user()
+    home_ids(http, follower)
+    follow(http, follower, author)
+    status_id = SnowflakeGenerator(1022).next_id()
+    graph_session.execute_write(
+        lambda tx: tx.run(
+            "CREATE (s:Status {id: $id, account_id: $aid, text: 'stranded dm', visibility: 'direct', media_ids: [],"
+            " mentions: [$rid], mention_names: [$rname], created_at: $now, delivered: false, replies_count: 0,"
+            " reblogs_count: 0, favourites_count: 0, spoiler_text: '', sensitive: false})",
+            id=status_id,
+            aid=int(author.id),
+            rid=int(recipient.id),
+            rname=recipient.username,
+            now=int(time.time() * 1000),
+        ).consume()
+    )
+    eventually(lambda: str(status_id) in mention_ids(http, recipient), timeout=60, what="the mention")
+    eventually(lambda: len(conversations(http, recipient)) == 1, what="the conversation")
+    assert conversations(http, recipient)[0]["last_status"]["id"] == str(status_id)
+    assert str(status_id) not in home_ids(http, follower)
