@@ -1,4 +1,4 @@
-"""``FanoutWorker``: carries out the feed's rules for post and account events.
+"""``FanoutWorker``: carries out the feed's rules for post, story and account events.
 
 What a post's fan-out does is decided by ``services.feed.FeedManager``; this
 worker consumes the ``fanout`` group of the event stream (one loop per
@@ -28,9 +28,11 @@ from graph.relations import RelationGraph
 from graph.statuses import StatusGraph
 from ids import min_id_at_ms
 from redis_store.client import connect
+from redis_store.durability import Durability
 from redis_store.events import Event, EventStream
 from redis_store.followers import FollowerLists
 from redis_store.relations import RelationCache
+from redis_store.stories import StoryStore
 from redis_store.timelines import TimelineStore
 from services.feed import FeedManager
 from services.relations import RelationService
@@ -57,6 +59,7 @@ class FanoutWorker:
             self.statuses,
             ActorDirectory(settings),
             RelationService(RelationGraph(graph), RelationCache(redis)),
+            StoryStore(redis, settings.story_tray_max, Durability.configured(settings)),
         )
 
     async def run(self) -> None:
@@ -83,6 +86,10 @@ class FanoutWorker:
             await self.feed.promote(data["account_id"])
         elif event.type == "account.demoted":
             await self.feed.demote(data["account_id"])
+        elif event.type == "story.created":
+            await self.feed.distribute_story(data["story_id"], data["account_id"], data["expires_at"])
+        elif event.type == "story.ended":
+            await self.feed.withdraw_story(data["story_id"], data["account_id"])
         elif event.type == "account.muted":
             await self.feed.clear_from_home(data["account_id"], data["target_id"])
         elif event.type == "account.blocked":  # each is hidden from the other

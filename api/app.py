@@ -24,6 +24,7 @@ from api.routes import (
     oauth,
     safety,
     statuses,
+    stories,
     streaming,
     timelines,
 )
@@ -64,6 +65,7 @@ def create_app() -> FastAPI:
         streaming,
         instance,
         media,
+        stories,
     ):
         app.include_router(module.router)
     return app

@@ -288,6 +288,20 @@ MEDIA_UPLOAD = {
         }
     },
 }
+STORY_UPLOAD = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "A JPEG or PNG photo or a short MP4"}
+                },
+            }
+        }
+    },
+}
 MEDIA_BYTES = {
     kind: {"schema": {"type": "string", "format": "binary"}} for kind in ("image/jpeg", "image/webp", "video/mp4")
 }

@@ -36,6 +36,19 @@ Follows
     celebrity adds them to the merge; unfollowing removes both. For a while
     after an unfollow, late fan-out writes for the pair are refused.
 
+Who gets a story (``services.stories``)
+  * The same audience as a post, into a separate story tray per user
+    (``redis_store.stories``): pushed page by page of followers, one call per
+    inbox shard; a celebrity's stories are pulled from their own set at read
+    time, through the same merge set as their posts. Each entry carries its
+    deadline; a story past it is pushed to nobody.
+  * Following an author merges their active stories into the follower's tray;
+    unfollowing takes them out (and every read checks the follow anyway).
+  * A story shows to its author and to the accounts that follow the author,
+    never across a block either way (``story_viewers_among``), checked on
+    every read with one follow query and one relations look-up per page: a
+    locked account's pending requests are no follows.
+
 Dedupe and filters
   * A post shows once per page: a reblog is not delivered where its original
     (or another reblog of it) is already in the inbox, and ``filter_home``
@@ -70,6 +83,7 @@ from graph.statuses import StatusGraph
 from ids import id_to_ms, min_id_at_ms
 from redis_store.followers import FollowerLists, FollowerPages
 from redis_store.relations import Flags
+from redis_store.stories import StoryStore
 from redis_store.timelines import Entry, PageBounds, TimelineStore
 from services.availability import REDIS_DOWN, mark_degraded
 from services.hydrate import HydratedStatus, Hydrator
@@ -91,6 +105,7 @@ class FeedManager:
         statuses: StatusGraph,
         actors: ActorDirectory,
         relations: RelationService,
+        stories: StoryStore,
     ) -> None:
         self.relations = relations
         self.settings = settings
@@ -99,6 +114,7 @@ class FeedManager:
         self.followers = followers
         self.statuses = statuses
         self.actors = actors
+        self.stories = stories
 
     @property
     def celebrity_threshold(self) -> int:
@@ -155,6 +171,33 @@ class FeedManager:
             groups = group_by_shard(followers, self.settings.inbox_shards)
             await asyncio.gather(*(per_shard(self.actors.inboxes[k], users) for k, users in groups.items()))
 
+    # -- who gets a story ----------------------------------------------------------------
+
+    async def distribute_story(self, story_id: int, author_id: int, deadline: int) -> None:
+        """A new story to its audience until ``deadline``: the followers' trays, or nothing for a celebrity
+        (pulled at read time)."""
+        if deadline <= time.time() * 1000 or await self.timelines.is_celebrity_ready(author_id):
+            return
+        entries = [(story_id, deadline)]
+        await self._each_follower_page(author_id, lambda inbox, users: inbox.deliver_stories.remote(entries, users))
+
+    async def withdraw_story(self, story_id: int, author_id: int) -> None:
+        """A story its author ended out of the trays (reads skip it already: its record is gone)."""
+        if not await self.timelines.is_celebrity_ready(author_id):
+            await self._each_follower_page(
+                author_id, lambda inbox, users: inbox.remove_stories.remote([story_id], users)
+            )
+
+    async def story_viewers_among(self, viewer_id: int, author_ids: list[int]) -> set[int]:
+        """The authors among ``author_ids`` whose stories the viewer may see: themselves and those they follow,
+        less any blocked either way (one graph query and one relations look-up for the whole page)."""
+        others = sorted(set(author_ids) - {viewer_id})
+        if not others:
+            return {viewer_id} & set(author_ids)
+        following, _ = await self.follows.relationships(viewer_id, others)
+        hidden = await self.relations.hidden_among(viewer_id, following)
+        return (following - hidden) | ({viewer_id} & set(author_ids))
+
     # -- push or pull --------------------------------------------------------------
 
     async def promote(self, author_id: int) -> None:
@@ -189,21 +232,29 @@ class FeedManager:
     # -- follows -----------------------------------------------------------------------
 
     async def merge_into_home(self, follower: int, followee: int) -> None:
-        """A new follow: the followee's recent posts into the follower's inbox, or their outbox into the merge."""
+        """A new follow: the followee's recent posts and active stories into the follower's inbox and tray, or
+        their outbox into the merge."""
         await self.timelines.clear_unfollowed(follower, followee)
+        inbox = self.actors.inbox_for(follower)
         if await self.timelines.is_celebrity_ready(followee):
-            await self.actors.inbox_for(follower).follow_celebrity.remote(followee, [follower])
+            await inbox.follow_celebrity.remote(followee, [follower])  # their posts and stories are pulled
             return
         recent = await self.statuses.recent_entries([followee], 0, self.settings.backfill_count)
-        await self.actors.inbox_for(follower).deliver.remote(recent[::-1], [follower], followee)
+        await inbox.deliver.remote(recent[::-1], [follower], followee)
+        stories = await self.stories.active_of(followee, int(time.time() * 1000))
+        if stories:
+            await inbox.deliver_stories.remote(stories, [follower])
 
     async def unmerge_from_home(self, follower: int, followee: int) -> None:
-        """An unfollow: the followee's posts out of the follower's inbox and merge."""
+        """An unfollow: the followee's posts and stories out of the follower's inbox, tray and merge."""
         # First the guard, then the clean-up: a fan-out or promotion that read the follower list before
         # the unfollow either wrote already (and is cleaned up below) or is refused by the guard.
         await self.timelines.mark_unfollowed(follower, followee)
         inbox = self.actors.inbox_for(follower)
         await inbox.unfollow_celebrity.remote(followee, [follower])
+        stories = await self.stories.active_of(followee, int(time.time() * 1000))
+        if stories:
+            await inbox.remove_stories.remote([story_id for story_id, _ in stories], [follower])
         oldest = await self.timelines.oldest_entry(follower)
         if oldest is None:
             return
