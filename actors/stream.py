@@ -1,5 +1,7 @@
 """``StreamConsumers``: one process for the event stream's consumers (fan-out, notifier, like persister, search).
 
+Host 0 also runs the story expiry timer (``actors.story_expiry``), which needs no process of its own either.
+
 The fan-out consumers (``actors.fanout``), the notifier (``actors.notifier``)
 and the like persister (``actors.persister``) each wait on Redis and the
 graph nearly all the time, so one event loop carries them all, each loop a
@@ -29,6 +31,7 @@ from actors.persister import LikePersister
 from actors.post_index import StatusQuery
 from actors.registry import LIKE_PERSISTER, NOTIFIER, SEARCH_INDEXER, fanout_name
 from actors.search import SearchIndexer
+from actors.story_expiry import StoryExpirer
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -39,10 +42,11 @@ class StreamConsumers:
         self.names = [fanout_name(i) for i in fanout_consumers]
         self.fanout = FanoutWorker(fanout_consumers)
         self.search: SearchIndexer | None = None
-        consumers: list[FanoutWorker | Notifier | LikePersister | SearchIndexer] = [self.fanout]
+        consumers: list[FanoutWorker | Notifier | LikePersister | StoryExpirer | SearchIndexer] = [self.fanout]
         if interactions:
             self.search = SearchIndexer(SEARCH_INDEXER)
             consumers += [await Notifier.create(NOTIFIER), LikePersister(LIKE_PERSISTER), self.search]
+            consumers.append(StoryExpirer.create(self.fanout.settings))
             self.names += [NOTIFIER, LIKE_PERSISTER, SEARCH_INDEXER]
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(consumer.run()) for consumer in consumers]
