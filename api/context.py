@@ -179,7 +179,7 @@ class AppContext:
             bookmarks=bookmarks,
             media=media,
             search=SearchService(
-                settings, AccountSearchGraph(graph), follow_graph, hydrator, ActorStatusIndex(settings)
+                settings, AccountSearchGraph(graph), follow_graph, hydrator, ActorStatusIndex(settings), relations
             ),
             suggestions=SuggestionService(settings, SuggestionGraph(graph), redis),
         )

@@ -15,7 +15,11 @@
 * Hashtags: by name prefix (``hashtags``).
 
 Posts and accounts are hydrated as everywhere else (``services.hydrate``),
-so a post deleted after the index answered is simply left out.
+so a post deleted after the index answered is simply left out. Accounts that
+block the viewer or that the viewer blocks are left out, and so are posts by
+them or by accounts the viewer mutes (``services.relations``, one cached
+look-up per page); like Mastodon's search, such a page comes back short
+rather than reading further.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from config import Settings
 from graph.driver import Row
 from graph.follows import FollowGraph
 from graph.search import AccountSearchGraph
+from redis_store.relations import Flags
 from services.hydrate import HydratedStatus, Hydrator
+from services.relations import RelationService
 
 ACCOUNT_CANDIDATES = 200  # accounts read per kind of prefix before ranking
 FOLLOWED_LIMIT = 5000  # followed authors whose private posts a search can find
@@ -86,8 +92,10 @@ class SearchService:
         follows: FollowGraph,
         hydrator: Hydrator,
         index: StatusIndex,
+        relations: RelationService,
     ) -> None:
         self.settings = settings
+        self.relations = relations
         self.accounts_graph = accounts
         self.follows = follows
         self.hydrator = hydrator
@@ -101,6 +109,8 @@ class SearchService:
         if not prefix:
             return []
         found = await self.accounts_graph.by_prefix(prefix, ACCOUNT_CANDIDATES)
+        hidden = await self.relations.hidden_among(viewer_id, [a["id"] for a in found])
+        found = [a for a in found if a["id"] not in hidden]
         followed = await self.accounts_graph.followed_among(viewer_id, [a["id"] for a in found]) if viewer_id else set()
         if following:
             found = [a for a in found if a["id"] in followed]
@@ -127,4 +137,11 @@ class SearchService:
         ids = await self.index.search(
             StatusQuery(query, viewer_id, followed, account_id, max_id, min_id, limit, min(offset, MAX_OFFSET))
         )
-        return await self.hydrator.hydrate(ids, viewer_id=viewer_id)
+        posts = await self.hydrator.hydrate(ids, viewer_id=viewer_id)
+        facts = await self.relations.flags(viewer_id, {p.status["account_id"] for p in posts})
+        now = self.relations.now_ms()
+        return [p for p in posts if not _blocked_or_muted(facts.get(p.status["account_id"]), now)]
+
+
+def _blocked_or_muted(flags: Flags | None, now_ms: int) -> bool:
+    return flags is not None and (flags.hidden or flags.muted_at(now_ms))
