@@ -93,6 +93,23 @@ def test_a_private_post_is_found_only_by_its_author_and_their_followers(
     assert found_ids(http, follower, secret) == [public["id"], unlisted["id"]]
 
 
+def test_blocked_and_muted_accounts_are_left_out(http: httpx.Client, make_user: UserFactory) -> None:
+    stem = f"b{uuid.uuid4().hex[:8]}"
+    viewer, blocked, blocker, muted, other = (make_user(f"{stem}{i}") for i in range(5))
+    topic = word()
+    posts = {
+        user.id: post(http, user, f"{topic} by {user.username}")["id"] for user in (blocked, blocker, muted, other)
+    }
+    wait_found(http, viewer, topic, posts[other.id])
+    for path, actor, target in (("block", viewer, blocked), ("block", blocker, viewer), ("mute", viewer, muted)):
+        response = http.post(f"/api/v1/accounts/{target.id}/{path}", headers=actor.headers)
+        assert response.status_code == 200, response.text
+    assert found_ids(http, viewer, topic) == [posts[other.id]]
+    accounts = [a["id"] for a in search(http, viewer, q=stem, type="accounts")["accounts"]]
+    assert sorted(accounts) == sorted([viewer.id, muted.id, other.id])  # a mute hides posts, not the account
+    assert posts[blocked.id] in found_ids(http, other, topic)  # only for those involved
+
+
 def test_offset_and_limit_page_through_the_visible_posts(http: httpx.Client, make_user: UserFactory) -> None:
     author, reader = make_user(), make_user()
     topic = word()

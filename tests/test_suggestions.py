@@ -1,9 +1,9 @@
 """Follow suggestions on a hand-built graph: friends of friends, then popular accounts; exclusions; dismissal.
 
 The accounts are real sign-ups (the viewer needs a token, the entities need
-real accounts); the follow, block and mute edges among them are written
-straight into the graph, with the counters the services keep, so the graph
-is exactly the one drawn in each test.
+real accounts); the follow edges among them are written straight into the
+graph, with the counters the services keep, so the graph is exactly the one
+drawn in each test. Blocks and mutes go through the API.
 """
 
 from __future__ import annotations
@@ -24,21 +24,16 @@ from tests.test_feed import follow
 _edge_ids = itertools.count(int(time.time() * 1000) * 1000)
 
 
-def edges(session: neo4j.Session, kind: str, pairs: list[tuple[User, User]]) -> None:
-    """``(a)-[:kind]->(b)`` for each pair; follows also move both accounts' counters, as a follow does."""
-    counters = (
-        "SET a.following_count = a.following_count + 1, b.followers_count = b.followers_count + 1"
-        if kind == "FOLLOWS"
-        else ""
-    )
+def follow_edges(session: neo4j.Session, pairs: list[tuple[User, User]]) -> None:
+    """``(a)-[:FOLLOWS]->(b)`` for each pair, moving both accounts' counters as a follow does."""
     rows = [[int(a.id), int(b.id), next(_edge_ids)] for a, b in pairs]
     session.execute_write(
         lambda tx: tx.run(
-            f"""
+            """
             UNWIND $rows AS row
-            MATCH (a:Account {{id: row[0]}}), (b:Account {{id: row[1]}})
-            CREATE (a)-[:{kind} {{id: row[2], created_at: 0, notifications: true, expires_at: 0}}]->(b)
-            {counters}
+            MATCH (a:Account {id: row[0]}), (b:Account {id: row[1]})
+            CREATE (a)-[:FOLLOWS {id: row[2], created_at: 0}]->(b)
+            SET a.following_count = a.following_count + 1, b.followers_count = b.followers_count + 1
             """,
             rows=rows,
         ).consume()
@@ -72,10 +67,10 @@ def test_friends_of_friends_ranked_then_popular_accounts(
     http: httpx.Client, make_user: UserFactory, graph_session: neo4j.Session, redis_client: redis.Redis
 ) -> None:
     me, a, b, c, x, y, z, w, fan1, fan2, star = (make_user() for _ in range(11))
-    edges(graph_session, "FOLLOWS", [(me, a), (me, b), (me, c)])
-    edges(graph_session, "FOLLOWS", [(a, x), (b, x), (c, x), (a, y), (b, y), (b, z), (c, w)])
-    edges(graph_session, "FOLLOWS", [(fan1, w), (fan2, w)])  # w: as many mutual followees as z, more followers
-    edges(graph_session, "FOLLOWS", [(a, me), (a, b)])  # never yourself, never whom you follow
+    follow_edges(graph_session, [(me, a), (me, b), (me, c)])
+    follow_edges(graph_session, [(a, x), (b, x), (c, x), (a, y), (b, y), (b, z), (c, w)])
+    follow_edges(graph_session, [(fan1, w), (fan2, w)])  # w: as many mutual followees as z, more followers
+    follow_edges(graph_session, [(a, me), (a, b)])  # never yourself, never whom you follow
     make_popular(graph_session, redis_client, star)
 
     found = suggested(http, me)
@@ -98,12 +93,12 @@ def test_blocked_muted_and_dismissed_accounts_are_never_suggested(
     http: httpx.Client, make_user: UserFactory, graph_session: neo4j.Session, base_url: str
 ) -> None:
     me, a, x, y, z, w, q, r = (make_user() for _ in range(8))
-    edges(graph_session, "FOLLOWS", [(me, a), (a, x), (a, y), (a, z), (a, w)])
+    follow_edges(graph_session, [(me, a), (a, x), (a, y), (a, z), (a, w)])
     assert set(suggested_ids(http, me)) >= {x.id, y.id, z.id, w.id}
 
     # Blocks either way and mutes count at once, even with the suggestions cached.
-    edges(graph_session, "BLOCKS", [(me, x), (y, me)])
-    edges(graph_session, "MUTES", [(me, z)])
+    for path, actor, target in (("block", me, x), ("block", y, me), ("mute", me, z)):
+        assert http.post(f"/api/v1/accounts/{target.id}/{path}", headers=actor.headers).status_code == 200
     assert not {x.id, y.id, z.id} & set(suggested_ids(http, me))
     assert w.id in suggested_ids(http, me)
 
@@ -115,7 +110,7 @@ def test_blocked_muted_and_dismissed_accounts_are_never_suggested(
     assert http.delete("/api/v1/suggestions/123", headers=me.headers).status_code == 404
 
     # Following someone recomputes the list (what their follows bring in), and a dismissal stays for good.
-    edges(graph_session, "FOLLOWS", [(q, w), (q, x), (q, r)])
+    follow_edges(graph_session, [(q, w), (q, x), (q, r)])
     assert r.id not in suggested_ids(http, me)
     follow(http, me, q)
     ids = suggested_ids(http, me)
