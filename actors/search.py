@@ -3,7 +3,8 @@
 Consumer group ``search`` of the event stream, in batches:
   * ``status.created``: the batch's posts are read from the graph in one
     query (events carry ids; the sweeper re-emits bare ones) and indexed,
-    unless they are reblogs (no caption of their own) or have no caption;
+    unless they are reblogs (no caption of their own), direct messages (never
+    searchable) or have no caption;
   * ``status.deleted``: out of the index.
 Every write replaces or deletes by id, so an event handled twice changes
 nothing; events are acked only after the index committed (fsynced).
@@ -54,9 +55,9 @@ def index_path(settings: Settings) -> Path:
 
 
 def indexed(record: Row) -> IndexedPost | None:
-    """What the index keeps of a post: nothing for a reblog or a post without a caption."""
+    """What the index keeps of a post: nothing for a reblog, a direct message or a post without a caption."""
     text = record.get("text") or ""
-    if record.get("reblog_of_id") is not None or not text.strip():
+    if record.get("reblog_of_id") is not None or record.get("visibility") == "direct" or not text.strip():
         return None
     return IndexedPost(record["id"], record["account_id"], record.get("visibility") or "public", text)
 
