@@ -75,12 +75,13 @@ def test_diacritics_are_folded(http: httpx.Client, make_user: UserFactory) -> No
     assert found_ids(http, author, f"{stem}CAFÉ creme") == [status["id"]]
 
 
-def test_a_private_post_is_found_only_by_its_author_and_their_followers(
+def test_a_private_post_is_found_only_by_its_author_and_their_followers_and_a_direct_one_never(
     http: httpx.Client, make_user: UserFactory
 ) -> None:
     author, follower, stranger = make_user(), make_user(), make_user()
     follow(http, follower, author)
     secret = word()
+    direct = post(http, author, f"@{follower.username} {secret} between us", visibility="direct")
     private = post(http, author, f"{secret} for my followers", visibility="private")
     unlisted = post(http, author, f"{secret} unlisted", visibility="unlisted")
     public = post(http, author, f"{secret} for everyone")
@@ -88,6 +89,7 @@ def test_a_private_post_is_found_only_by_its_author_and_their_followers(
     assert found_ids(http, stranger, secret) == [public["id"], unlisted["id"]]
     assert found_ids(http, follower, secret) == [public["id"], unlisted["id"], private["id"]]
     assert found_ids(http, author, secret) == [public["id"], unlisted["id"], private["id"]]
+    assert direct["id"] not in found_ids(http, follower, secret)  # a direct message is never found
     assert search(http, None, q=secret)["statuses"] == []  # posts only for a signed-in user
     http.post(f"/api/v1/accounts/{author.id}/unfollow", headers=follower.headers)
     assert found_ids(http, follower, secret) == [public["id"], unlisted["id"]]
