@@ -179,7 +179,13 @@ class AppContext:
             bookmarks=bookmarks,
             media=media,
             search=SearchService(
-                settings, AccountSearchGraph(graph), follow_graph, hydrator, ActorStatusIndex(settings), relations
+                settings,
+                AccountSearchGraph(graph),
+                follow_graph,
+                hydrator,
+                ActorStatusIndex(settings),
+                relations,
+                redis,
             ),
             suggestions=SuggestionService(settings, SuggestionGraph(graph), redis),
         )

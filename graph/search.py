@@ -1,9 +1,9 @@
-"""Account search in the graph: username and display-name prefixes, through their indexes.
+"""Account and hashtag search in the graph: name prefixes, through their indexes.
 
 ``username_key`` (unique) and ``display_name_key`` (indexed) hold the
-lower-cased username and display name, so a prefix is one index range each.
-Each branch stops at ``candidates`` accounts; the service ranks what they
-found (exact match, followed, followers).
+lower-cased username and display name, and ``Tag.name`` (unique) the
+normalized tag name, so a prefix is one index range each. Each stops at
+``candidates``; the service ranks what was found.
 """
 
 from __future__ import annotations
@@ -44,3 +44,24 @@ class AccountSearchGraph:
             ids=ids,
         )
         return {r["id"] for r in rows}
+
+    async def tags_by_prefix(self, prefix: str, candidates: int) -> list[Row]:
+        """Tags (``{id, name, followers_count}``) whose normalized name starts with ``prefix``."""
+        rows = await self.graph.read(
+            "MATCH (t:Tag) WHERE t.name STARTS WITH $prefix "
+            "RETURN t {.id, .name, .followers_count} AS tag LIMIT $candidates",
+            prefix=prefix,
+            candidates=candidates,
+        )
+        return [r["tag"] for r in rows]
+
+    async def followed_tags_among(self, viewer: int, names: list[str]) -> set[str]:
+        """Which of the tags ``names`` the viewer follows (one query)."""
+        if not names:
+            return set()
+        rows = await self.graph.read(
+            "MATCH (:Account {id: $me})-[:FOLLOWS_TAG]->(t:Tag) WHERE t.name IN $names RETURN t.name AS name",
+            me=viewer,
+            names=names,
+        )
+        return {r["name"] for r in rows}

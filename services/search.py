@@ -12,7 +12,11 @@
   ``actors.post_index`` says why that engine), which applies the visibility
   rule itself, so ``offset`` pages count only visible posts. The viewer's
   followed authors come from the graph, at most ``FOLLOWED_LIMIT`` of them.
-* Hashtags: by name prefix (``hashtags``).
+* Hashtags: by name prefix (``#`` and case ignored, names compared in the
+  stored form: NFKC, lower case), at most ``TAG_CANDIDATES`` from the graph's
+  unique index on ``Tag.name``, ranked: the exact name first, then by the
+  last time a public post used the tag (``tags:recent``, the sorted set the
+  discovery indexer keeps in Redis), then by name.
 
 Posts and accounts are hydrated as everywhere else (``services.hydrate``),
 so a post deleted after the index answered is simply left out. Accounts that
@@ -24,10 +28,12 @@ rather than reading further.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import ray
+import redis.asyncio as aioredis
 
 from actors.post_index import StatusQuery
 from actors.registry import SEARCH_INDEXER, host_name
@@ -36,10 +42,13 @@ from graph.driver import Row
 from graph.follows import FollowGraph
 from graph.search import AccountSearchGraph
 from redis_store.relations import Flags
+from services.availability import REDIS_DOWN, mark_degraded
 from services.hydrate import HydratedStatus, Hydrator
 from services.relations import RelationService
 
 ACCOUNT_CANDIDATES = 200  # accounts read per kind of prefix before ranking
+TAG_CANDIDATES = 200  # tags read by prefix before ranking
+TAGS_RECENT = "tags:recent"  # tag → the last time (ms) a public post used it (kept by the discovery indexer)
 FOLLOWED_LIMIT = 5000  # followed authors whose private posts a search can find
 MAX_OFFSET = 10_000  # deeper pages cost the engine more for what no one reads
 
@@ -68,7 +77,7 @@ class ActorStatusIndex:
 class SearchResults:
     accounts: list[Row] = field(default_factory=list)
     statuses: list[HydratedStatus] = field(default_factory=list)
-    hashtags: list[Row] = field(default_factory=list)
+    hashtags: list[tuple[Row, bool]] = field(default_factory=list)
 
 
 def account_prefix(query: str, domain: str) -> str | None:
@@ -93,7 +102,9 @@ class SearchService:
         hydrator: Hydrator,
         index: StatusIndex,
         relations: RelationService,
+        redis: aioredis.Redis,
     ) -> None:
+        self.redis = redis
         self.settings = settings
         self.relations = relations
         self.accounts_graph = accounts
@@ -120,6 +131,25 @@ class SearchService:
             return (not exact, account["id"] not in followed, -(account.get("followers_count") or 0), account["id"])
 
         return sorted(found, key=rank)[offset : offset + limit]
+
+    async def hashtags(self, query: str, viewer_id: int | None, *, limit: int, offset: int) -> list[tuple[Row, bool]]:
+        """(tag, followed by the viewer) by name prefix: exact first, then the most recently used."""
+        prefix = unicodedata.normalize("NFKC", query.strip().removeprefix("#")).lower()
+        if not prefix or any(c.isspace() for c in prefix):
+            return []
+        found = await self.accounts_graph.tags_by_prefix(prefix, TAG_CANDIDATES)
+        names = [t["name"] for t in found]
+        try:
+            last_used = dict(zip(names, await self.redis.zmscore(TAGS_RECENT, names), strict=True)) if names else {}
+        except REDIS_DOWN:
+            mark_degraded("redis")
+            last_used = {}
+        ranked = sorted(found, key=lambda t: (t["name"] != prefix, -(last_used.get(t["name"]) or 0), t["name"]))
+        page = ranked[offset : offset + limit]
+        followed = (
+            await self.accounts_graph.followed_tags_among(viewer_id, [t["name"] for t in page]) if viewer_id else set()
+        )
+        return [(t, t["name"] in followed) for t in page]
 
     async def statuses(
         self,

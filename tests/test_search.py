@@ -9,12 +9,16 @@ session's index do not see each other's posts.
 
 from __future__ import annotations
 
+import itertools
+import time
 import uuid
 from pathlib import Path
 
 import httpx
+import neo4j
 import pytest
 import ray
+import redis
 from mastodon import Mastodon
 
 from actors.post_index import StatusQuery
@@ -22,9 +26,12 @@ from actors.registry import SEARCH_INDEXER, host_name
 from actors.search import index_path
 from api import schemas
 from api.app import create_app
+from services.search import TAGS_RECENT
 from stack import Stack
 from tests.conftest import User, UserFactory
 from tests.test_feed import eventually, follow, post
+
+next_tag_id = itertools.count(int(time.time() * 1000) * 1000).__next__
 
 
 def word() -> str:
@@ -200,6 +207,42 @@ def test_accounts_by_prefix_exact_then_followed_then_by_followers(http: httpx.Cl
     assert v1.status_code == 200, v1.text
     assert [a["id"] for a in v1.json()] == [exact.id, followed.id, popular.id]
     assert http.get("/api/v1/accounts/search", params={"q": stem}).status_code == 401
+
+
+def test_hashtags_by_prefix_exact_first_then_most_recently_used(
+    http: httpx.Client, make_user: UserFactory, graph_session: neo4j.Session, redis_client: redis.Redis
+) -> None:
+    """Tags written by hand as the discovery indexer keeps them: nodes in the graph, last use in Redis."""
+    viewer = make_user()
+    stem = word()
+    names = [stem, f"{stem}old", f"{stem}new", f"{stem}never"]
+    graph_session.execute_write(
+        lambda tx: tx.run(
+            "UNWIND $rows AS row CREATE (:Tag {id: row[0], name: row[1], followers_count: 0})",
+            rows=[[next_tag_id(), name] for name in names],
+        ).consume()
+    )
+    now = int(time.time() * 1000)
+    redis_client.zadd(TAGS_RECENT, {stem: now - 50_000, f"{stem}old": now - 90_000, f"{stem}new": now - 10_000})
+    graph_session.execute_write(
+        lambda tx: tx.run(
+            "MATCH (a:Account {id: $me}), (t:Tag {name: $name}) CREATE (a)-[:FOLLOWS_TAG {id: 1, created_at: 0}]->(t)",
+            me=int(viewer.id),
+            name=f"{stem}new",
+        ).consume()
+    )
+
+    def tags(user: User | None, q: str, **params: object) -> list[dict]:
+        return search(http, user, q=q, type="hashtags", **params)["hashtags"]
+
+    found = tags(viewer, f"#{stem.upper()}")
+    assert [t["name"] for t in found] == [stem, f"{stem}new", f"{stem}old", f"{stem}never"]
+    assert [t["following"] for t in found] == [False, True, False, False]
+    assert set(found[0]) == {"id", "name", "url", "history", "following"}
+    assert found[0]["url"].endswith(f"/tags/{stem}")
+    assert [t["name"] for t in tags(None, f"{stem}n")] == [f"{stem}new", f"{stem}never"]
+    assert [t["name"] for t in tags(viewer, stem, limit=1, offset=1)] == [f"{stem}new"]
+    assert tags(viewer, f"{stem} x") == []
 
 
 @pytest.mark.parametrize(
