@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator
 
 from ray.actor import ActorHandle
 
+import metrics
 from actors.consumer import consume_forever
 from actors.registry import ActorDirectory, fanout_name, group_by_shard
 from config import get_settings
@@ -127,7 +128,7 @@ class FanoutWorker:
             )
         await self.actors.inbox_for(author_id).deliver.remote([entry], [author_id])
         await self.statuses.mark_delivered(status_id)
-        record_fanout_lag(time.time() * 1000 - id_to_ms(status_id))
+        metrics.observe(metrics.FANOUT_LAG, time.time() * 1000 - id_to_ms(status_id))
 
     async def fan_out_delete(self, status_id: int, author_id: int, reblog_of_id: int | None) -> None:
         """Take a deleted post out of timelines.
@@ -231,20 +232,3 @@ class FollowerSource:
                 await self.lists.finish_rebuild(self.author_id, self.rebuild)
                 self.rebuild = None
         return followers
-
-
-_fanout_lag = None
-
-
-def record_fanout_lag(ms: float) -> None:
-    """Fan-out lag (post created → delivered) as a Ray metric, visible in the dashboard."""
-    global _fanout_lag
-    if _fanout_lag is None:
-        from ray.util.metrics import Histogram
-
-        _fanout_lag = Histogram(
-            "raygram_fanout_lag_ms",
-            description="Time from post creation to fan-out acknowledged",
-            boundaries=[5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
-        )
-    _fanout_lag.observe(ms)

@@ -21,12 +21,12 @@ from typing import Any
 import neo4j.exceptions
 import ray
 
+import metrics
 from config import Settings, get_settings
 from graph.driver import GraphClient, Row
 from graph.media import MediaGraph
 from media.images import PIPELINE, ImageResult, Rendered
 from media.images import render_image as render_image_file
-from media.metrics import record_processing
 from media.store import ObjectStore, local_store, original_key, variant_key
 from media.video import render_video
 
@@ -126,10 +126,12 @@ async def process(media_id: int, settings: Settings) -> str:
         except Exception as exc:  # any reason this file cannot be processed ends in `failed`, with that reason
             reason = f"{exc.__class__.__name__}: {exc}"[:500]
             await media.mark_failed(media_id, reason, now_ms())
-            record_processing(record["kind"], "failed", time.perf_counter() - started)
+            metrics.inc(metrics.MEDIA_PROCESSED, kind=record["kind"], state="failed")
+            metrics.observe(metrics.MEDIA_PROCESSING, time.perf_counter() - started, kind=record["kind"])
             return "failed"
         await media.mark_ready(media_id, {**fields, "processed_at": now_ms()})
-        record_processing(record["kind"], "ready", time.perf_counter() - started)
+        metrics.inc(metrics.MEDIA_PROCESSED, kind=record["kind"], state="ready")
+        metrics.observe(metrics.MEDIA_PROCESSING, time.perf_counter() - started, kind=record["kind"])
         return "ready"
     finally:
         await graph.close()

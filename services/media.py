@@ -26,12 +26,12 @@ import ray
 from neo4j import AsyncManagedTransaction
 from starlette.datastructures import UploadFile
 
+import metrics
 from config import Settings
 from graph.driver import GraphClient, Row
 from graph.media import MediaGraph, attach_tx, attachable_tx
 from ids import SnowflakeGenerator
 from media import validation
-from media.metrics import record_upload
 from media.store import ObjectInfo, local_store, original_key
 from media.tasks import launch, now_ms
 from media.urls import MEDIA_PATH_PREFIX, UrlSigner
@@ -200,12 +200,12 @@ class MediaService:
             sniffed = validation.sniff(head)
             kind = sniffed.kind if sniffed else "unknown"
             if isinstance(exc, validation.TooLarge):
-                record_upload(kind, "too_large")
+                metrics.inc(metrics.MEDIA_UPLOADS, kind=kind, outcome="too_large")
                 raise PayloadTooLarge(str(exc)) from None
             if isinstance(exc, validation.Unsupported):
-                record_upload(kind, "unsupported")
+                metrics.inc(metrics.MEDIA_UPLOADS, kind=kind, outcome="unsupported")
                 raise UnsupportedMediaType(str(exc)) from None
-            record_upload(kind, "invalid")
+            metrics.inc(metrics.MEDIA_UPLOADS, kind=kind, outcome="invalid")
             raise Unprocessable(str(exc)) from None
 
     def _check_description(self, description: str | None) -> None:
@@ -225,7 +225,11 @@ class MediaService:
         except BaseException:
             await aiofiles.os.unlink(path)
             raise
-        await self.store.put_file(original_key(sha256), path)
+        try:
+            await self.store.put_file(original_key(sha256), path)
+        except BaseException:
+            metrics.inc(metrics.MEDIA_UPLOADS, kind=found.kind, outcome="failed")
+            raise
         now = now_ms()
         record: Row = {
             "id": self.ids.next_id(),
@@ -246,8 +250,12 @@ class MediaService:
         if shared is not None:
             record.update(shared, state="ready", processed_at=now)
         record = {k: v for k, v in record.items() if v is not None}
-        await self.graph.create(record)
-        record_upload(found.kind, "accepted")
+        try:
+            await self.graph.create(record)
+        except BaseException:
+            metrics.inc(metrics.MEDIA_UPLOADS, kind=found.kind, outcome="failed")
+            raise
+        metrics.inc(metrics.MEDIA_UPLOADS, kind=found.kind, outcome="accepted")
         if shared is None:
             ref = launch(record["id"], self.settings)
             small = found.kind == "image" and found.width * found.height <= self.settings.media_sync_max_pixels

@@ -130,6 +130,7 @@ class StatusService:
             raise NotFound("Account not found") from None
         except BaseException:
             await self._forget(idem_key)
+            metrics.inc(metrics.POSTS, kind="post" if in_reply_to_id is None else "comment", outcome="failed")
             raise
         if in_reply_to_id is not None:
             await self.hydrator.status_cache.invalidate(in_reply_to_id)
@@ -141,8 +142,7 @@ class StatusService:
             account_id=account_id,
             in_reply_to_account_id=parent.status["account_id"] if parent else None,
         )
-        if parent is not None:
-            metrics.count("raygram_comments", "Comments")
+        metrics.inc(metrics.POSTS, kind="post" if in_reply_to_id is None else "comment", outcome="created")
         return (await self.hydrator.hydrate([status_id], viewer_id=account_id))[0]
 
     async def _forget(self, idem_key: str | None) -> None:
