@@ -39,8 +39,20 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     public_url: str = ""  # what clients see; defaults to http://host:port
-    serve_replicas: int = 2  # one per core here: the replica's CPU bounds feed reads (bench/feed_bench.py)
+    # Serve replicas of the API (serve_app.autoscaling_config). SERVE_REPLICAS start, one per core here: the
+    # replica's CPU bounds feed reads (bench/feed_bench.py). Serve keeps between the min and the max (0: as many as
+    # SERVE_REPLICAS), adding replicas while they average more than SERVE_TARGET_ONGOING_REQUESTS requests in flight;
+    # a replica is CPU-bound, so a few in flight each is already a queue. deploy/serve.yaml changes them live.
+    serve_replicas: int = 2
+    serve_min_replicas: int = 0
+    serve_max_replicas: int = 0
+    serve_target_ongoing_requests: float = 2.0
     ray_namespace: str = "raygram"
+    # Metrics (metrics.py): the Prometheus endpoint of a local Ray's metrics agent (127.0.0.1), how often each
+    # process reports to it, and how often Redis' gauges are sampled (actors.sampler).
+    metrics_export_port: int = 8080
+    metrics_report_interval_ms: int = 10_000
+    metrics_sample_seconds: float = 10.0
 
     # Instance metadata.
     instance_domain: str = "localhost"
@@ -141,6 +153,20 @@ class Settings(BaseSettings):
     @property
     def demote_below(self) -> int:
         return self.celebrity_demote_below or max(1, int(self.celebrity_threshold * 0.8))
+
+    @property
+    def serve_autoscaling(self) -> dict[str, float]:
+        """The API deployment's Serve ``autoscaling_config``; min equal to max is a fixed number of replicas."""
+        low = self.serve_min_replicas or self.serve_replicas
+        high = self.serve_max_replicas or self.serve_replicas
+        if not 1 <= low <= high:
+            raise ValueError(f"SERVE_MIN_REPLICAS ({low}) must be at least 1 and at most SERVE_MAX_REPLICAS ({high})")
+        return {
+            "min_replicas": low,
+            "initial_replicas": min(max(self.serve_replicas, low), high),
+            "max_replicas": high,
+            "target_ongoing_requests": self.serve_target_ongoing_requests,
+        }
 
     @property
     def base_url(self) -> str:

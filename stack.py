@@ -15,6 +15,7 @@ Ray task that deploys them (``deploy_app``), whose process then exits.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -28,6 +29,8 @@ from config import Settings, get_settings
 from graph.server import start_graph_server
 from launcher import ManagedProcess, ServiceStartError, free_port, port_is_open
 from redis_store.server import start_redis_server
+
+ENDPOINTS_FILE = "stack.json"  # in the state folder while the stack runs (Stack.write_endpoints)
 
 
 @dataclass
@@ -55,6 +58,7 @@ class Stack:
                 graph_bolt_port=free_port(),
                 graph_http_port=free_port(),
                 http_port=free_port(),
+                metrics_export_port=free_port(),
                 ray_namespace=f"raygram-{label}-{uuid.uuid4().hex[:8]}",
                 **settings,
             )
@@ -193,14 +197,25 @@ class Stack:
           (nothing to autoscale on one machine; it feeds ``ray status`` and the dashboard) and the
           dashboard's head, which then loads only Ray's usage-statistics module (sending them is off).
           About 160 MB and three Python processes in all.
+
+        A local Ray's metrics agent serves every process's metrics (``metrics.py``) on Prometheus' text format
+        at ``http://127.0.0.1:METRICS_EXPORT_PORT/metrics``. It binds the node's address, and Ray picks the
+        machine's network address as a node's unless it is told the machine is not part of a cluster
+        (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, the switch Ray itself uses on laptops): then every address Ray
+        advertises is 127.0.0.1 and the endpoint is not reachable from the network.
         """
         import ray
 
         if not self.settings.ray_address:
+            port = self.settings.metrics_export_port
+            if port_is_open("127.0.0.1", port):
+                raise ServiceStartError(f"the metrics port {port} is taken; set METRICS_EXPORT_PORT to a free port")
             # Serve reads these at import time in every Ray process: export them before Ray starts.
-            serve_env = self.serve_env()
+            serve_env = {**self.serve_env(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
             os.environ.update(serve_env)
             self.env.update(serve_env)
+            # Ray read that switch when it was imported; this process may have imported it already (tests do).
+            ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
         if self.settings.ray_address:
             ray.init(
                 address=self.settings.ray_address,
@@ -218,7 +233,11 @@ class Stack:
                 num_cpus=num_cpus,
                 object_store_memory=300 * 1024 * 1024,
                 log_to_driver=False,
-                _system_config={"prestart_worker_first_driver": False},
+                _metrics_export_port=self.settings.metrics_export_port,
+                _system_config={
+                    "prestart_worker_first_driver": False,
+                    "metrics_report_interval_ms": self.settings.metrics_report_interval_ms,
+                },
             )
             self.ray_started, self.dashboard = True, dashboard
             node = ray._private.worker._global_node  # the processes this ray.init started
@@ -231,14 +250,37 @@ class Stack:
         """Once the graph server is up: apply the schema, create the actors and run the Serve app.
 
         That runs in a one-off Ray task (``deploy_app``), so that this process, which stays alive
-        holding Ray, never imports the graph driver, Serve or the HTTP app.
+        holding Ray, never imports the graph driver, Serve or the HTTP app. Then the stack's addresses
+        go to ``stack.json`` in the state folder (``write_endpoints``).
         """
         import ray
 
         task = ray.remote(num_cpus=0, max_calls=1)(deploy_app)  # max_calls=1: its process exits afterwards
-        deploying = task.remote()  # it starts Serve at once, and waits for the graph before using it
-        self._graph_started()
+        # On a cluster the replicas get the settings through their runtime environment (serve_app.serve_config).
+        deploying = task.remote(self.env if self.settings.ray_address else None)
+        self._graph_started()  # meanwhile it starts Serve, and waits for the graph before using it
         ray.get(deploying)
+        self.write_endpoints()
+
+    def metrics_urls(self) -> list[str]:
+        """The metrics endpoints of the nodes alive now (one metrics agent per node)."""
+        import ray
+
+        nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("MetricsExportPort")]
+        return [f"http://{n['NodeManagerAddress']}:{n['MetricsExportPort']}/metrics" for n in nodes]
+
+    def write_endpoints(self) -> None:
+        """Where the running stack answers, for ``raygram status`` and ``raygram serve``: ``stack.json``."""
+        import ray
+
+        endpoints = {
+            "base_url": self.settings.base_url,
+            "redis_url": self.settings.redis_url,
+            "ray_address": ray.get_runtime_context().gcs_address,
+            "ray_namespace": self.settings.ray_namespace,
+            "metrics_urls": self.metrics_urls(),
+        }
+        (self.state_dir / ENDPOINTS_FILE).write_text(json.dumps(endpoints, indent=2) + "\n")
 
     def dashboard_url(self) -> str | None:
         """The Ray dashboard's address; None when this stack started Ray without it."""
@@ -264,6 +306,7 @@ class Stack:
             finally:
                 ray.shutdown()
             self.ray_started = False
+        (self.state_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
         if self.haproxy_dir is not None:
             shutil.rmtree(self.haproxy_dir, ignore_errors=True)
             self.haproxy_dir = None
@@ -272,13 +315,15 @@ class Stack:
         self.started.clear()
 
 
-def deploy_app() -> None:
+def deploy_app(env_vars: dict[str, str] | None) -> None:
     """Start Serve, apply the graph schema, create the actors and run the app; a Ray task (``Stack.deploy``).
 
     Start-up is a chain of Ray worker processes (Serve's controller, then its proxies, then the
     replicas), so what is off the chain runs beside it: Serve starts while the graph server finishes
     booting and the schema is applied, and the actors' processes start meanwhile. The schema is in
-    place before the app serves a request; the actors answer before this returns.
+    place before the app serves a request; the actors answer before this returns. The app runs from its
+    declarative config (``serve_app.serve_config``), so that a later ``serve deploy`` of an edited one updates it
+    in place; ``env_vars`` are the settings its processes get where they do not inherit them.
     """
     import ray
     from ray import serve
@@ -295,7 +340,7 @@ def deploy_app() -> None:
         apply_schema(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database)
         actors = create_actors(s)
         serve_started.result()
-    serve.run(serve_app.app, name="raygram", route_prefix="/")
+    serve_app.apply_config(serve_app.serve_config(s, env_vars))
     ray.get([actor.ping.remote() for actor in actors], timeout=120)
 
 
