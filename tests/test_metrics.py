@@ -52,15 +52,19 @@ class Watch:
         return self.after.total(name, **labels) - self.before.total(name, **labels)
 
     def wait(self, expected: dict[tuple[str, tuple[tuple[str, str], ...]], float], exact: bool) -> None:
+        def moved() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+            return {key: self.delta(key[0], **dict(key[1])) for key in expected}
+
         def check() -> bool:
             self.after = scrape(self.urls)
-            moved = {key: self.delta(key[0], **dict(key[1])) for key in expected}
-            return all(moved[k] >= v for k, v in expected.items())
+            return all(moved()[k] >= v for k, v in expected.items())
 
-        eventually(check, timeout=60, what=f"metrics to move by {expected}")
+        try:
+            eventually(check, timeout=60, what="the metrics to move")
+        except AssertionError:
+            raise AssertionError(f"expected moves {expected}, saw {moved()}") from None
         if exact:
-            moved = {key: self.delta(key[0], **dict(key[1])) for key in expected}
-            assert moved == expected
+            assert moved() == expected
 
 
 def key(metric: metrics.Metric, suffix: str = "", **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
