@@ -231,7 +231,10 @@ def status(
     state_dir: Path, window: float, metrics_urls: list[str] | None = None, console: Console | None = None
 ) -> int:
     """Print the table; 0 if the stack answered, 1 if no stack runs for ``state_dir``."""
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # piped or captured: wide enough that no row wraps (Rich assumes 80)
+            console = Console(width=160)
     endpoints = read_endpoints(state_dir)
     if endpoints is None and not metrics_urls:
         console.print(f"raygram is not running for {state_dir} (no {ENDPOINTS_FILE}); `raygram up` starts it")
