@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import tempfile
 import time
@@ -165,12 +166,18 @@ class Stack:
         stats and metrics ports are this stack's own, so that stacks started
         side by side (concurrent test runs) do not share them; the folder is
         short-named under the system temp dir because Ray adds the 56-character
-        node id to it and HAProxy refuses socket paths over 97 characters.
+        node id to it and HAProxy refuses socket paths over 97 characters. So are
+        the ports the replicas serve on (``ingress_ports``).
         """
         if self.haproxy_dir is None:
             self.haproxy_dir = Path(tempfile.mkdtemp(prefix="raygram-haproxy-"))
         haproxy = self.haproxy_dir
+        http, grpc = ingress_ports()
         return {
+            "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(http),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(http + INGRESS_PORTS - 1),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(grpc),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(grpc + INGRESS_PORTS - 1),
             "RAY_SERVE_THROUGHPUT_OPTIMIZED": os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1"),
             "RAY_SERVE_ENABLE_HA_PROXY": os.environ.get("RAY_SERVE_ENABLE_HA_PROXY", "1"),
             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(haproxy / "haproxy.cfg"),
@@ -313,6 +320,27 @@ class Stack:
         for proc in reversed(self.started):
             proc.stop()
         self.started.clear()
+
+
+INGRESS_PORTS = 50  # replica ports per protocol: replicas, and the ports a replaced replica leaves in quarantine
+
+
+def ingress_ports() -> tuple[int, int]:
+    """First ports of two blocks of ``INGRESS_PORTS`` free loopback ports: the replicas' HTTP and gRPC ports.
+
+    With direct ingress each replica serves on a port Serve hands out from a range, 30000-31000 by
+    default, knowing only its own Ray's replicas. Two stacks on one machine then take turns on the same
+    ports: when a replica stops, another stack's replica can take its port before HAProxy has dropped
+    it, and requests go to the other stack (seen as 401s for tokens that stack never issued while
+    replicas were replaced under load). So each stack gets blocks of its own, picked at random below
+    the system's ephemeral ports (32768 and up on Linux, where ``free_port`` and outgoing connections
+    take theirs) among blocks where nothing listens now.
+    """
+    blocks = random.sample(range(10_000, 32_768 - 2 * INGRESS_PORTS, 2 * INGRESS_PORTS), 200)
+    for first in blocks:
+        if not any(port_is_open("127.0.0.1", port, timeout=0.05) for port in range(first, first + 2 * INGRESS_PORTS)):
+            return first, first + INGRESS_PORTS
+    raise ServiceStartError("no free block of loopback ports for the Serve replicas")
 
 
 def deploy_app(env_vars: dict[str, str] | None) -> None:

@@ -1,20 +1,25 @@
-"""Replicas change through the Serve config on a running stack, under load, and no request fails.
+"""Replicas and settings change through the Serve config on a running stack; replicas under load, no request fails.
 
 The stack runs its Serve application from the declarative config that
-``deploy/serve.yaml`` spells out (``serve_app.serve_config``). The test
-applies edited copies of it to the running session stack, the way an
-operator's ``serve deploy`` or ``raygram serve apply`` does, while an
-open-loop load (requests sent at a fixed rate, whatever the answers' speed)
-reads home feeds: three replicas, then one, then back to where it was. Every
-request is counted; none may fail, and requests must have been answered
-while each change was under way. The stack ends as it started, so the tests
-after this one see the usual replicas.
+``deploy/serve.yaml`` spells out (``serve_app.serve_config``). The tests
+apply edited copies of it to the running session stack, the way an
+operator's ``serve deploy`` or ``raygram serve apply`` does. Replicas change
+while an open-loop load (requests sent at a fixed rate, whatever the
+answers' speed) reads home feeds: three replicas, then one, then back to where
+it was; every request is counted, none may fail, and requests must have been
+answered while each change was under way. A setting changed through
+``raygram serve apply`` rolls the replicas over to it (without load: under
+load the replicas being replaced answered some requests 401, an open bug,
+docs/operations.md). The stack ends as it started, so the tests after these
+see the usual replicas and settings.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -77,11 +82,28 @@ def replicas_running() -> tuple[int, int]:
     return states.get("RUNNING", 0), sum(states.values())
 
 
-def with_replicas(config: dict, low: int, high: int) -> dict:
+def with_replicas(config: dict, count: int, env_vars: dict[str, str] | None = None) -> dict:
     changed = copy.deepcopy(config)
-    scaling = changed["applications"][0]["deployments"][0]["autoscaling_config"]
-    scaling.update(min_replicas=low, initial_replicas=low, max_replicas=high)
+    application = changed["applications"][0]
+    application["deployments"][0]["autoscaling_config"].update(
+        min_replicas=count, initial_replicas=count, max_replicas=count
+    )
+    if env_vars:
+        application["runtime_env"] = {"env_vars": env_vars}
     return changed
+
+
+def cli_apply(config: dict, folder: Path, state_dir: Path) -> None:
+    """``raygram serve apply`` with the config in a file, as an operator runs it."""
+    path = folder / "serve.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [Path(sys.executable).parent / "raygram", "serve", "apply", str(path), "--state-dir", str(state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_serve_yaml_is_the_stacks_config_in_serve_deploy_format() -> None:
@@ -110,6 +132,10 @@ def test_settings_give_the_autoscaling_config() -> None:
         _ = Settings(serve_min_replicas=4, serve_max_replicas=2).serve_autoscaling
 
 
+def instance_title(http: httpx.Client) -> str:
+    return http.get("/api/v1/instance").json()["title"]
+
+
 def test_replicas_up_and_down_under_load_fail_no_request(stack: Stack, make_user: UserFactory) -> None:
     config = serve_app.serve_config(stack.settings)
     original, _ = replicas_running()
@@ -122,7 +148,7 @@ def test_replicas_up_and_down_under_load_fail_no_request(stack: Stack, make_user
         eventually(lambda: len(load.answered) >= RATE, what="the load to be answered")
         for count in (3, 1, original):
             started = time.monotonic()
-            serve_app.apply_config(with_replicas(config, count, count))
+            serve_app.apply_config(with_replicas(config, count))
             eventually(lambda n=count: replicas_running() == (n, n), timeout=90, what=f"{count} replicas")
             changes.append((count, started, time.monotonic()))
     finally:
@@ -133,3 +159,17 @@ def test_replicas_up_and_down_under_load_fail_no_request(stack: Stack, make_user
     for count, start, end in changes:
         assert load.between(start, end) > 0, f"no request answered while going to {count} replicas"
     assert replicas_running() == (original, original)
+
+
+def test_a_setting_changed_by_raygram_serve_apply_rolls_the_replicas(
+    stack: Stack, http: httpx.Client, tmp_path: Path
+) -> None:
+    config = serve_app.serve_config(stack.settings)
+    original, _ = replicas_running()
+    title = instance_title(http)
+    cli_apply(with_replicas(config, original, {"INSTANCE_TITLE": "raygram, reconfigured"}), tmp_path, stack.state_dir)
+    eventually(lambda: instance_title(http) == "raygram, reconfigured", timeout=90, what="the new title")
+    eventually(lambda: replicas_running() == (original, original), timeout=90, what="the replicas rolled over")
+    serve_app.apply_config(config)  # back to the stack's own config
+    eventually(lambda: instance_title(http) == title, timeout=90, what="the title back")
+    eventually(lambda: replicas_running() == (original, original), timeout=90, what="the replicas rolled back")
