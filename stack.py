@@ -167,13 +167,17 @@ class Stack:
         side by side (concurrent test runs) do not share them; the folder is
         short-named under the system temp dir because Ray adds the 56-character
         node id to it and HAProxy refuses socket paths over 97 characters. So are
-        the ports the replicas serve on (``ingress_ports``).
+        the ports the replicas serve on (``ingress_ports``). Serve gives a starting
+        proxy 5 s to answer its first ready check and fails the start after three
+        misses; on a loaded machine (two cores shared by several test runs) a worker
+        process alone takes longer to start, so the stack gives it 30 s.
         """
         if self.haproxy_dir is None:
             self.haproxy_dir = Path(tempfile.mkdtemp(prefix="raygram-haproxy-"))
         haproxy = self.haproxy_dir
         http, grpc = ingress_ports()
         return {
+            "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": os.environ.get("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "30"),
             "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(http),
             "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(http + INGRESS_PORTS - 1),
             "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(grpc),
