@@ -34,6 +34,7 @@ TEST_ENV = {
     "SWEEP_GRACE_SECONDS": "2",
     "FAVOURITE_RATE_LIMIT": "40",
     "STREAMING_HEARTBEAT_SECONDS": "1",
+    "STORY_EXPIRY_INTERVAL_SECONDS": "1",  # tests/test_stories.py waits for the expiry actor's clean-up
     # Metrics reach the endpoint within a second or two (tests/test_metrics.py waits for them).
     "METRICS_REPORT_INTERVAL_MS": "1000",
     "METRICS_SAMPLE_SECONDS": "1",
