@@ -27,6 +27,7 @@ from pathlib import Path
 from config import Settings, get_settings
 from graph.server import start_graph_server
 from launcher import ManagedProcess, ServiceStartError, free_port, port_is_open
+from media.urls import MissingSecret, require_secret
 from redis_store.server import start_redis_server
 
 
@@ -39,6 +40,7 @@ class Stack:
     haproxy_dir: Path | None = None
     dashboard: bool = False  # whether the local Ray this stack started has its dashboard
     graph_starting: Future | None = None  # the embedded graph server's start, run while Ray starts
+    store_starting: Future | None = None  # the embedded SeaweedFS's start (MEDIA_STORE=seaweedfs), likewise
 
     @classmethod
     def isolated(cls, state_dir: Path, label: str, env: dict[str, str], **settings: str) -> Stack:
@@ -84,8 +86,14 @@ class Stack:
         ``deploy`` waits for the graph server, then for the database to answer, and applies the schema.
         """
         s = self.settings
+        try:
+            require_secret(s)  # before anything starts: a node of a cluster must not make up a secret of its own
+        except MissingSecret as exc:
+            raise ServiceStartError(str(exc)) from None
         self.state_dir.mkdir(parents=True, exist_ok=True)
         start_graph = not s.neo4j_uri
+        if s.media_store == "seaweedfs" and not s.media_store_url:
+            self._start_seaweedfs()
         if not s.redis_url:
             started = len(self.started)
             self._reuse_or_start(
@@ -119,6 +127,26 @@ class Stack:
             )
             starter.shutdown(wait=False)  # its thread ends with the start
 
+    def _start_seaweedfs(self) -> None:
+        """Start the embedded SeaweedFS in the background (reusing a running one) and point the media store at it."""
+        from media import seaweedfs
+
+        s = self.settings
+        key, secret = seaweedfs.credentials(self.state_dir, s.media_s3_access_key_id, s.media_s3_secret_access_key)
+        s.media_store_url = seaweedfs.store_url(s.seaweedfs_s3_port)
+        s.media_s3_access_key_id, s.media_s3_secret_access_key = key, secret
+        starter = ThreadPoolExecutor(1, thread_name_prefix="seaweedfs-start")
+        self.store_starting = starter.submit(
+            self._reuse_or_start,
+            "seaweedfs",
+            "seaweedfs.pid",
+            s.seaweedfs_s3_port,
+            lambda: seaweedfs.start_seaweedfs(
+                self.state_dir, s3_port=s.seaweedfs_s3_port, access_key_id=key, secret_access_key=secret
+            ),
+        )
+        starter.shutdown(wait=False)
+
     def _start_id_epoch(self) -> None:
         """Start the epoch of the snowflake worker-id leases now, as the Redis this stack started comes up.
 
@@ -143,10 +171,13 @@ class Stack:
                 EPOCH,
             )
 
-    def _graph_started(self) -> None:
-        """Wait for the background start of the graph server (raising what it raised)."""
+    def _services_started(self) -> None:
+        """Wait for the background starts of the graph server and SeaweedFS (raising what they raised)."""
         if self.graph_starting is not None:
             starting, self.graph_starting = self.graph_starting, None
+            starting.result()
+        if self.store_starting is not None:
+            starting, self.store_starting = self.store_starting, None
             starting.result()
 
     def serve_env(self) -> dict[str, str]:
@@ -237,7 +268,7 @@ class Stack:
 
         task = ray.remote(num_cpus=0, max_calls=1)(deploy_app)  # max_calls=1: its process exits afterwards
         deploying = task.remote()  # it starts Serve at once, and waits for the graph before using it
-        self._graph_started()
+        self._services_started()
         ray.get(deploying)
 
     def dashboard_url(self) -> str | None:
@@ -252,9 +283,9 @@ class Stack:
 
     def stop(self) -> None:
         """Stop Serve and Ray if this process started them, then the services it started, newest first."""
-        if self.graph_starting is not None:  # let a start under way finish, so that its process is stopped too
-            with contextlib.suppress(Exception):
-                self._graph_started()
+        if self.graph_starting is not None or self.store_starting is not None:  # let starts under way finish,
+            with contextlib.suppress(Exception):  # so that their processes are stopped too
+                self._services_started()
         if self.ray_started:
             import ray
             from ray import serve

@@ -1,7 +1,8 @@
 """The remote task that turns a stored original into variants and publishes the media record.
 
-It runs in any Ray worker and needs nothing from the replica that launched
-it: it reads the record and the original, writes every variant to the store
+It runs in any Ray worker, on any node, and needs nothing from the replica that
+launched it: it reads the record and the original from the graph and the
+configured store (``media.store.object_store``), writes every variant to that store
 (each atomically), and only then flips the record to ``ready``; a file it
 cannot process leaves the record ``failed`` with a reason. Re-running it is
 harmless — the variant keys depend only on the original's hash and the
@@ -27,11 +28,16 @@ from graph.media import MediaGraph
 from media.images import PIPELINE, ImageResult, Rendered
 from media.images import render_image as render_image_file
 from media.metrics import record_processing
-from media.store import ObjectStore, local_store, original_key, variant_key
+from media.store import ObjectStore, StoreUnavailable, object_store, original_key, variant_key
 from media.video import render_video
 
-# Graph outages are worth a retry; everything else about a file is decided on the first run.
-RETRYABLE = [neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.SessionExpired, neo4j.exceptions.TransientError]
+# Graph and object store outages are worth a retry; everything else about a file is decided on the first run.
+RETRYABLE = [
+    neo4j.exceptions.ServiceUnavailable,
+    neo4j.exceptions.SessionExpired,
+    neo4j.exceptions.TransientError,
+    StoreUnavailable,
+]
 
 
 def now_ms() -> int:
@@ -74,7 +80,8 @@ async def _publish_images(
 
 
 async def _image_fields(store: ObjectStore, settings: Settings, record: Row) -> Row:
-    result = render_image_file(store.path(original_key(record["sha256"])))
+    async with store.local_file(original_key(record["sha256"])) as original:
+        result = render_image_file(original)
     variants = await _publish_images(store, settings, record["sha256"], result)
     meta = {"width": result.width, "height": result.height}
     return {"variants": json.dumps(variants), "meta": json.dumps(meta), "blurhash": result.blurhash}
@@ -84,7 +91,8 @@ async def _video_fields(store: ObjectStore, settings: Settings, record: Row) -> 
     sha256 = record["sha256"]
     scratch = store.temp_path(".mp4")
     try:
-        result = render_video(store.path(original_key(sha256)), scratch)
+        async with store.local_file(original_key(sha256)) as original:
+            result = render_video(original, scratch)
         variants = await _publish_images(store, settings, sha256, result.poster, prefix="poster-")
         key = variant_key(sha256, "web.mp4", PIPELINE)
         size = scratch.stat().st_size
@@ -116,13 +124,15 @@ async def process(media_id: int, settings: Settings) -> str:
         if record is None:  # already finished by an earlier run, or gone
             existing = await media.get(media_id)
             return existing["state"] if existing else "missing"
-        store = local_store(settings)
+        store = object_store(settings)
         started = time.perf_counter()
         try:
             if record["kind"] == "image":
                 fields = await _image_fields(store, settings, record)
             else:
                 fields = await _video_fields(store, settings, record)
+        except StoreUnavailable:  # not the file's fault: Ray retries the task, or the sweep re-launches it
+            raise
         except Exception as exc:  # any reason this file cannot be processed ends in `failed`, with that reason
             reason = f"{exc.__class__.__name__}: {exc}"[:500]
             await media.mark_failed(media_id, reason, now_ms())
