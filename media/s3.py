@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,6 +30,8 @@ from obstore.store import S3Store
 
 from config import Settings
 from media.store import CHUNK, ObjectInfo, StoreUnavailable, _check_key
+
+RETRY_FOR, FIRST_BACKOFF = timedelta(seconds=5), timedelta(seconds=0.1)
 
 
 class BadStoreUrl(ValueError):
@@ -55,10 +58,12 @@ def store_from_url(url: str, access_key_id: str = "", secret_access_key: str = "
         config["secret_access_key"] = secret_access_key
     allow_http = query.get("endpoint", "").startswith("http://")
     # The total timeout bounds a whole response, body included: a video streamed to a slow client takes long.
+    # Retries ride out a blip of the store; past RETRY_FOR the request fails (503) rather than hang.
     return S3Store(
         parts.netloc,
         prefix=parts.path.strip("/") or None,
         client_options={"allow_http": allow_http, "timeout": "1h", "connect_timeout": "5s"},
+        retry_config={"max_retries": 5, "retry_timeout": RETRY_FOR, "backoff": {"init_backoff": FIRST_BACKOFF}},
         **config,  # type: ignore[arg-type]
     )
 
