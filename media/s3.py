@@ -16,6 +16,7 @@ original there to decode it (``local_file``); neither outlives the call that mad
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -29,6 +30,7 @@ import obstore.exceptions
 from obstore.store import S3Store
 
 from config import Settings
+from launcher import process_start
 from media.store import CHUNK, ObjectInfo, StoreUnavailable, _check_key
 
 RETRY_FOR, FIRST_BACKOFF = timedelta(seconds=5), timedelta(seconds=0.1)
@@ -86,6 +88,17 @@ class S3ObjectStore:
         self.store = store
         self.tmp = scratch.resolve()
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self._remove_orphans()
+
+    def _remove_orphans(self) -> None:
+        """Remove scratch files whose process is gone: a worker killed while it decoded an original leaves one.
+
+        Scratch files are named after the process that made them, and the folder is this node's own.
+        """
+        for path in self.tmp.iterdir():
+            owner = path.name.partition("-")[0]
+            if owner.isdigit() and process_start(int(owner)) is None:
+                path.unlink(missing_ok=True)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3ObjectStore:
@@ -95,7 +108,7 @@ class S3ObjectStore:
         return cls(store, settings.state_dir / "media-scratch")
 
     def temp_path(self, suffix: str = "") -> Path:
-        return self.tmp / f"{uuid.uuid4().hex}{suffix}"
+        return self.tmp / f"{os.getpid()}-{uuid.uuid4().hex}{suffix}"
 
     async def put_file(self, key: str, source: Path) -> bool:
         """PUT ``source`` as ``key`` unless the bucket holds it already; ``source`` is removed either way.
