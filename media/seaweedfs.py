@@ -101,11 +101,11 @@ def _prepare(filer_port: int, deadline: float) -> None:
     """Create the bucket (a folder under the filer's ``/buckets``) and make the filer fsync writes in it."""
     conf = {"version": 0, "locations": [{"locationPrefix": f"/buckets/{BUCKET}/", "fsync": True}]}
     steps = [
-        ("POST", f"/buckets/{BUCKET}/", None),
-        ("PUT", "/etc/seaweedfs/filer.conf", json.dumps(conf).encode()),
+        ("POST", f"/buckets/{BUCKET}/", None, (200, 201, 409)),  # 409: it exists from an earlier start
+        ("PUT", "/etc/seaweedfs/filer.conf", json.dumps(conf).encode(), (200, 201)),
     ]
-    for method, path, body in steps:
-        while (status := _filer(filer_port, method, path, body)) not in (200, 201):
+    for method, path, body, done in steps:
+        while (status := _filer(filer_port, method, path, body)) not in done:
             if time.monotonic() > deadline:
                 raise ServiceStartError(f"SeaweedFS filer answered {status} to {method} {path}")
             time.sleep(0.2)
