@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import signal
 import time
 from pathlib import Path
@@ -16,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from config import Settings
-from launcher import ProcessIdentity, ServiceStartError
-from media.store import original_key
+from launcher import ManagedProcess, ProcessIdentity, ServiceStartError, free_port
+from media.store import object_store, original_key
 from media.urls import MissingSecret, UrlSigner
 from stack import Stack
 from tests.conftest import MediaBackend, UserFactory
@@ -75,3 +76,35 @@ def test_several_nodes_refuse_to_start_without_a_shared_secret(tmp_path: Path) -
     assert not Settings(ray_address="", media_url_secret="").multi_node
     shared = Settings(state_dir=tmp_path / "shared", media_store="seaweedfs", media_url_secret="s3cret")
     assert UrlSigner(shared).secret == b"s3cret"
+
+
+def test_the_stack_starts_seaweedfs_reuses_a_running_one_and_stops_only_its_own(tmp_path: Path) -> None:
+    """What `MEDIA_STORE=seaweedfs make run` does, without the rest of the stack (Redis and graph "external")."""
+    port = free_port()
+    settings = {
+        "media_store": "seaweedfs", "media_store_url": "", "media_url_secret": "s3cret", "seaweedfs_s3_port": port,
+        "redis_url": "redis://127.0.0.1:1/0", "neo4j_uri": "bolt://127.0.0.1:1",
+    }  # fmt: skip
+    saved = dict(os.environ)  # a stack exports its settings; this one's must not leak into other tests
+    first, second = Stack(Settings(state_dir=tmp_path, **settings)), Stack(Settings(state_dir=tmp_path, **settings))
+    try:
+        first.start_services()
+        first._services_started()
+        assert first.settings.media_store_url == f"s3://raygram-media?endpoint=http://127.0.0.1:{port}&region=us-east-1"
+        assert os.environ["MEDIA_STORE_URL"] == first.settings.media_store_url  # what every Ray process reads
+        store = object_store(first.settings)
+        asyncio.run(store.put_bytes("v1/ab/abc/t.jpg", b"bytes"))
+        weed = ManagedProcess("seaweedfs", tmp_path / "seaweedfs.pid", tmp_path / "seaweedfs.log")
+        pid = weed.running_pid()
+        assert pid is not None
+        second.start_services()  # a second `raygram up` on the same state folder reuses it
+        second._services_started()
+        assert not second.started and weed.running_pid() == pid
+        assert asyncio.run(object_store(second.settings).get("v1/ab/abc/t.jpg")) == b"bytes"
+        second.stop()
+        assert weed.running_pid() == pid  # not its own: left running
+    finally:
+        first.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+    assert weed.running_pid() is None
