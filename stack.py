@@ -80,10 +80,12 @@ class Stack:
         self.started.append(start())
 
     def start_services(self) -> None:
-        """Start Redis and, in the background, the graph server, unless URLs are configured.
+        """Start Redis and, in the background, the graph server, unless URLs are configured, and SeaweedFS
+        when ``MEDIA_STORE=seaweedfs``; refuse a deployment of several nodes without a shared media URL secret.
 
         Every setting is resolved and exported first (every Ray process reads them from its environment);
-        ``deploy`` waits for the graph server, then for the database to answer, and applies the schema.
+        ``deploy`` waits for the graph server and SeaweedFS, then for the database to answer, and applies
+        the schema.
         """
         s = self.settings
         try:
