@@ -11,6 +11,11 @@ all-or-nothing in S3: that acknowledgement is the durability point of an upload
 (``services.media`` answers the client only after it). Local files are scratch only: an upload is
 staged and validated under ``<state_dir>/media-scratch`` before its PUT, and a task fetches an
 original there to decode it (``local_file``); neither outlives the call that made it.
+
+Replicas serve ``/media/...`` by streaming from the bucket (``open_range``), not by redirecting to a
+presigned store URL: the signed raygram URL stays the only address of a file, checked on every request
+(expiry, the post still there, who may cache it), ``ETag``/``Range``/``Cache-Control`` are the same on
+every store, a CDN in front caches one URL per file, and the bucket need not be reachable by clients.
 """
 
 from __future__ import annotations
