@@ -27,6 +27,7 @@ import redis
 
 from config import Settings
 from launcher import free_port
+from media.store import ObjectStore, object_store
 from stack import Stack, wait_for_http
 
 # Cheap password hashing keeps sign-up fast in tests; production keeps argon2's defaults.
@@ -77,9 +78,7 @@ class MediaBackend:
     settings: Settings  # what that app's replicas and tasks read
     restart: Callable[[], None] | None = None  # SeaweedFS only: start it again (after a test killed it)
 
-    def store(self):
-        from media.store import object_store
-
+    def store(self) -> ObjectStore:
         return object_store(self.settings)
 
     def keys(self) -> list[str]:
@@ -91,7 +90,7 @@ class MediaBackend:
             return sorted(meta["path"] for batch in obstore.list(store.store) for meta in batch)
         root = store.root
         return sorted(
-            str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.parts[len(root.parts)] != "faults"
+            str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.is_relative_to(store.tmp)
         )
 
     def scratch_files(self) -> list[Path]:
