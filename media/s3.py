@@ -157,6 +157,11 @@ class S3ObjectStore:
     async def exists(self, key: str) -> bool:
         return await self.stat(key) is not None
 
+    async def delete(self, key: str) -> None:
+        _check_key(key)
+        with contextlib.suppress(FileNotFoundError), _answered():  # S3 answers a DELETE of a missing key with 204
+            await obstore.delete_async(self.store, key)
+
     async def open_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
         """Streams the range from the bucket as it arrives: a replica holds one chunk of it at a time."""
         _check_key(key)

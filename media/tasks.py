@@ -23,8 +23,8 @@ import ray
 
 from config import Settings, get_settings
 from graph.driver import GraphClient, Row
-from graph.media import MediaGraph
-from media.images import PIPELINE, ImageResult, Rendered
+from graph.media import STORY_PURPOSE, MediaGraph
+from media.images import PIPELINE, ImageResult, Rendered, render_story_frame
 from media.images import render_image as render_image_file
 from media.metrics import record_processing
 from media.store import ObjectStore, StoreUnavailable, object_store, original_key, variant_key
@@ -66,10 +66,20 @@ async def _publish_images(
     return published
 
 
+async def _publish_story_frame(store: ObjectStore, sha256: str, frame: Rendered) -> dict[str, Any]:
+    key = variant_key(sha256, frame.name, PIPELINE)
+    await store.put_bytes(key, frame.data)
+    return _describe(frame, key)
+
+
 async def _image_fields(store: ObjectStore, record: Row) -> Row:
+    story = record.get("purpose") == STORY_PURPOSE
     async with store.local_file(original_key(record["sha256"])) as original:
         result = render_image_file(original)
+        frame = render_story_frame(original) if story else None
     variants = await _publish_images(store, record["sha256"], result)
+    if frame is not None:
+        variants.append(await _publish_story_frame(store, record["sha256"], frame))
     meta = {"width": result.width, "height": result.height}
     return {"variants": json.dumps(variants), "meta": json.dumps(meta), "blurhash": result.blurhash}
 
@@ -81,6 +91,9 @@ async def _video_fields(store: ObjectStore, record: Row) -> Row:
         async with store.local_file(original_key(sha256)) as original:
             result = render_video(original, scratch)
         variants = await _publish_images(store, sha256, result.poster, prefix="poster-")
+        if record.get("purpose") == STORY_PURPOSE:  # the poster in the story's 9:16 frame, from its widest variant
+            poster = render_story_frame(result.poster.variants[0].data, "poster-story")
+            variants.append(await _publish_story_frame(store, sha256, poster))
         key = variant_key(sha256, "web.mp4", PIPELINE)
         size = scratch.stat().st_size
         await store.put_file(key, scratch)
