@@ -87,7 +87,7 @@ def down(settings: Settings) -> int:
         while running.alive() and time.monotonic() < deadline:
             time.sleep(0.2)
         print(f"stopped raygram (pid {running.pid})")
-    for name in ("graph", "redis"):
+    for name in ("seaweedfs", "graph", "redis"):
         leftover = ManagedProcess(name, state_dir / f"{name}.pid", state_dir / f"{name}.log")
         if leftover.running_pid() is not None:
             leftover.stop()

@@ -117,7 +117,17 @@ class Settings(BaseSettings):
     media_video_max_seconds: float = 600.0
     media_description_max: int = 1500
     media_max_per_status: int = 10
-    media_url_secret: str = ""  # empty: generated once and kept under state_dir
+    # The key of signed media URLs. Empty: generated once and kept under state_dir, which only one machine
+    # sees, so a deployment of several nodes (``multi_node``) refuses to start without it (media.urls).
+    media_url_secret: str = ""
+    # Where media objects live (docs/operations.md#media-storage). Empty: files under state_dir/media, on this
+    # machine. ``s3://bucket[/prefix]?endpoint=http://host:port&region=...``: an S3 bucket every node reaches.
+    media_store_url: str = ""
+    media_s3_access_key_id: str = ""  # empty: AWS_ACCESS_KEY_ID and the rest of the AWS_* environment
+    media_s3_secret_access_key: str = ""
+    # "seaweedfs": `raygram up` starts an embedded SeaweedFS (media.seaweedfs) and points media_store_url at it.
+    media_store: str = "local"
+    seaweedfs_s3_port: int = 8333  # its S3 gateway; its other ports are picked once and kept under state_dir
     cdn_base_url: str = ""  # replaces the scheme and host of media URLs
     media_url_ttl_seconds: int = 86_400
     media_sync_wait_seconds: float = 3.0  # how long an upload of a small image waits for its variants
@@ -179,6 +189,16 @@ class Settings(BaseSettings):
             "max_replicas": high,
             "target_ongoing_requests": self.serve_target_ongoing_requests,
         }
+
+    @property
+    def multi_node(self) -> bool:
+        """Whether processes on other machines may serve or process media: a Ray cluster joined at an address
+        that is not this machine's, or media in S3. Such a deployment needs ``media_url_secret`` set alike on
+        every node; a secret kept in one machine's state folder would differ from node to node."""
+        if self.media_store_url or self.media_store == "seaweedfs":
+            return True
+        host = self.ray_address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+        return bool(self.ray_address) and self.ray_address != "local" and host not in ("127.0.0.1", "localhost", "::1")
 
     @property
     def base_url(self) -> str:

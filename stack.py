@@ -29,6 +29,7 @@ from pathlib import Path
 from config import Settings, get_settings
 from graph.server import start_graph_server
 from launcher import ManagedProcess, ServiceStartError, free_port, port_is_open
+from media.urls import MissingSecret, require_secret
 from redis_store.server import start_redis_server
 
 ENDPOINTS_FILE = "stack.json"  # in the state folder while the stack runs (Stack.write_endpoints)
@@ -43,6 +44,7 @@ class Stack:
     haproxy_dir: Path | None = None
     dashboard: bool = False  # whether the local Ray this stack started has its dashboard
     graph_starting: Future | None = None  # the embedded graph server's start, run while Ray starts
+    store_starting: Future | None = None  # the embedded SeaweedFS's start (MEDIA_STORE=seaweedfs), likewise
 
     @classmethod
     def isolated(cls, state_dir: Path, label: str, env: dict[str, str], **settings: str) -> Stack:
@@ -83,14 +85,22 @@ class Stack:
         self.started.append(start())
 
     def start_services(self) -> None:
-        """Start Redis and, in the background, the graph server, unless URLs are configured.
+        """Start Redis and, in the background, the graph server, unless URLs are configured, and SeaweedFS
+        when ``MEDIA_STORE=seaweedfs``; refuse a deployment of several nodes without a shared media URL secret.
 
         Every setting is resolved and exported first (every Ray process reads them from its environment);
-        ``deploy`` waits for the graph server, then for the database to answer, and applies the schema.
+        ``deploy`` waits for the graph server and SeaweedFS, then for the database to answer, and applies
+        the schema.
         """
         s = self.settings
+        try:
+            require_secret(s)  # before anything starts: a node of a cluster must not make up a secret of its own
+        except MissingSecret as exc:
+            raise ServiceStartError(str(exc)) from None
         self.state_dir.mkdir(parents=True, exist_ok=True)
         start_graph = not s.neo4j_uri
+        if s.media_store == "seaweedfs" and not s.media_store_url:
+            self._start_seaweedfs()
         if not s.redis_url:
             started = len(self.started)
             self._reuse_or_start(
@@ -124,6 +134,26 @@ class Stack:
             )
             starter.shutdown(wait=False)  # its thread ends with the start
 
+    def _start_seaweedfs(self) -> None:
+        """Start the embedded SeaweedFS in the background (reusing a running one) and point the media store at it."""
+        from media import seaweedfs
+
+        s = self.settings
+        key, secret = seaweedfs.credentials(self.state_dir, s.media_s3_access_key_id, s.media_s3_secret_access_key)
+        s.media_store_url = seaweedfs.store_url(s.seaweedfs_s3_port)
+        s.media_s3_access_key_id, s.media_s3_secret_access_key = key, secret
+        starter = ThreadPoolExecutor(1, thread_name_prefix="seaweedfs-start")
+        self.store_starting = starter.submit(
+            self._reuse_or_start,
+            "seaweedfs",
+            "seaweedfs.pid",
+            s.seaweedfs_s3_port,
+            lambda: seaweedfs.start_seaweedfs(
+                self.state_dir, s3_port=s.seaweedfs_s3_port, access_key_id=key, secret_access_key=secret
+            ),
+        )
+        starter.shutdown(wait=False)
+
     def _start_id_epoch(self) -> None:
         """Start the epoch of the snowflake worker-id leases now, as the Redis this stack started comes up.
 
@@ -148,10 +178,13 @@ class Stack:
                 EPOCH,
             )
 
-    def _graph_started(self) -> None:
-        """Wait for the background start of the graph server (raising what it raised)."""
+    def _services_started(self) -> None:
+        """Wait for the background starts of the graph server and SeaweedFS (raising what they raised)."""
         if self.graph_starting is not None:
             starting, self.graph_starting = self.graph_starting, None
+            starting.result()
+        if self.store_starting is not None:
+            starting, self.store_starting = self.store_starting, None
             starting.result()
 
     def serve_env(self) -> dict[str, str]:
@@ -269,7 +302,7 @@ class Stack:
         task = ray.remote(num_cpus=0, max_calls=1)(deploy_app)  # max_calls=1: its process exits afterwards
         # On a cluster the replicas get the settings through their runtime environment (serve_app.serve_config).
         deploying = task.remote(self.env if self.settings.ray_address else None)
-        self._graph_started()  # meanwhile it starts Serve, and waits for the graph before using it
+        self._services_started()  # meanwhile it starts Serve, and waits for the graph before using it
         ray.get(deploying)
         self.write_endpoints()
 
@@ -305,9 +338,9 @@ class Stack:
 
     def stop(self) -> None:
         """Stop Serve and Ray if this process started them, then the services it started, newest first."""
-        if self.graph_starting is not None:  # let a start under way finish, so that its process is stopped too
-            with contextlib.suppress(Exception):
-                self._graph_started()
+        if self.graph_starting is not None or self.store_starting is not None:  # let starts under way finish,
+            with contextlib.suppress(Exception):  # so that their processes are stopped too
+                self._services_started()
         if self.ray_started:
             import ray
             from ray import serve

@@ -2,7 +2,8 @@
 
 The order of an upload is what makes it safe: the upload is staged in the
 store's scratch folder and validated (nothing is kept if it is refused), the
-original is fsynced and renamed into place, the record is written in state
+original is stored (on the local disk: fsynced and renamed into place; in S3:
+the bucket acknowledged its PUT), the record is written in state
 ``processing``, and only then is the client answered. A replica that dies
 after that loses nothing: records stuck in ``processing`` are re-launched by
 any replica, on a read or by the periodic sweep.
@@ -32,7 +33,7 @@ from graph.driver import GraphClient, Row
 from graph.media import STORY_PURPOSE, MediaGraph, attach_tx, attachable_tx
 from ids import SnowflakeGenerator
 from media import validation
-from media.store import ObjectInfo, local_store, original_key
+from media.store import ObjectInfo, object_store, original_key
 from media.tasks import launch, now_ms
 from media.urls import MEDIA_PATH_PREFIX, UrlSigner
 from services.errors import Forbidden, NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
@@ -127,7 +128,7 @@ class MediaService:
         self.settings = settings
         self.graph = MediaGraph(graph)
         self.ids = ids
-        self.store = local_store(settings)
+        self.store = object_store(settings)
         self.signer = UrlSigner(settings)
         self._sweeper: asyncio.Task | None = None
         self._reuse = min(SIGNED_REUSE_SECONDS, settings.media_url_ttl_seconds / 16)
