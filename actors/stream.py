@@ -11,8 +11,9 @@ import alone builds about 30 MB of lookup tables: about 95 MB per process
 (``bench/footprint.py``). ``CONSUMER_HOSTS`` spreads the fan-out consumers
 over more processes; the notifier, the like persister and the search
 indexer, one consumer each because each group must be consumed in order, run
-on host 0. Host 0 also answers status searches: the search indexer owns the
-index file (``actors.search``), so queries come to it, one actor call each.
+on host 0, with the sampler of Redis' gauges (``actors.sampler``). Host 0
+also answers status searches: the search indexer owns the index file
+(``actors.search``), so queries come to it, one actor call each.
 
 Killing the process stops every consumer it runs; Ray restarts the actor
 (``max_restarts=-1``) and each consumer first finishes the events it had
@@ -30,6 +31,7 @@ from actors.notifier import Notifier
 from actors.persister import LikePersister
 from actors.post_index import StatusQuery
 from actors.registry import LIKE_PERSISTER, NOTIFIER, SEARCH_INDEXER, fanout_name
+from actors.sampler import StoreSampler
 from actors.search import SearchIndexer
 from actors.story_expiry import StoryExpirer
 
@@ -42,11 +44,13 @@ class StreamConsumers:
         self.names = [fanout_name(i) for i in fanout_consumers]
         self.fanout = FanoutWorker(fanout_consumers)
         self.search: SearchIndexer | None = None
-        consumers: list[FanoutWorker | Notifier | LikePersister | StoryExpirer | SearchIndexer] = [self.fanout]
-        if interactions:
+        consumers: list[FanoutWorker | Notifier | LikePersister | StoryExpirer | StoreSampler | SearchIndexer] = [
+            self.fanout
+        ]
+        if interactions:  # and the metrics' Redis sampler (actors.sampler), one per stack like them
             self.search = SearchIndexer(SEARCH_INDEXER)
             consumers += [await Notifier.create(NOTIFIER), LikePersister(LIKE_PERSISTER), self.search]
-            consumers.append(StoryExpirer.create(self.fanout.settings))
+            consumers += [StoryExpirer.create(self.fanout.settings), StoreSampler.create()]
             self.names += [NOTIFIER, LIKE_PERSISTER, SEARCH_INDEXER]
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(consumer.run()) for consumer in consumers]
