@@ -1,14 +1,17 @@
-"""``StreamConsumers``: one process for the event stream's consumers (fan-out, notifier, like persister).
+"""``StreamConsumers``: one process for the event stream's consumers (fan-out, notifier, like persister,
+discovery indexer) and the trends timer.
 
-The fan-out consumers (``actors.fanout``), the notifier (``actors.notifier``)
-and the like persister (``actors.persister``) each wait on Redis and the
-graph nearly all the time, so one event loop carries them all, each loop a
-task of its own. A process per consumer cost a Ray worker process apiece,
+The fan-out consumers (``actors.fanout``), the notifier (``actors.notifier``),
+the like persister (``actors.persister``), the discovery indexer
+(``actors.discovery``) and the trends refresh (``actors.trends``) each wait
+on Redis and the graph nearly all the time, so one event loop carries them
+all, each loop a task of its own. A process per consumer cost a Ray worker process apiece,
 and every one that talks to the graph loads the ``neo4j`` driver, whose
 import alone builds about 30 MB of lookup tables: about 95 MB per process
 (``bench/footprint.py``). ``CONSUMER_HOSTS`` spreads the fan-out consumers
-over more processes; the notifier and the like persister, one consumer each
-because each group must be consumed in order, run on host 0.
+over more processes; the notifier, the like persister and the discovery
+indexer, one consumer each because each group must be consumed in order, and
+the trends timer run on host 0.
 
 Killing the process stops every consumer it runs; Ray restarts the actor
 (``max_restarts=-1``) and each consumer first finishes the events it had
@@ -21,22 +24,26 @@ import asyncio
 
 import ray
 
+from actors.discovery import DiscoveryIndexer
 from actors.fanout import FanoutWorker
 from actors.notifier import Notifier
 from actors.persister import LikePersister
-from actors.registry import LIKE_PERSISTER, NOTIFIER, fanout_name
+from actors.registry import DISCOVERY, LIKE_PERSISTER, NOTIFIER, fanout_name
+from actors.trends import TrendsRefresher
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class StreamConsumers:
     async def __init__(self, fanout_consumers: list[int], interactions: bool) -> None:
-        """Runs the fan-out consumers ``fanout_consumers`` and, if ``interactions``, the notifier and persister."""
+        """Runs the fan-out consumers ``fanout_consumers`` and, if ``interactions``, the notifier, the
+        persister, the discovery indexer and the trends timer."""
         self.names = [fanout_name(i) for i in fanout_consumers]
         self.fanout = FanoutWorker(fanout_consumers)
-        consumers: list[FanoutWorker | Notifier | LikePersister] = [self.fanout]
+        consumers: list[FanoutWorker | Notifier | LikePersister | DiscoveryIndexer | TrendsRefresher] = [self.fanout]
         if interactions:
-            consumers += [await Notifier.create(NOTIFIER), LikePersister(LIKE_PERSISTER)]
-            self.names += [NOTIFIER, LIKE_PERSISTER]
+            consumers += [await Notifier.create(NOTIFIER), LikePersister(LIKE_PERSISTER), DiscoveryIndexer(DISCOVERY)]
+            consumers.append(TrendsRefresher())
+            self.names += [NOTIFIER, LIKE_PERSISTER, DISCOVERY]
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(consumer.run()) for consumer in consumers]
 

@@ -14,6 +14,7 @@ from api.errors import install_error_handlers
 from api.openapi import install_openapi
 from api.routes import (
     accounts,
+    discovery,
     follows,
     instance,
     interactions,
@@ -22,6 +23,7 @@ from api.routes import (
     oauth,
     statuses,
     streaming,
+    tags,
     timelines,
 )
 from config import get_settings
@@ -54,6 +56,8 @@ def create_app() -> FastAPI:
         statuses,
         interactions,
         timelines,
+        tags,
+        discovery,
         notifications,
         streaming,
         instance,

@@ -13,8 +13,10 @@ from graph.driver import GraphClient, async_wait_for_graph
 from graph.follows import FollowGraph
 from graph.likes import LikeGraph
 from graph.statuses import StatusGraph
+from graph.tags import TagGraph
 from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
+from redis_store.discovery import DiscoveryStore
 from redis_store.events import EventStream
 from redis_store.likes import LikeStore
 from redis_store.live import LiveHub
@@ -26,6 +28,7 @@ from redis_store.worker_lease import LeasedGenerator
 from services.abuse import AbuseGuard
 from services.accounts import AccountService
 from services.auth import AuthService
+from services.discovery import DiscoveryService
 from services.feed import FeedManager
 from services.follows import FollowService
 from services.hydrate import Hydrator
@@ -34,6 +37,7 @@ from services.media import MediaService
 from services.notifications import NotificationService
 from services.passwords import Passwords
 from services.statuses import StatusService
+from services.tags import TagService
 
 
 @dataclass
@@ -53,6 +57,8 @@ class AppContext:
     notifications: NotificationService
     live: LiveHub
     media: MediaService
+    tags: TagService
+    discovery: DiscoveryService
 
     @classmethod
     async def create(cls, settings: Settings) -> AppContext:
@@ -87,6 +93,9 @@ class AppContext:
         hydrator.page_view = likes.page_view
         timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
         feed = FeedManager(settings, timelines, follow_graph, status_graph, hydrator, actors)
+        tag_graph = TagGraph(graph)
+        discovery_store = DiscoveryStore(redis, settings.tag_timeline_max, settings.public_timeline_max)
+        tags = TagService(tag_graph, discovery_store, ids)
         media.start()
         ctx = cls(
             settings=settings,
@@ -101,7 +110,7 @@ class AppContext:
                 settings, follow_graph, account_graph, feed, events, account_cache, ids, abuse, locks
             ),
             statuses=StatusService(
-                settings, status_graph, follow_graph, hydrator, events, redis, ids, feed, abuse, likes, locks
+                settings, status_graph, follow_graph, hydrator, events, redis, ids, feed, abuse, likes, locks, tag_graph
             ),
             likes=likes,
             notifications=NotificationService(NotificationStore(redis, settings.notifications_max), hydrator),
@@ -113,6 +122,8 @@ class AppContext:
             ),
             feed=feed,
             media=media,
+            tags=tags,
+            discovery=DiscoveryService(discovery_store, hydrator, follow_graph, tag_graph, tags),
         )
         ctx.statuses.media_attacher = media.attach_media_tx
         await ctx.live.start()

@@ -19,12 +19,14 @@ import metrics
 from config import Settings
 from graph.follows import FollowGraph
 from graph.statuses import AuthorNotFound, ParentNotFound, StatusGraph, new_status
+from graph.tags import TagGraph
 from ids import SnowflakeGenerator
 from redis_store.events import EventStream
 from redis_store.locks import Locks
 from services.abuse import AbuseGuard
 from services.errors import Forbidden, NotFound, Unprocessable
 from services.feed import FeedManager
+from services.hashtags import extract_tags
 from services.hydrate import HydratedStatus, Hydrator
 from services.likes import LikeService
 
@@ -48,8 +50,10 @@ class StatusService:
         abuse: AbuseGuard,
         likes: LikeService,
         locks: Locks,
+        tags: TagGraph,
     ) -> None:
         self.settings = settings
+        self.tags = tags
         self.statuses = statuses
         self.follows = follows
         self.hydrator = hydrator
@@ -113,6 +117,7 @@ class StatusService:
             language=language,
             in_reply_to_id=in_reply_to_id,
             media_ids=media_ids,
+            tags=extract_tags(text),
         )
         attach = self.media_attacher
 
@@ -121,6 +126,7 @@ class StatusService:
                 await attach(tx, account_id, status_id, media_ids)
 
         try:
+            await self.tags.ensure(record["tags"], [self.ids.next_id() for _ in record["tags"]])
             await self.statuses.create(record, before_commit=attach_media)
         except ParentNotFound:
             await self._forget(idem_key)
@@ -212,6 +218,7 @@ class StatusService:
                 status_id=record["id"],
                 account_id=record["account_id"],
                 reblog_of_id=record.get("reblog_of_id"),
+                tags=record.get("tags") or [],
             )
         return post
 

@@ -1,0 +1,141 @@
+"""Reading discovery: tag and public timelines, trending tags and posts, the explore grid.
+
+Everything is answered from Redis (``redis_store.discovery``, written by the
+discovery indexer and the trends refresh) plus hydration (cached records),
+never by scanning the graph:
+
+* A tag timeline is the union of the pages of ``tagtl:{tag}`` for the tag
+  and its ``any[]`` tags (their ``:media`` twins with ``only_media``), in one
+  round trip. ``all[]`` and ``none[]`` filter the hydrated posts by their
+  tags; when a filter leaves the page short, the next window is read, at
+  most ``FILTER_ROUNDS`` times, so a request's cost stays bounded.
+* The public timeline is ``publictl`` (``local`` changes nothing: every post
+  is local; ``remote`` is empty for the same reason).
+* Only public posts are in either, so no visibility check is needed; posts
+  deleted since are dropped by hydration (the indexer removes them too).
+* Trends are the rankings the refresh stored; explore takes the best of its
+  pool, shuffled a little, leaves out the viewer and whom they follow (one
+  relationship query for the page), and shows what remains.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from graph.follows import FollowGraph
+from graph.tags import TagGraph
+from redis_store.discovery import (
+    EXPLORE,
+    TRENDING_STATUSES,
+    TRENDING_TAGS,
+    DiscoveryStore,
+    public_key,
+    tag_timeline_key,
+)
+from redis_store.timelines import PageBounds, member
+from services.hashtags import normalize
+from services.hydrate import HydratedStatus, Hydrator
+from services.tags import TagService, TagView
+from services.trends import jittered
+
+FILTER_ROUNDS = 4
+EXPLORE_OVERFETCH = 4  # candidates read per post shown, before leaving out the viewer's own and followed accounts
+
+
+def tag_filter(all_tags: list[str], none_tags: list[str]) -> Callable[[HydratedStatus], bool]:
+    """Does a post carry every tag of ``all_tags`` and none of ``none_tags``?"""
+    required, excluded = set(all_tags), set(none_tags)
+
+    def keep(post: HydratedStatus) -> bool:
+        tags = set(post.status.get("tags") or ())
+        return required <= tags and not (excluded & tags)
+
+    return keep
+
+
+class DiscoveryService:
+    def __init__(
+        self,
+        store: DiscoveryStore,
+        hydrator: Hydrator,
+        follows: FollowGraph,
+        tags: TagGraph,
+        tag_service: TagService,
+    ) -> None:
+        self.store = store
+        self.hydrator = hydrator
+        self.follows = follows
+        self.tags = tags
+        self.tag_service = tag_service
+        self.rng = random.Random()
+
+    async def tag_timeline(
+        self,
+        tag: str,
+        any_tags: list[str],
+        all_tags: list[str],
+        none_tags: list[str],
+        only_media: bool,
+        bounds: PageBounds,
+        limit: int,
+        viewer_id: int | None,
+    ) -> list[HydratedStatus]:
+        names = list(dict.fromkeys(normalize(t) for t in (tag, *any_tags)))
+        keys = [tag_timeline_key(name, only_media) for name in names]
+        keep = tag_filter([normalize(t) for t in all_tags], [normalize(t) for t in none_tags])
+        return await self._page(keys, bounds, limit, viewer_id, keep if all_tags or none_tags else None)
+
+    async def public_timeline(
+        self, only_media: bool, remote: bool, bounds: PageBounds, limit: int, viewer_id: int | None
+    ) -> list[HydratedStatus]:
+        if remote:
+            return []  # every post here is local
+        return await self._page([public_key(only_media)], bounds, limit, viewer_id, None)
+
+    async def _page(
+        self,
+        keys: list[str],
+        bounds: PageBounds,
+        limit: int,
+        viewer_id: int | None,
+        keep: Callable[[HydratedStatus], bool] | None,
+    ) -> list[HydratedStatus]:
+        """A page of the union of ``keys`` (filtered by ``keep``), newest first."""
+        fetch = limit + 5 if keep is None else 2 * limit  # a few extra: deleted posts are dropped
+        found: list[HydratedStatus] = []
+        for _ in range(1 if keep is None else FILTER_ROUNDS):
+            ids = await self.store.pages(keys, bounds, fetch)
+            if not ids:
+                break
+            posts = await self.hydrator.hydrate(ids, viewer_id=viewer_id)
+            found += posts if keep is None else [p for p in posts if keep(p)]
+            if len(found) >= limit or len(ids) < fetch:
+                break
+            if bounds.ascending:
+                bounds = PageBounds(f"({member(ids[0])}", bounds.hi, True)
+            else:
+                bounds = PageBounds(bounds.lo, f"({member(ids[-1])}", False)
+        found.sort(key=lambda p: p.id, reverse=True)
+        return found[-limit:] if bounds.ascending else found[:limit]
+
+    # -- trends and explore ------------------------------------------------------------------
+
+    async def trending_tags(self, offset: int, limit: int, viewer_id: int | None) -> list[TagView]:
+        names = await self.store.ranked(TRENDING_TAGS, offset, limit)
+        found = await self.tags.get_many(names)
+        return await self.tag_service.views([found[n] for n in names if n in found], viewer_id)
+
+    async def trending_statuses(self, offset: int, limit: int, viewer_id: int | None) -> list[HydratedStatus]:
+        ids = [int(m) for m in await self.store.ranked(TRENDING_STATUSES, offset, limit)]
+        return await self.hydrator.hydrate(ids, viewer_id=viewer_id)
+
+    async def explore(self, limit: int, viewer_id: int | None) -> list[HydratedStatus]:
+        """The explore grid: popular recent photo posts, shuffled a little, none by the viewer or whom they follow."""
+        ranked = [int(m) for m in await self.store.ranked(EXPLORE, 0, limit * EXPLORE_OVERFETCH)]
+        posts = await self.hydrator.hydrate(jittered(ranked, self.rng), viewer_id=viewer_id)
+        if viewer_id is not None:
+            authors = sorted({p.account["id"] for p in posts} - {viewer_id})
+            following, _ = await self.follows.relationships(viewer_id, authors) if authors else (set(), set())
+            posts = [p for p in posts if p.account["id"] != viewer_id and p.account["id"] not in following]
+        return posts[:limit]
