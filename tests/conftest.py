@@ -34,6 +34,7 @@ TEST_ENV = {
     "SWEEP_GRACE_SECONDS": "2",
     "FAVOURITE_RATE_LIMIT": "40",
     "STREAMING_HEARTBEAT_SECONDS": "1",
+    "TRENDS_INTERVAL_SECONDS": "2",  # trends and explore refresh often enough for tests to wait on them
 }
 
 

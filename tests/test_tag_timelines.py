@@ -1,0 +1,122 @@
+"""Tag and public timelines over HTTP against the real stack: which posts, every cursor, ``any[]``, ``all[]``,
+``none[]``, ``only_media``, deletion, and Mastodon.py's ``timeline_hashtag`` / ``timeline_public``."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+from mastodon import Mastodon
+
+from tests.conftest import User, UserFactory
+from tests.test_feed import eventually, post
+from tests.test_trends import photo_post
+
+
+def ids(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [s["id"] for s in response.json()]
+
+
+def tag_ids(http: httpx.Client, name: str, **params: object) -> list[str]:
+    return ids(http.get(f"/api/v1/timelines/tag/{name}", params=params))
+
+
+def public_ids(http: httpx.Client, **params: object) -> list[str]:
+    return ids(http.get("/api/v1/timelines/public", params=params))
+
+
+class Posts:
+    """A scripted set of posts with three fresh tags: ``t`` on most, ``a`` and ``b`` on some."""
+
+    def __init__(self, http: httpx.Client, author: User) -> None:
+        suffix = uuid.uuid4().hex[:8]
+        self.t, self.a, self.b = f"t{suffix}", f"a{suffix}", f"b{suffix}"
+        t, a, b = self.t, self.a, self.b
+        self.p1 = post(http, author, f"one #{t}")["id"]
+        self.p2 = post(http, author, f"two #{t} #{a.upper()}")["id"]
+        self.p3 = photo_post(http, author, f"three #{t} #{b}")["id"]
+        self.p4 = post(http, author, f"four #{t} #{a} #{b}")["id"]
+        self.unlisted = post(http, author, f"unlisted #{t}", visibility="unlisted")["id"]
+        self.private = post(http, author, f"private #{t}", visibility="private")["id"]
+        self.comment = post(http, author, f"a comment #{t}", in_reply_to_id=self.p1)["id"]
+        self.p8 = post(http, author, f"eight #{a}")["id"]
+
+
+@pytest.fixture(scope="module")
+def posts(http: httpx.Client, make_user: UserFactory) -> Posts:
+    made = Posts(http, make_user())
+    eventually(lambda: made.p8 in tag_ids(http, made.a), what="the posts to be indexed")
+    return made
+
+
+def test_a_tag_timeline_holds_the_public_posts_and_comments_with_the_tag(http: httpx.Client, posts: Posts) -> None:
+    p = posts
+    assert tag_ids(http, p.t) == [p.comment, p.p4, p.p3, p.p2, p.p1]
+    assert tag_ids(http, p.t.upper()) == tag_ids(http, p.t)  # case-insensitive
+    assert tag_ids(http, p.a) == [p.p8, p.p4, p.p2]
+    assert tag_ids(http, f"never{uuid.uuid4().hex[:6]}") == [] and tag_ids(http, "2024") == []
+    assert tag_ids(http, p.t, remote="true") == []
+
+
+def test_a_tag_timeline_pages_with_every_cursor(http: httpx.Client, posts: Posts) -> None:
+    p = posts
+    first = http.get(f"/api/v1/timelines/tag/{p.t}", params={"limit": 2})
+    assert ids(first) == [p.comment, p.p4]
+    assert ids(http.get(first.links["next"]["url"])) == [p.p3, p.p2]
+    assert ids(http.get(first.links["prev"]["url"])) == []
+    assert tag_ids(http, p.t, max_id=p.p4) == [p.p3, p.p2, p.p1]
+    assert tag_ids(http, p.t, since_id=p.p2) == [p.comment, p.p4, p.p3]
+    assert tag_ids(http, p.t, since_id=p.p1, limit=2) == [p.comment, p.p4]  # the newest after since_id
+    assert tag_ids(http, p.t, min_id=p.p1, limit=2) == [p.p3, p.p2]  # the ones just after min_id
+    assert tag_ids(http, p.t, min_id=p.p2, max_id=p.comment) == [p.p4, p.p3]
+
+
+def test_any_all_none_and_only_media(http: httpx.Client, posts: Posts) -> None:
+    p = posts
+    assert tag_ids(http, p.t, **{"any[]": p.a}) == [p.p8, p.comment, p.p4, p.p3, p.p2, p.p1]
+    assert tag_ids(http, p.t, **{"all[]": p.a.upper()}) == [p.p4, p.p2]
+    assert tag_ids(http, p.t, **{"all[]": [p.a, p.b]}) == [p.p4]
+    assert tag_ids(http, p.t, **{"none[]": p.b}) == [p.comment, p.p2, p.p1]
+    assert tag_ids(http, p.t, **{"all[]": p.a, "none[]": p.b}) == [p.p2]
+    assert tag_ids(http, p.t, **{"all[]": "2024"}) == []  # no post can carry that
+    assert tag_ids(http, p.t, only_media="true") == [p.p3]
+    assert tag_ids(http, p.t, **{"all[]": p.a, "limit": 1}) == [p.p4]  # a filtered page reads on when short
+    assert tag_ids(http, p.t, **{"all[]": p.a, "limit": 1, "max_id": p.p4}) == [p.p2]
+
+
+def test_the_public_timeline_leaves_out_comments_and_non_public_posts(http: httpx.Client, posts: Posts) -> None:
+    p = posts
+    newest = public_ids(http, limit=40)
+    mine = [i for i in newest if i in {p.p1, p.p2, p.p3, p.p4, p.p8, p.unlisted, p.private, p.comment}]
+    assert mine == [p.p8, p.p4, p.p3, p.p2, p.p1]
+    assert public_ids(http, max_id=p.p3, since_id=p.p1) == [p.p2]
+    assert public_ids(http, max_id=p.p3, limit=1) == [p.p2]
+    assert public_ids(http, min_id=p.p1, max_id=p.p8) == [p.p4, p.p3, p.p2]
+    assert public_ids(http, since_id=p.p2, max_id=p.p8, limit=1) == [p.p4]
+    assert public_ids(http, local="true", min_id=p.p1, max_id=p.p8) == [p.p4, p.p3, p.p2]
+    assert p.p3 in public_ids(http, only_media="true") and p.p4 not in public_ids(http, only_media="true")
+    assert public_ids(http, remote="true") == []
+
+
+def test_a_deleted_post_leaves_the_timelines(http: httpx.Client, make_user: UserFactory) -> None:
+    author = make_user()
+    name = f"gone{uuid.uuid4().hex[:8]}"
+    kept, deleted = post(http, author, f"#{name}")["id"], post(http, author, f"#{name}")["id"]
+    eventually(lambda: tag_ids(http, name) == [deleted, kept], what="indexed")
+    assert http.delete(f"/api/v1/statuses/{deleted}", headers=author.headers).status_code == 200
+    assert tag_ids(http, name) == [kept] and deleted not in public_ids(http, limit=40)
+
+
+def test_mastodon_py_reads_the_tag_and_public_timelines(base_url: str, posts: Posts, make_user: UserFactory) -> None:
+    p = posts
+    api = Mastodon(access_token=make_user().token, api_base_url=base_url, version_check_mode="created")
+    assert [s.id for s in api.timeline_hashtag(p.t, limit=2)] == [p.comment, p.p4]
+    assert [s.id for s in api.timeline_hashtag(p.t, only_media=True)] == [p.p3]
+    page = api.timeline_hashtag(p.t, limit=2)
+    assert [s.id for s in api.fetch_next(page)] == [p.p3, p.p2]
+    assert [s.id for s in api.timeline_public(min_id=p.p1, max_id=p.p8)] == [p.p4, p.p3, p.p2]
+    assert [s.id for s in api.timeline_local(min_id=p.p1, max_id=p.p8)] == [p.p4, p.p3, p.p2]
+    anonymous = Mastodon(api_base_url=base_url, version_check_mode="created")
+    assert [s.id for s in anonymous.timeline_hashtag(p.t, max_id=p.p2)] == [p.p1]
