@@ -120,6 +120,7 @@ def test_a_post_liked_and_shared_by_five_accounts_trends(
     popular = post(http, author, "look at this")
     private = post(http, author, "only for followers", visibility="private")
     for fan in fans[:4]:
+        follow(http, fan, author)  # so that they may see, and like, the private post
         like(http, fan, popular["id"])
         like(http, fan, private["id"])
     assert http.post(f"/api/v1/statuses/{popular['id']}/reblog", headers=fans[4].headers).status_code == 200
