@@ -18,6 +18,7 @@ from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
 from redis_store.discovery import DiscoveryStore
 from redis_store.events import EventStream
+from redis_store.followers import FollowerLists
 from redis_store.likes import LikeStore
 from redis_store.live import LiveHub
 from redis_store.locks import Locks
@@ -29,7 +30,7 @@ from services.abuse import AbuseGuard
 from services.accounts import AccountService
 from services.auth import AuthService
 from services.discovery import DiscoveryService
-from services.feed import FeedManager
+from services.feed import FeedManager, HomeFeed
 from services.follows import FollowService
 from services.hydrate import Hydrator
 from services.likes import LikeService
@@ -53,6 +54,7 @@ class AppContext:
     follows: FollowService
     statuses: StatusService
     feed: FeedManager
+    home: HomeFeed
     likes: LikeService
     notifications: NotificationService
     live: LiveHub
@@ -92,7 +94,9 @@ class AppContext:
         likes = LikeService(settings, like_store, LikeGraph(graph), status_graph, hydrator, redis, ids, abuse)
         hydrator.page_view = likes.page_view
         timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
-        feed = FeedManager(settings, timelines, follow_graph, status_graph, hydrator, actors)
+        feed = FeedManager(
+            settings, timelines, follow_graph, FollowerLists(redis, settings.follower_list_days), status_graph, actors
+        )
         tag_graph = TagGraph(graph)
         discovery_store = DiscoveryStore(redis, settings.tag_timeline_max, settings.public_timeline_max)
         tags = TagService(tag_graph, discovery_store, ids)
@@ -106,9 +110,7 @@ class AppContext:
             auth=AuthService(settings, account_graph, redis, ids, passwords),
             accounts=AccountService(settings, account_graph, ids, passwords, account_cache),
             events=events,
-            follows=FollowService(
-                settings, follow_graph, account_graph, feed, events, account_cache, ids, abuse, locks
-            ),
+            follows=FollowService(follow_graph, account_graph, feed, events, account_cache, ids, abuse, locks),
             statuses=StatusService(
                 settings, status_graph, follow_graph, hydrator, events, redis, ids, feed, abuse, likes, locks, tag_graph
             ),
@@ -121,6 +123,7 @@ class AppContext:
                 settings.streaming_max_per_address,
             ),
             feed=feed,
+            home=HomeFeed(feed, hydrator),
             media=media,
             tags=tags,
             discovery=DiscoveryService(discovery_store, hydrator, follow_graph, tag_graph, tags),
