@@ -25,6 +25,7 @@ from config import get_settings
 from graph.driver import GraphClient
 from graph.follows import FollowGraph
 from graph.statuses import StatusGraph
+from graph.tags import TagGraph
 from ids import min_id_at_ms
 from redis_store.client import connect
 from redis_store.events import Event, EventStream
@@ -53,6 +54,7 @@ class FanoutWorker:
             FollowerLists(redis, settings.follower_list_days),
             self.statuses,
             ActorDirectory(settings),
+            TagGraph(graph),
         )
 
     async def run(self) -> None:

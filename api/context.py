@@ -94,12 +94,11 @@ class AppContext:
         likes = LikeService(settings, like_store, LikeGraph(graph), status_graph, hydrator, redis, ids, abuse)
         hydrator.page_view = likes.page_view
         timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
-        feed = FeedManager(
-            settings, timelines, follow_graph, FollowerLists(redis, settings.follower_list_days), status_graph, actors
-        )
         tag_graph = TagGraph(graph)
+        followers = FollowerLists(redis, settings.follower_list_days)
+        feed = FeedManager(settings, timelines, follow_graph, followers, status_graph, actors, tag_graph)
         discovery_store = DiscoveryStore(redis, settings.tag_timeline_max, settings.public_timeline_max)
-        tags = TagService(tag_graph, discovery_store, ids)
+        tags = TagService(tag_graph, discovery_store, ids, feed)
         media.start()
         ctx = cls(
             settings=settings,

@@ -6,7 +6,9 @@ explains why). Only public posts that are not reblogs go in; everything is
 local, so the local public timeline is the public one.
 
 Keys (all capped or expiring):
-  ``tagtl:{tag}``, ``tagtl:{tag}:media``  a tag's posts (those with media): capped at ``tag_timeline_max``
+  ``tagtl:{tag}``, ``tagtl:{tag}:media``  a tag's posts (those with media): capped at ``tag_timeline_max``;
+                                          the home feed pulls from the first for a tag with very many
+                                          followers (``redis_store.timelines.tag_timeline_key``)
   ``publictl``, ``publictl:media``        every public post (with media): capped at ``public_timeline_max``
   ``tagday:{tag}:{day}:uses``             set of the tag's post ids that day (UTC day start, seconds);
   ``tagday:{tag}:{day}:accounts``         set of the accounts that used it that day; both expire
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from redis_store.likes import count_key
-from redis_store.timelines import PageBounds, member
+from redis_store.timelines import PageBounds, member, tag_timeline_key
 
 PUBLIC = "publictl"
 TAGS_RECENT = "tags:recent"
@@ -43,10 +45,6 @@ HISTORY_DAYS = 7
 DAY_SECONDS = 86_400
 RECENT_TAG_DAYS = 7
 CANDIDATE_MS = 2 * DAY_SECONDS * 1000
-
-
-def tag_timeline_key(tag: str, only_media: bool = False) -> str:
-    return f"tagtl:{tag}:media" if only_media else f"tagtl:{tag}"
 
 
 def public_key(only_media: bool = False) -> str:

@@ -31,9 +31,8 @@ from redis_store.discovery import (
     TRENDING_TAGS,
     DiscoveryStore,
     public_key,
-    tag_timeline_key,
 )
-from redis_store.timelines import PageBounds, member
+from redis_store.timelines import PageBounds, member, tag_timeline_key
 from services.hashtags import normalize
 from services.hydrate import HydratedStatus, Hydrator
 from services.tags import TagService, TagView

@@ -7,7 +7,9 @@ paths are read case-insensitively (``services.hashtags.normalize``); a name
 that cannot be a tag, or a tag never used nor followed, is a 404, as in
 Mastodon. Following a tag nobody used yet creates it, as Mastodon does.
 
-The tag's follower count is mirrored into Redis at each follow and unfollow.
+Following or unfollowing a tag tells the home feed (``FeedManager``), which
+decides how the tag's posts reach the follower; the tag's follower count is
+mirrored into Redis at each change.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from graph.tags import TagGraph
 from ids import SnowflakeGenerator
 from redis_store.discovery import DayCount, DiscoveryStore
 from services.errors import NotFound
+from services.feed import FeedManager
 from services.hashtags import is_valid_name, normalize
 
 
@@ -41,10 +44,11 @@ def tag_name(raw: str) -> str:
 
 
 class TagService:
-    def __init__(self, tags: TagGraph, store: DiscoveryStore, ids: SnowflakeGenerator) -> None:
+    def __init__(self, tags: TagGraph, store: DiscoveryStore, ids: SnowflakeGenerator, feed: FeedManager) -> None:
         self.tags = tags
         self.store = store
         self.ids = ids
+        self.feed = feed
 
     async def views(self, tags: list[Row], viewer_id: int | None, following: set[str] | None = None) -> list[TagView]:
         """Entities' facts for a page of tags: history in one Redis round trip, follows in one graph query."""
@@ -67,7 +71,9 @@ class TagService:
         tag = await self.tags.follow(account_id, name, self.ids.next_id(), int(time.time() * 1000))
         if tag is None:
             raise NotFound("Record not found")
-        await self.store.set_tag_followers(name, int(tag["followers_count"] or 0))
+        followers = int(tag["followers_count"] or 0)
+        await self.store.set_tag_followers(name, followers)
+        await self.feed.merge_tag_into_home(account_id, name, followers)
         return (await self.views([tag], account_id, {name}))[0]
 
     async def unfollow(self, account_id: int, raw_name: str) -> TagView:
@@ -75,7 +81,9 @@ class TagService:
         tag = await self.tags.unfollow(account_id, name)
         if tag is None:
             raise NotFound("Record not found")
-        await self.store.set_tag_followers(name, int(tag["followers_count"] or 0))
+        followers = int(tag["followers_count"] or 0)
+        await self.store.set_tag_followers(name, followers)
+        await self.feed.unmerge_tag_from_home(account_id, name, followers)
         return (await self.views([tag], account_id, set()))[0]
 
     async def followed(

@@ -1,16 +1,20 @@
 """Tag and public timelines over HTTP against the real stack: which posts, every cursor, ``any[]``, ``all[]``,
-``none[]``, ``only_media``, deletion, and Mastodon.py's ``timeline_hashtag`` / ``timeline_public``."""
+``none[]``, ``only_media``, deletion, and Mastodon.py's ``timeline_hashtag`` / ``timeline_public``; then followed
+tags in the home feed (pushed, once, gone after unfollowing; pulled for a tag with many followers)."""
 
 from __future__ import annotations
 
 import uuid
 
 import httpx
+import neo4j
 import pytest
+import redis
 from mastodon import Mastodon
 
+from redis_store.timelines import member, tag_pull_key, timeline_key
 from tests.conftest import User, UserFactory
-from tests.test_feed import eventually, post
+from tests.test_feed import eventually, follow, home_ids, post
 from tests.test_trends import photo_post
 
 
@@ -120,3 +124,60 @@ def test_mastodon_py_reads_the_tag_and_public_timelines(base_url: str, posts: Po
     assert [s.id for s in api.timeline_local(min_id=p.p1, max_id=p.p8)] == [p.p4, p.p3, p.p2]
     anonymous = Mastodon(api_base_url=base_url, version_check_mode="created")
     assert [s.id for s in anonymous.timeline_hashtag(p.t, max_id=p.p2)] == [p.p1]
+
+
+# -- followed tags in the home feed ----------------------------------------------------------------------------------
+
+
+def delivered(graph_session: neo4j.Session, status_id: str) -> bool:
+    """The post's fan-out ran to the end (``FeedManager.distribute`` marks it last)."""
+    rows = graph_session.run("MATCH (s:Status {id: $id}) RETURN s.delivered AS d", id=int(status_id)).data()
+    return bool(rows and rows[0]["d"])
+
+
+def test_a_followed_tag_brings_public_posts_home_once_until_unfollowed(
+    http: httpx.Client, make_user: UserFactory, graph_session: neo4j.Session
+) -> None:
+    reader, stranger, friend = make_user(), make_user(), make_user()
+    name = f"home{uuid.uuid4().hex[:8]}"
+    home_ids(http, reader)  # the reader is active
+    follow(http, reader, friend)
+    assert http.post(f"/api/v1/tags/{name}/follow", headers=reader.headers).status_code == 200
+    from_stranger = post(http, stranger, f"a stranger's #{name}")["id"]
+    from_friend = post(http, friend, f"a friend's #{name}")["id"]
+    unlisted = post(http, stranger, f"unlisted #{name}", visibility="unlisted")["id"]
+    eventually(lambda: {from_stranger, from_friend} <= set(home_ids(http, reader)), what="tagged posts at home")
+    eventually(lambda: delivered(graph_session, unlisted), what="the unlisted post's fan-out")
+    page = home_ids(http, reader)
+    assert page.count(from_friend) == 1 and page.count(from_stranger) == 1 and unlisted not in page
+
+    assert http.post(f"/api/v1/tags/{name}/unfollow", headers=reader.headers).status_code == 200
+    page = home_ids(http, reader)
+    assert from_stranger not in page  # the tag brought it: gone with the tag
+    assert from_friend in page  # the author is followed: stays
+    later = post(http, stranger, f"after the unfollow #{name}")["id"]
+    eventually(lambda: delivered(graph_session, later), what="the later post's fan-out")
+    assert later not in home_ids(http, reader)
+
+
+def test_a_tag_with_many_followers_is_pulled_at_read_time(
+    http: httpx.Client, make_user: UserFactory, redis_client: redis.Redis, graph_session: neo4j.Session
+) -> None:
+    """The tests' celebrity threshold is 3 followers: the third follow switches the tag to pull."""
+    readers = [make_user() for _ in range(3)]
+    author = make_user()
+    name = f"pull{uuid.uuid4().hex[:8]}"
+    follow(http, readers[0], author)  # one of them also follows the author
+    for reader in readers:
+        home_ids(http, reader)
+        assert http.post(f"/api/v1/tags/{name}/follow", headers=reader.headers).status_code == 200
+    assert redis_client.exists(tag_pull_key(name))
+    status = post(http, author, f"for many #{name}")["id"]
+    eventually(lambda: delivered(graph_session, status), what="fan-out")
+    for reader in readers:
+        eventually(lambda r=reader: status in home_ids(http, r), what="the pulled post at home")
+        assert home_ids(http, reader).count(status) == 1
+    assert member(int(status)) not in redis_client.zrange(timeline_key(int(readers[2].id)), 0, -1)  # not pushed
+    assert http.post(f"/api/v1/tags/{name}/unfollow", headers=readers[2].headers).status_code == 200
+    assert status not in home_ids(http, readers[2])
+    assert status in home_ids(http, readers[0])  # pushed to them as the author's follower, and pulled: once
