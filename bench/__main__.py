@@ -3,7 +3,8 @@
 Parts: ``mix`` (raygram and the bare baseline under the open-loop mix, rate by
 rate: the headline; ``python -m bench mix --help``), ``feed`` (fan-out,
 celebrity posts and home-read cost against followed celebrities, likes;
-``python -m bench feed celebrity`` runs one of them), ``media`` (variant
+``python -m bench feed celebrity`` runs one of them), ``tags`` (tag-timeline
+reads at 100k tagged posts against the raw Redis read), ``media`` (variant
 rendering). The media benchmark is owned separately and may be missing; it
 is imported lazily so the others run either way. Missed goals are printed,
 not turned into a failing exit status: a benchmark reports, the tests judge.
@@ -41,7 +42,13 @@ def feed(argv: list[str]) -> None:
     feed_bench.main(argv)
 
 
-PARTS = {"mix": mix, "feed": feed, "media": media}
+def tags(argv: list[str]) -> None:
+    from bench import tags_bench
+
+    tags_bench.main(argv)
+
+
+PARTS = {"mix": mix, "feed": feed, "tags": tags, "media": media}
 
 
 def main(argv: list[str] | None = None) -> None:
