@@ -12,6 +12,7 @@ import pytest
 import redis
 from mastodon import Mastodon
 
+from api import schemas
 from redis_store.timelines import member, tag_pull_key, timeline_key
 from tests.conftest import User, UserFactory
 from tests.test_feed import eventually, follow, home_ids, post
@@ -181,3 +182,26 @@ def test_a_tag_with_many_followers_is_pulled_at_read_time(
     assert http.post(f"/api/v1/tags/{name}/unfollow", headers=readers[2].headers).status_code == 200
     assert status not in home_ids(http, readers[2])
     assert status in home_ids(http, readers[0])  # pushed to them as the author's follower, and pulled: once
+
+
+def test_the_instance_advertises_the_timelines_to_mastodon_py(http: httpx.Client, base_url: str) -> None:
+    for path in ("/api/v1/instance", "/api/v1/instance/", "/api/v2/instance/", "/api/v2/instance?lang=de"):
+        response = http.get(path)  # httpx does not follow redirects: a 200 is the answer itself
+        assert response.status_code == 200, path
+    v2 = http.get("/api/v2/instance/", params={"lang": "fr"}).json()
+    assert set(v2) == set(schemas.InstanceV2.model_fields)
+    assert set(v2["configuration"]) == set(schemas.InstanceV2Configuration.model_fields)
+    assert v2["configuration"]["timelines_access"]["hashtag_feeds"] == {"local": "public", "remote": "disabled"}
+    api = Mastodon(api_base_url=base_url, version_check_mode="created")
+    assert api.verify_minimum_version("4.0.0") and api.mastodon_api_version == 2
+    assert api.timeline_is_available("hashtag", local=True) and api.timeline_is_available("public")
+    assert not api.timeline_is_available("public", remote=True)
+
+
+def test_tag_entities_carry_exactly_the_documented_fields(http: httpx.Client, posts: Posts) -> None:
+    (status,) = [s for s in http.get(f"/api/v1/timelines/tag/{posts.t}").json() if s["id"] == posts.p2]
+    assert set(status) == set(schemas.Status.model_fields)
+    assert all(set(t) == set(schemas.StatusTag.model_fields) for t in status["tags"])
+    tag = http.get(f"/api/v1/tags/{posts.t}").json()
+    assert set(tag) == set(schemas.Tag.model_fields)
+    assert set(tag["history"][0]) == set(schemas.TagHistory.model_fields)
