@@ -6,7 +6,8 @@ explains why). Only public posts that are not reblogs go in; everything is
 local, so the local public timeline is the public one.
 
 Keys (all capped or expiring):
-  ``tagtl:{tag}``, ``tagtl:{tag}:media``  a tag's posts (those with media): capped at ``tag_timeline_max``;
+  ``tagtl:{tag}``, ``tagtl:{tag}:media``  a tag's posts (those with media): capped at ``tag_timeline_max``,
+                                          expire ``TAG_TIMELINE_DAYS`` after the tag's last use;
                                           the home feed pulls from the first for a tag with very many
                                           followers (``redis_store.timelines.tag_timeline_key``)
   ``publictl``, ``publictl:media``        every public post (with media): capped at ``public_timeline_max``
@@ -17,7 +18,7 @@ Keys (all capped or expiring):
   ``tags:recent``                         sorted set, tag → the last time (ms) a public post used it:
                                           the trend candidates, and what hashtag search ranks by;
                                           trimmed to ``RECENT_TAG_DAYS`` by the trends refresh
-  ``tagfollowers:{tag}``                  string, how many accounts follow the tag (fan-out's push or pull)
+  ``tagfollowers:{tag}``                  string, how many accounts follow the tag (``redis_store.timelines``)
   ``trends:statuses:candidates``          sorted set, status id → last interaction (ms); trimmed to two days
   ``trends:tags:max``                     hash, tag → ``"score:at_ms"``, each tag's peak (Mastodon's max_score)
   ``trends:tags``, ``trends:statuses``    sorted sets, the current trends by score (replaced by each refresh)
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from redis_store.likes import count_key
-from redis_store.timelines import PageBounds, member, tag_timeline_key
+from redis_store.timelines import PageBounds, member, tag_followers_key, tag_timeline_key
 
 PUBLIC = "publictl"
 TAGS_RECENT = "tags:recent"
@@ -45,6 +46,7 @@ HISTORY_DAYS = 7
 DAY_SECONDS = 86_400
 RECENT_TAG_DAYS = 7
 CANDIDATE_MS = 2 * DAY_SECONDS * 1000
+TAG_TIMELINE_DAYS = 180  # a tag unused this long loses its timeline (one key per tag ever used otherwise)
 
 
 def public_key(only_media: bool = False) -> str:
@@ -63,10 +65,6 @@ def uses_key(tag: str, day: int) -> str:
 
 def accounts_key(tag: str, day: int) -> str:
     return f"tagday:{tag}:{day}:accounts"
-
-
-def tag_followers_key(tag: str) -> str:
-    return f"tagfollowers:{tag}"
 
 
 @dataclass(frozen=True)
@@ -123,6 +121,8 @@ class DiscoveryStore:
                     pipe.zadd(TAGS_RECENT, {t: post.created_at for t in post.tags}, gt=True)
             for key, cap in capped.items():
                 pipe.zremrangebyrank(key, 0, -cap - 1)
+                if not key.startswith(PUBLIC):
+                    pipe.expire(key, TAG_TIMELINE_DAYS * DAY_SECONDS)
             await pipe.execute()
 
     async def remove_post(self, status_id: int, tags: list[str]) -> None:
@@ -175,12 +175,6 @@ class DiscoveryStore:
             row = counts[i * days * 2 : (i + 1) * days * 2]
             result[tag] = [DayCount(day, row[2 * k], row[2 * k + 1]) for k, day in enumerate(day_list)]
         return result
-
-    async def tag_followers(self, tags: list[str]) -> dict[str, int]:
-        if not tags:
-            return {}
-        values = await self.redis.mget([tag_followers_key(t) for t in tags])
-        return {t: int(v or 0) for t, v in zip(tags, values, strict=True)}
 
     async def ranked(self, key: str, offset: int, limit: int) -> list[str]:
         """Members of a score-ranked set, best first."""

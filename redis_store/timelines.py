@@ -23,6 +23,7 @@ Keys (each capped or expiring; a user's keys expire ``inactive_days`` after thei
                       writes for the pair are dropped
   ``tagfollows:{user}`` set, the hashtags the user follows (read-time merge of pulled tags): at most
                       the tags they follow; refilled on rebuild, expires with the inbox
+  ``tagfollowers:{tag}`` how many accounts follow the tag: one per followed tag
   ``tagpull:{tag}``   the tag has so many followers that its posts are pulled at read time from its
                       tag timeline (``tagtl:{tag}``, kept by ``redis_store.discovery``) rather than
                       pushed: one per such tag, deleted when its followers fall back under the line
@@ -103,6 +104,11 @@ def tag_follows_key(user_id: int) -> str:
 
 def tag_pull_key(tag: str) -> str:
     return f"{TAG_PULL_PREFIX}{tag}"
+
+
+def tag_followers_key(tag: str) -> str:
+    """String, how many accounts follow the tag (mirrored from the graph at each follow and unfollow)."""
+    return f"tagfollowers:{tag}"
 
 
 def active_key(user_id: int) -> str:
@@ -405,6 +411,14 @@ class TimelineStore:
         if not tags:
             return []
         return [bool(n) for n in await self.redis.mget([tag_pull_key(t) for t in tags])]
+
+    async def pushed_tags(self, tags: list[str]) -> list[str]:
+        """The tags whose posts are pushed to someone: followed, and not pulled (one round trip)."""
+        if not tags:
+            return []
+        found = await self.redis.mget([*(tag_followers_key(t) for t in tags), *(tag_pull_key(t) for t in tags)])
+        counts, pulled = found[: len(tags)], found[len(tags) :]
+        return [t for t, n, p in zip(tags, counts, pulled, strict=True) if int(n or 0) > 0 and not p]
 
     async def set_tag_pulled(self, tag: str, pulled: bool) -> None:
         if pulled:

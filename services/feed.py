@@ -167,7 +167,7 @@ class FeedManager:
         tags = status.get("tags") or []
         if not tags or status["visibility"] != "public" or status.get("reblog_of_id") is not None:
             return
-        pushed = [t for t, pulled in zip(tags, await self.timelines.tags_pulled(tags), strict=True) if not pulled]
+        pushed = await self.timelines.pushed_tags(tags)  # followed by someone, and not pulled
         size, after = self.settings.follower_page_size, 0
         while pushed:
             users = await self.tags.follower_ids(pushed, after, size)

@@ -108,12 +108,6 @@ def explore_score(post: PostFacts, now_ms: int) -> float:
     return decay(math.log2(2 + post.favourites + post.reblogs), now_ms - post.created_at, EXPLORE_HALF_LIFE_MS)
 
 
-def trending(scores: Mapping, limit: int | None = None) -> list:
-    """Keys with a positive score, best first (ties: newest key first)."""
-    ranked = sorted((k for k, s in scores.items() if s > 0), key=lambda k: (scores[k], k), reverse=True)
-    return ranked if limit is None else ranked[:limit]
-
-
 def jittered(ranked: Iterable[int], rng: random.Random, spread: float = 0.5) -> list[int]:
     """A ranking shuffled a little: each item's rank moves by a random factor of up to ``1 + spread``."""
     return [item for _, item in sorted((rank * (1 + spread * rng.random()), item) for rank, item in enumerate(ranked))]
