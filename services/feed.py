@@ -41,8 +41,9 @@ Followed hashtags
   * A tag with ``tag_pull_threshold`` followers (the celebrity threshold
     unless set) is pulled instead: its tag timeline, which the discovery
     indexer keeps anyway, is merged into the pages of its followers at read
-    time (``tagfollows:{user}``). Under ``demote_below`` followers it is pushed
-    again; its timeline was kept all along, so nothing goes missing.
+    time (``tagfollows:{user}``). Under ``tag_push_below`` followers its new
+    posts are pushed again; those of the pulled period then leave the home
+    pages (they stay in the tag timeline).
   * Following a tag backfills its newest posts; unfollowing it takes out of
     the inbox the posts it brought, those by accounts not followed and with no
     other followed tag (bounded by the inbox). A fan-out already paging the
