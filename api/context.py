@@ -98,7 +98,7 @@ class AppContext:
         followers = FollowerLists(redis, settings.follower_list_days)
         feed = FeedManager(settings, timelines, follow_graph, followers, status_graph, actors, tag_graph)
         discovery_store = DiscoveryStore(redis, settings.tag_timeline_max, settings.public_timeline_max)
-        tags = TagService(tag_graph, discovery_store, ids, feed)
+        tags = TagService(tag_graph, discovery_store, ids, feed, locks)
         media.start()
         ctx = cls(
             settings=settings,

@@ -21,6 +21,7 @@ from graph.driver import Row
 from graph.tags import TagGraph
 from ids import SnowflakeGenerator
 from redis_store.discovery import DayCount, DiscoveryStore
+from redis_store.locks import Locks
 from services.errors import NotFound
 from services.feed import FeedManager
 from services.hashtags import is_valid_name, normalize
@@ -44,11 +45,14 @@ def tag_name(raw: str) -> str:
 
 
 class TagService:
-    def __init__(self, tags: TagGraph, store: DiscoveryStore, ids: SnowflakeGenerator, feed: FeedManager) -> None:
+    def __init__(
+        self, tags: TagGraph, store: DiscoveryStore, ids: SnowflakeGenerator, feed: FeedManager, locks: Locks
+    ) -> None:
         self.tags = tags
         self.store = store
         self.ids = ids
         self.feed = feed
+        self.locks = locks
 
     async def views(self, tags: list[Row], viewer_id: int | None, following: set[str] | None = None) -> list[TagView]:
         """Entities' facts for a page of tags: history in one Redis round trip, follows in one graph query."""
@@ -68,7 +72,8 @@ class TagService:
     async def follow(self, account_id: int, raw_name: str) -> TagView:
         name = tag_name(raw_name)
         await self.tags.ensure([name], [self.ids.next_id()])
-        tag = await self.tags.follow(account_id, name, self.ids.next_id(), int(time.time() * 1000))
+        async with self.locks.hold(f"tagfollow:{account_id}:{name}"):  # the graph's check-then-create, once
+            tag = await self.tags.follow(account_id, name, self.ids.next_id(), int(time.time() * 1000))
         if tag is None:
             raise NotFound("Record not found")
         followers = int(tag["followers_count"] or 0)
@@ -78,7 +83,8 @@ class TagService:
 
     async def unfollow(self, account_id: int, raw_name: str) -> TagView:
         name = tag_name(raw_name)
-        tag = await self.tags.unfollow(account_id, name)
+        async with self.locks.hold(f"tagfollow:{account_id}:{name}"):
+            tag = await self.tags.unfollow(account_id, name)
         if tag is None:
             raise NotFound("Record not found")
         followers = int(tag["followers_count"] or 0)

@@ -43,14 +43,14 @@ async def get_tag(name: str, request: Request, principal: Principal | None = Dep
     return ORJSONResponse(tag_entity(view, ctx.settings))
 
 
-@router.post("/api/v1/tags/{name}/follow", **doc(Tag, auth="write:follows", errors=[404]))
+@router.post("/api/v1/tags/{name}/follow", **doc(Tag, auth="write:follows", errors=[404, 409]))
 async def follow_tag(name: str, request: Request, principal: Principal = Depends(scoped("write:follows"))):
     ctx = context(request)
     view = await ctx.tags.follow(principal.account_id, name)  # type: ignore[arg-type]
     return ORJSONResponse(tag_entity(view, ctx.settings))
 
 
-@router.post("/api/v1/tags/{name}/unfollow", **doc(Tag, auth="write:follows", errors=[404]))
+@router.post("/api/v1/tags/{name}/unfollow", **doc(Tag, auth="write:follows", errors=[404, 409]))
 async def unfollow_tag(name: str, request: Request, principal: Principal = Depends(scoped("write:follows"))):
     ctx = context(request)
     view = await ctx.tags.unfollow(principal.account_id, name)  # type: ignore[arg-type]
