@@ -6,9 +6,10 @@ never by scanning the graph:
 
 * A tag timeline is the union of the pages of ``tagtl:{tag}`` for the tag
   and its ``any[]`` tags (their ``:media`` twins with ``only_media``), in one
-  round trip. ``all[]`` and ``none[]`` filter the hydrated posts by their
-  tags; when a filter leaves the page short, the next window is read, at
-  most ``FILTER_ROUNDS`` times, so a request's cost stays bounded.
+  round trip. ``all[]`` and ``none[]`` filter the candidates by the tags of
+  their records (cached), and only the posts kept are hydrated; when a filter
+  leaves the page short, the next window is read, at most ``FILTER_ROUNDS``
+  times, so a request's cost stays bounded.
 * The public timeline is ``publictl`` (``local`` changes nothing: every post
   is local; ``remote`` is empty for the same reason).
 * Only public posts are in either, so no visibility check is needed; posts
@@ -34,20 +35,21 @@ from redis_store.discovery import (
 )
 from redis_store.timelines import PageBounds, member, tag_timeline_key
 from services.hashtags import normalize
-from services.hydrate import HydratedStatus, Hydrator
+from services.hydrate import HydratedStatus, Hydrator, Row
 from services.tags import TagService, TagView
 from services.trends import jittered
 
 FILTER_ROUNDS = 4
+FILTER_FETCH = 4  # candidates read per post asked for, per round, when all[] or none[] filter them
 EXPLORE_OVERFETCH = 4  # candidates read per post shown, before leaving out the viewer's own and followed accounts
 
 
-def tag_filter(all_tags: list[str], none_tags: list[str]) -> Callable[[HydratedStatus], bool]:
-    """Does a post carry every tag of ``all_tags`` and none of ``none_tags``?"""
+def tag_filter(all_tags: list[str], none_tags: list[str]) -> Callable[[Row], bool]:
+    """Does a post's record carry every tag of ``all_tags`` and none of ``none_tags``?"""
     required, excluded = set(all_tags), set(none_tags)
 
-    def keep(post: HydratedStatus) -> bool:
-        tags = set(post.status.get("tags") or ())
+    def keep(record: Row) -> bool:
+        tags = set(record.get("tags") or ())
         return required <= tags and not (excluded & tags)
 
     return keep
@@ -98,25 +100,32 @@ class DiscoveryService:
         bounds: PageBounds,
         limit: int,
         viewer_id: int | None,
-        keep: Callable[[HydratedStatus], bool] | None,
+        keep: Callable[[Row], bool] | None,
     ) -> list[HydratedStatus]:
-        """A page of the union of ``keys`` (filtered by ``keep``), newest first."""
-        fetch = limit + 5 if keep is None else 2 * limit  # a few extra: deleted posts are dropped
-        found: list[HydratedStatus] = []
-        for _ in range(1 if keep is None else FILTER_ROUNDS):
+        """A page of the union of ``keys``, newest first; with ``keep``, only posts whose record it keeps.
+
+        Filtering looks at the status records alone (one cache read, the graph for misses), so only the
+        posts kept are hydrated in full.
+        """
+        if keep is None:  # a few extra: deleted posts are dropped
+            ids = await self.store.pages(keys, bounds, limit + 5)
+            posts = await self.hydrator.hydrate(ids, viewer_id=viewer_id)
+            return posts[-limit:] if bounds.ascending else posts[:limit]
+        fetch, kept = FILTER_FETCH * limit, []
+        for _ in range(FILTER_ROUNDS):
             ids = await self.store.pages(keys, bounds, fetch)
             if not ids:
                 break
-            posts = await self.hydrator.hydrate(ids, viewer_id=viewer_id)
-            found += posts if keep is None else [p for p in posts if keep(p)]
-            if len(found) >= limit or len(ids) < fetch:
+            records = await self.hydrator.status_rows(ids)
+            kept += [i for i in ids if i in records and keep(records[i])]
+            if len(kept) >= limit or len(ids) < fetch:
                 break
             if bounds.ascending:
                 bounds = PageBounds(f"({member(ids[0])}", bounds.hi, True)
             else:
                 bounds = PageBounds(bounds.lo, f"({member(ids[-1])}", False)
-        found.sort(key=lambda p: p.id, reverse=True)
-        return found[-limit:] if bounds.ascending else found[:limit]
+        kept.sort(reverse=True)
+        return await self.hydrator.hydrate(kept[-limit:] if bounds.ascending else kept[:limit], viewer_id=viewer_id)
 
     # -- trends and explore ------------------------------------------------------------------
 
