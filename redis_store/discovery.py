@@ -160,6 +160,17 @@ class DiscoveryStore:
         ids = sorted(found, reverse=not bounds.ascending)[:limit]
         return sorted(ids, reverse=True)
 
+    async def in_all(self, keys: list[str], status_ids: list[int]) -> list[int]:
+        """Those of ``status_ids`` that every timeline of ``keys`` holds (one round trip)."""
+        if not keys or not status_ids:
+            return status_ids
+        members = [member(i) for i in status_ids]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zmscore(key, members)
+            found = await pipe.execute()
+        return [i for k, i in enumerate(status_ids) if all(scores[k] is not None for scores in found)]
+
     async def history(self, tags: list[str], now_ms: int, days: int = HISTORY_DAYS) -> dict[str, list[DayCount]]:
         """Each tag's uses and distinct accounts per UTC day, today first. One round trip for all tags."""
         today = day_start(now_ms)

@@ -6,8 +6,10 @@ never by scanning the graph:
 
 * A tag timeline is the union of the pages of ``tagtl:{tag}`` for the tag
   and its ``any[]`` tags (their ``:media`` twins with ``only_media``), in one
-  round trip. ``all[]`` and ``none[]`` filter the candidates by the tags of
-  their records (cached), and only the posts kept are hydrated; when a filter
+  round trip. ``all[]`` keeps the candidates that its tags' timelines hold
+  too (one more round trip; so it reaches back as far as the shortest of
+  those timelines), then ``all[]`` and ``none[]`` check the tags of their
+  records (cached), and only the posts kept are hydrated; when a filter
   leaves the page short, the next window is read, at most ``FILTER_ROUNDS``
   times, so a request's cost stays bounded.
 * The public timeline is ``publictl`` (``local`` changes nothing: every post
@@ -22,7 +24,7 @@ never by scanning the graph:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from graph.follows import FollowGraph
 from graph.tags import TagGraph
@@ -84,8 +86,10 @@ class DiscoveryService:
     ) -> list[HydratedStatus]:
         names = list(dict.fromkeys(normalize(t) for t in (tag, *any_tags)))
         keys = [tag_timeline_key(name, only_media) for name in names]
-        keep = tag_filter([normalize(t) for t in all_tags], [normalize(t) for t in none_tags])
-        return await self._page(keys, bounds, limit, viewer_id, keep if all_tags or none_tags else None)
+        required = [normalize(t) for t in all_tags]
+        keep = tag_filter(required, [normalize(t) for t in none_tags])
+        required_keys = [tag_timeline_key(t, only_media) for t in required]
+        return await self._page(keys, bounds, limit, viewer_id, keep if all_tags or none_tags else None, required_keys)
 
     async def public_timeline(
         self, only_media: bool, remote: bool, bounds: PageBounds, limit: int, viewer_id: int | None
@@ -101,11 +105,13 @@ class DiscoveryService:
         limit: int,
         viewer_id: int | None,
         keep: Callable[[Row], bool] | None,
+        required_keys: Sequence[str] = (),
     ) -> list[HydratedStatus]:
         """A page of the union of ``keys``, newest first; with ``keep``, only posts whose record it keeps.
 
-        Filtering looks at the status records alone (one cache read, the graph for misses), so only the
-        posts kept are hydrated in full.
+        Candidates missing from one of ``required_keys`` (the timelines of the ``all[]`` tags) are left out
+        first, in Redis; the rest are filtered by their status records alone (one cache read, the graph for
+        misses), so only the posts kept are hydrated in full.
         """
         if keep is None:  # a few extra: deleted posts are dropped
             ids = await self.store.pages(keys, bounds, limit + 5)
@@ -116,8 +122,9 @@ class DiscoveryService:
             ids = await self.store.pages(keys, bounds, fetch)
             if not ids:
                 break
-            records = await self.hydrator.status_rows(ids)
-            kept += [i for i in ids if i in records and keep(records[i])]
+            candidates = await self.store.in_all(list(required_keys), ids)
+            records = await self.hydrator.status_rows(candidates)
+            kept += [i for i in candidates if i in records and keep(records[i])]
             if len(kept) >= limit or len(ids) < fetch:
                 break
             if bounds.ascending:
