@@ -1,5 +1,6 @@
 """The ``raygram`` command: ``up`` starts the stack in the foreground, ``down`` stops it, ``events`` lists
-(``dead``) or puts back (``replay``) the events the background consumers gave up on."""
+(``dead``) or puts back (``replay``) the events the background consumers gave up on, ``import`` loads a
+social graph into it (``lab.import_command``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import time
 
 from config import Settings
+from lab import import_command
 from launcher import ManagedProcess, ProcessIdentity, ServiceStartError, exclusive
 from stack import Stack, wait_for_http
 
@@ -134,8 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         sub = event_commands.add_parser(action, help=text)
         sub.add_argument("--group", help="one consumer group (default: every group)")
         sub.add_argument("--limit", type=int, default=1000, help="at most this many per group, oldest first")
+    import_command.add_arguments(commands.add_parser("import", help="load a social graph as accounts and follows"))
     args = parser.parse_args(argv)
     settings = Settings()
+    if args.command == "import":
+        return import_command.run(settings, args)
     if args.command == "events":
         return events(settings, args.action, args.group, args.limit)
     return up(settings, args.dashboard) if args.command == "up" else down(settings)

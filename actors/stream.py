@@ -1,6 +1,8 @@
 """``StreamConsumers``: one process for the event stream's consumers (fan-out, notifier, like persister,
 discovery indexer) and the trends timer.
 
+Host 0 also runs the story expiry timer (``actors.story_expiry``), which needs no process of its own either.
+
 The fan-out consumers (``actors.fanout``), the notifier (``actors.notifier``),
 the like persister (``actors.persister``), the discovery indexer
 (``actors.discovery``) and the trends refresh (``actors.trends``) each wait
@@ -29,6 +31,7 @@ from actors.fanout import FanoutWorker
 from actors.notifier import Notifier
 from actors.persister import LikePersister
 from actors.registry import DISCOVERY, LIKE_PERSISTER, NOTIFIER, fanout_name
+from actors.story_expiry import StoryExpirer
 from actors.trends import TrendsRefresher
 
 
@@ -39,10 +42,12 @@ class StreamConsumers:
         persister, the discovery indexer and the trends timer."""
         self.names = [fanout_name(i) for i in fanout_consumers]
         self.fanout = FanoutWorker(fanout_consumers)
-        consumers: list[FanoutWorker | Notifier | LikePersister | DiscoveryIndexer | TrendsRefresher] = [self.fanout]
+        consumers: list[FanoutWorker | Notifier | LikePersister | StoryExpirer | DiscoveryIndexer | TrendsRefresher] = [
+            self.fanout
+        ]
         if interactions:
             consumers += [await Notifier.create(NOTIFIER), LikePersister(LIKE_PERSISTER), DiscoveryIndexer(DISCOVERY)]
-            consumers.append(TrendsRefresher())
+            consumers += [StoryExpirer.create(self.fanout.settings), TrendsRefresher()]
             self.names += [NOTIFIER, LIKE_PERSISTER, DISCOVERY]
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(consumer.run()) for consumer in consumers]

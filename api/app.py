@@ -14,6 +14,8 @@ from api.errors import install_error_handlers
 from api.openapi import install_openapi
 from api.routes import (
     accounts,
+    bookmarks,
+    conversations,
     discovery,
     follows,
     instance,
@@ -21,7 +23,9 @@ from api.routes import (
     media,
     notifications,
     oauth,
+    safety,
     statuses,
+    stories,
     streaming,
     tags,
     timelines,
@@ -52,16 +56,20 @@ def create_app() -> FastAPI:
     for module in (
         oauth,
         follows,
+        safety,
         accounts,
         statuses,
         interactions,
+        bookmarks,
         timelines,
+        conversations,
         tags,
         discovery,
         notifications,
         streaming,
         instance,
         media,
+        stories,
     ):
         app.include_router(module.router)
     return app

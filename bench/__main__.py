@@ -5,7 +5,8 @@ rate: the headline; ``python -m bench mix --help``), ``feed`` (fan-out,
 celebrity posts and home-read cost against followed celebrities, likes;
 ``python -m bench feed celebrity`` runs one of them), ``tags`` (tag-timeline
 reads at 100k tagged posts against the raw Redis read), ``media`` (variant
-rendering). The media benchmark is owned separately and may be missing; it
+rendering), ``import`` (``raygram import`` of a real graph against follows
+through the API; ``python -m bench import --help``). The media benchmark is owned separately and may be missing; it
 is imported lazily so the others run either way. Missed goals are printed,
 not turned into a failing exit status: a benchmark reports, the tests judge.
 A part that crashes is reported and the next one runs; then the exit status
@@ -48,7 +49,13 @@ def tags(argv: list[str]) -> None:
     tags_bench.main(argv)
 
 
-PARTS = {"mix": mix, "feed": feed, "tags": tags, "media": media}
+def import_graph(argv: list[str]) -> None:
+    from bench import import_bench
+
+    import_bench.main(argv)
+
+
+PARTS = {"mix": mix, "feed": feed, "tags": tags, "media": media, "import": import_graph}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,6 +16,9 @@ never by scanning the graph:
   is local; ``remote`` is empty for the same reason).
 * Only public posts are in either, so no visibility check is needed; posts
   deleted since are dropped by hydration (the indexer removes them too).
+  For a signed-in viewer, posts by accounts they block, are blocked by or
+  mute are left out (``hidden_from``: one relations look-up per page), here
+  as in trends and explore.
 * Trends are the rankings the refresh stored; explore takes the best of its
   pool, shuffled a little, leaves out the viewer and whom they follow (one
   relationship query for the page), and shows what remains.
@@ -38,6 +41,7 @@ from redis_store.discovery import (
 from redis_store.timelines import PageBounds, member, tag_timeline_key
 from services.hashtags import normalize
 from services.hydrate import HydratedStatus, Hydrator, Row
+from services.relations import RelationService
 from services.tags import TagService, TagView
 from services.trends import jittered
 
@@ -65,12 +69,14 @@ class DiscoveryService:
         follows: FollowGraph,
         tags: TagGraph,
         tag_service: TagService,
+        relations: RelationService,
     ) -> None:
         self.store = store
         self.hydrator = hydrator
         self.follows = follows
         self.tags = tags
         self.tag_service = tag_service
+        self.relations = relations
         self.rng = random.Random()
 
     async def tag_timeline(
@@ -115,7 +121,7 @@ class DiscoveryService:
         """
         if keep is None:  # a few extra: deleted posts are dropped
             ids = await self.store.pages(keys, bounds, limit + 5)
-            posts = await self.hydrator.hydrate(ids, viewer_id=viewer_id)
+            posts = await self.hidden_from(viewer_id, await self.hydrator.hydrate(ids, viewer_id=viewer_id))
             return posts[-limit:] if bounds.ascending else posts[:limit]
         fetch, kept = FILTER_FETCH * limit, []
         for _ in range(FILTER_ROUNDS):
@@ -132,7 +138,16 @@ class DiscoveryService:
             else:
                 bounds = PageBounds(bounds.lo, f"({member(ids[-1])}", False)
         kept.sort(reverse=True)
-        return await self.hydrator.hydrate(kept[-limit:] if bounds.ascending else kept[:limit], viewer_id=viewer_id)
+        page = kept[-limit:] if bounds.ascending else kept[:limit]
+        return await self.hidden_from(viewer_id, await self.hydrator.hydrate(page, viewer_id=viewer_id))
+
+    async def hidden_from(self, viewer_id: int | None, posts: list[HydratedStatus]) -> list[HydratedStatus]:
+        """``posts`` without those by accounts the viewer blocks, is blocked by, or mutes."""
+        facts = await self.relations.flags(viewer_id, {p.account["id"] for p in posts})
+        if not facts:
+            return posts
+        now = self.relations.now_ms()
+        return [p for p in posts if not ((f := facts.get(p.account["id"])) and (f.hidden or f.muted_at(now)))]
 
     # -- trends and explore ------------------------------------------------------------------
 
@@ -143,12 +158,13 @@ class DiscoveryService:
 
     async def trending_statuses(self, offset: int, limit: int, viewer_id: int | None) -> list[HydratedStatus]:
         ids = [int(m) for m in await self.store.ranked(TRENDING_STATUSES, offset, limit)]
-        return await self.hydrator.hydrate(ids, viewer_id=viewer_id)
+        return await self.hidden_from(viewer_id, await self.hydrator.hydrate(ids, viewer_id=viewer_id))
 
     async def explore(self, limit: int, viewer_id: int | None) -> list[HydratedStatus]:
         """The explore grid: popular recent photo posts, shuffled a little, none by the viewer or whom they follow."""
         ranked = [int(m) for m in await self.store.ranked(EXPLORE, 0, limit * EXPLORE_OVERFETCH)]
         posts = await self.hydrator.hydrate(jittered(ranked, self.rng), viewer_id=viewer_id)
+        posts = await self.hidden_from(viewer_id, posts)
         if viewer_id is not None:
             authors = sorted({p.account["id"] for p in posts} - {viewer_id})
             following, _ = await self.follows.relationships(viewer_id, authors) if authors else (set(), set())

@@ -205,3 +205,17 @@ def test_tag_entities_carry_exactly_the_documented_fields(http: httpx.Client, po
     tag = http.get(f"/api/v1/tags/{posts.t}").json()
     assert set(tag) == set(schemas.Tag.model_fields)
     assert set(tag["history"][0]) == set(schemas.TagHistory.model_fields)
+
+
+def test_blocked_and_muted_authors_are_left_out_for_the_viewer(http: httpx.Client, make_user: UserFactory) -> None:
+    viewer, blocked, muted, other = (make_user() for _ in range(4))
+    name = f"safe{uuid.uuid4().hex[:8]}"
+    made = [post(http, author, f"#{name}")["id"] for author in (blocked, muted, other)]
+    eventually(lambda: tag_ids(http, name) == made[::-1], what="indexed")
+    assert http.post(f"/api/v1/accounts/{blocked.id}/block", headers=viewer.headers).status_code == 200
+    assert http.post(f"/api/v1/accounts/{muted.id}/mute", headers=viewer.headers).status_code == 200
+    seen = ids(http.get(f"/api/v1/timelines/tag/{name}", headers=viewer.headers))
+    assert seen == [made[2]]
+    assert tag_ids(http, name) == made[::-1]  # anonymous: everyone's
+    public = ids(http.get("/api/v1/timelines/public", headers=viewer.headers, params={"limit": 40}))
+    assert made[2] in public and made[0] not in public and made[1] not in public
