@@ -13,8 +13,11 @@ what a follow does beyond the graph (the followee's follower list, the
 follower's timeline, the event), which an import leaves to the finish phase.
 
 Printed: the import's phases (accounts, follows, finish) with their rates,
-the graph server's CPU seconds per thousand follows (``bench.cpu``: on a busy
-machine the rates drop but this figure holds), the HTTP rate and the ratio,
+the CPU time per follow of the graph server (``bench.cpu``) and of the
+importer itself (on a busy machine the rates drop but these figures hold:
+the graph server writes one transaction at a time, so one core's worth of
+it bounds the rate at a million divided by its microseconds per follow),
+the HTTP rate and the ratio,
 and whether the 10,000 follows/s goal was met. Then the counts are checked:
 every account's follower count in the graph equals its followers in the file.
 
@@ -60,6 +63,7 @@ class Figures:
     batch: int
     report: ImportReport
     graph_cpu: float  # graph server CPU seconds during the follows phase
+    client_cpu: float  # this process's CPU seconds during it (making the batches, the driver)
 
 
 def hold_out(edges: EdgeList, sample: int, seed: int) -> tuple[EdgeList, list[tuple[int, int]]]:
@@ -75,13 +79,13 @@ async def import_once(settings: Settings, edges: EdgeList, prefix: str, batch: i
     graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
     redis = connect(settings.redis_url)
     ids = await claim_id_generator(redis)
-    marks: dict[str, dict[str, float]] = {}
+    marks: dict[str, tuple[dict[str, float], float]] = {}
 
     def progress(phase: str, done: int, total: int) -> None:  # CPU at the start and end of the follows phase
         if phase == "follows" and "start" not in marks:
-            marks["start"] = cpu_by_role()
+            marks["start"] = (cpu_by_role(), time.process_time())
         if phase == "counts" and "end" not in marks:
-            marks["end"] = cpu_by_role()
+            marks["end"] = (cpu_by_role(), time.process_time())
 
     try:
         report = await GraphImport(settings, graph, redis, ids, progress).run(edges, prefix, batch=batch)
@@ -89,8 +93,8 @@ async def import_once(settings: Settings, edges: EdgeList, prefix: str, batch: i
         await ids.release()
         await graph.close()
         await redis.aclose()
-    graph_cpu = delta(marks["start"], marks["end"]).get("graph", 0.0) if "end" in marks else 0.0
-    return Figures(batch, report, graph_cpu)
+    (roles_before, client_before), (roles_after, client_after) = marks["start"], marks["end"]
+    return Figures(batch, report, delta(roles_before, roles_after).get("graph", 0.0), client_after - client_before)
 
 
 async def follow_over_http(settings: Settings, edges: EdgeList, prefix: str, follows: list[tuple[int, int]]) -> float:
@@ -183,8 +187,9 @@ async def measure(stack: Stack, edges: EdgeList, batches: list[int], seed: int) 
         print(
             f"batch {batch:>6,}: accounts {r.accounts:,} in {r.seconds['accounts']:.1f}s ({accounts_rate:,.0f}/s); "
             f"follows {r.follows_written:,} in {r.seconds['follows']:.1f}s = {r.follows_per_second:,.0f}/s; "
-            f"finish (counts, celebrities, Redis) {r.seconds['finish']:.1f}s; graph server CPU "
-            f"{1000 * figures.graph_cpu / max(r.follows_written, 1):.1f}s per 1,000 follows "
+            f"finish (counts, celebrities, Redis) {r.seconds['finish']:.1f}s; CPU per follow: graph server "
+            f"{1e6 * figures.graph_cpu / max(r.follows_written, 1):.0f} µs, importer "
+            f"{1e6 * figures.client_cpu / max(r.follows_written, 1):.0f} µs "
             f"(load average {load_at_start:.1f} at start)",
             flush=True,
         )
