@@ -123,7 +123,7 @@ def read_passwords(path: Path, settings: Settings) -> dict[int, str]:
             raise ImportFailed(
                 f"{path}, line {number}: a password has {settings.password_min} to {settings.password_max} characters"
             )
-        passwords[int(match.group(1))] = match.group(2)
+        passwords[int(match.group(1))] = password
     return passwords
 
 
@@ -152,7 +152,7 @@ class GraphImport:
             raise ImportFailed("the prefix may hold only letters, numbers and underscores")
         if edges.ids.min() < 0:
             raise ImportFailed("negative node ids cannot be part of a username")
-        longest = len(prefix) + max(len(str(int(edges.ids.min()))), len(str(int(edges.ids.max()))))
+        longest = len(prefix) + len(str(int(edges.ids.max())))
         if longest > self.settings.username_max:
             raise ImportFailed(f"usernames would have {longest} characters, over {self.settings.username_max}")
         key = job_key(edges, prefix)
