@@ -1,5 +1,6 @@
 """The ``raygram`` command: ``up`` starts the stack in the foreground, ``down`` stops it, ``events`` lists
-(``dead``) or puts back (``replay``) the events the background consumers gave up on."""
+(``dead``) or puts back (``replay``) the events the background consumers gave up on, ``simulate`` runs a lab
+experiment (docs/lab.md)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import signal
 import sys
 import time
+from pathlib import Path
 
 from config import Settings
 from launcher import ManagedProcess, ProcessIdentity, ServiceStartError, exclusive
@@ -116,6 +118,19 @@ def events(settings: Settings, action: str, group: str | None, limit: int) -> in
     return asyncio.run(run())
 
 
+def run_simulation(experiment: Path, results: Path) -> int:
+    """``raygram simulate``: the lab's run (``lab.simulate``), its report in a new folder under ``results``."""
+    from lab.experiment import ExperimentError
+    from lab.simulate import simulate
+
+    try:
+        simulate(experiment, results)
+    except ExperimentError as exc:
+        print(f"raygram simulate: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="raygram", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -134,7 +149,12 @@ def main(argv: list[str] | None = None) -> int:
         sub = event_commands.add_parser(action, help=text)
         sub.add_argument("--group", help="one consumer group (default: every group)")
         sub.add_argument("--limit", type=int, default=1000, help="at most this many per group, oldest first")
+    simulate = commands.add_parser("simulate", help="run a simulation experiment (docs/lab.md)")
+    simulate.add_argument("experiment", type=Path, help="the experiment file (TOML), e.g. experiments/quick.toml")
+    simulate.add_argument("--results", type=Path, default=Path("results"), help="where the run's folder goes")
     args = parser.parse_args(argv)
+    if args.command == "simulate":
+        return run_simulation(args.experiment, args.results)
     settings = Settings()
     if args.command == "events":
         return events(settings, args.action, args.group, args.limit)

@@ -1,0 +1,541 @@
+"""Live mode: the trace driven over HTTP through a real stack, every figure read back from its stores.
+
+``run`` starts an isolated stack (``Stack.isolated``: its own state folder,
+free loopback ports and Ray namespace, never the user's data), imports the
+graph with ``lab.importer``, and runs each strategy on it in turn
+(``run_strategies``, which the tests point at their session stack instead).
+
+A strategy is a celebrity threshold of the served fan-out, and the threshold
+acts on data: an author is served by pull while their account is flagged
+``celebrity`` in the graph and ``celeb:ready`` in Redis, and a reader's home
+read merges the outboxes in their ``celebs:`` set. Restarting the stack with
+another ``CELEBRITY_THRESHOLD`` per strategy would cost about a minute each
+here, so one stack serves every strategy: before each, the run's users'
+timelines are emptied and the celebrity state the fan-out's promotion would
+leave at that threshold is written in bulk (flags, ``celeb:ready``, the
+followers' ``celebs:`` sets; the outboxes start empty, as every inbox does).
+No follows happen during a trace, so the stack's own threshold setting is
+never consulted. Every active user is marked active (``finish_rebuild`` of an
+empty timeline, what a first read leaves for a user with nothing to see yet),
+so fan-out keeps their inboxes.
+
+Then the trace is offered open loop at ``live.rate`` requests per second
+(relative times kept, so the diurnal shape stays), over HTTP with tokens
+issued by the service layer (``AuthService.issue_token``). What is measured,
+and where from:
+
+* **timeline writes per post**: the entries in the run's inboxes (``ZCARD``),
+  less the authors' own copies (``ZMSCORE`` of their own posts), per post;
+* **delivery lag**: from a post's acknowledgement until it is in every active
+  follower's inbox (``ZSCORE`` polled every ``POLL_SECONDS``), or in the
+  author's outbox when they are pulled: p50 / p99 / max;
+* **home-read latency** from the HTTP answers (from each request's due time);
+* **outbox merges per read**: ``SCARD`` of each reader's ``celebs:`` set,
+  which the read script merges;
+* **timeline memory**: ``MEMORY USAGE`` of the run's inboxes, reblog hashes
+  and outboxes;
+* **CPU seconds** of the stack's processes (``/proc``, ``bench.cpu``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import orjson
+
+from bench.cpu import cpu_by_role, delta
+from config import Settings
+from lab.experiment import Calibration, Experiment
+from lab.model import Outcome, sample
+from lab.strategies import Strategy
+from lab.trace import HOME, POST, USER, Trace
+from redis_store.client import connect
+from redis_store.timelines import (
+    TimelineStore,
+    celeb_ready_key,
+    celebs_key,
+    member,
+    outbox_key,
+    reblogs_key,
+    timeline_key,
+)
+
+POLL_SECONDS = 0.02
+CHUNK = 2_000  # keys per Redis pipeline, rows per graph transaction
+MAX_OUTSTANDING = 64
+SCOPES = ["read", "write", "follow"]
+LAB_ENV = {
+    # Authors in a trace post far more than people do; the rate limits are not what is measured.
+    "POST_RATE_LIMIT": "1000000",
+    "SIGNUP_RATE_LIMIT": "1000000",
+    "LOGIN_RATE_LIMIT": "1000000",
+}
+
+
+@dataclass
+class Samples:
+    """Per-request figures of one live strategy, for calibration: each read's merges, each post's writes."""
+
+    read_ms: list[float] = field(default_factory=list)
+    read_merges: list[int] = field(default_factory=list)
+    lag_ms: list[float] = field(default_factory=list)
+    lag_writes: list[int] = field(default_factory=list)
+    user_read_ms: list[float] = field(default_factory=list)
+    post_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    undelivered: int = 0
+
+
+@dataclass
+class Population:
+    """The run's graph in the stack: account ids by dense id, tokens of the users the trace acts as."""
+
+    account_ids: np.ndarray  # int64 by dense id
+    src: np.ndarray
+    dst: np.ndarray
+    tokens: dict[int, str]  # dense id -> bearer token
+
+
+class LiveRun:
+    """Runs strategies of one trace on one running stack (``settings``), a population already imported."""
+
+    def __init__(self, settings: Settings, population: Population, trace: Trace, rate: float, settle: float) -> None:
+        self.settings = settings
+        self.population = population
+        self.trace = trace
+        self.rate = rate
+        self.settle = settle
+        self.redis = connect(settings.redis_url)
+        self.timelines = TimelineStore.from_settings(settings, self.redis)
+        self.followers = np.bincount(population.dst, minlength=len(population.account_ids))
+        order = np.argsort(population.dst, kind="stable")  # followers of each author, contiguous
+        self.follower_of = population.src[order]
+        self.follower_start = np.concatenate([[0], np.cumsum(self.followers)])
+        self.samples: dict[str, Samples] = {}
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    def ids(self, dense: Iterable[int]) -> list[int]:
+        return [int(self.population.account_ids[d]) for d in dense]
+
+    def active_followers(self, author: int) -> np.ndarray:
+        f = self.follower_of[self.follower_start[author] : self.follower_start[author + 1]]
+        return f[self.trace.active[f]]
+
+    # -- state --------------------------------------------------------------
+
+    async def activate(self) -> None:
+        """Every active user's (empty) inbox counts as kept, as after their first read."""
+        active = self.ids(np.flatnonzero(self.trace.active))
+        for start in range(0, len(active), CHUNK):
+            await asyncio.gather(*(self.timelines.finish_rebuild(u, []) for u in active[start : start + CHUNK]))
+
+    async def reset(self) -> None:
+        """The run's users' timelines, outboxes and celebrity state emptied (nobody else's)."""
+        users = self.ids(range(len(self.population.account_ids)))
+        for start in range(0, len(users), CHUNK):
+            keys = []
+            for u in users[start : start + CHUNK]:
+                keys += (timeline_key(u), reblogs_key(u), outbox_key(u), celebs_key(u), celeb_ready_key(u))
+            await self.redis.unlink(*keys)
+
+    async def apply(self, strategy: Strategy, graph) -> np.ndarray:
+        """Write the celebrity state promotion leaves at the strategy's threshold; returns who is pulled."""
+        celebrity = strategy.celebrities(self.followers)
+        ids = self.population.account_ids
+        rows = [{"id": int(ids[d]), "c": bool(celebrity[d])} for d in range(len(ids))]
+        for start in range(0, len(rows), CHUNK):
+            await graph.write(
+                "UNWIND $rows AS r MATCH (a:Account {id: r.id}) SET a.celebrity = r.c", rows=rows[start : start + CHUNK]
+            )
+        pulled_edges = celebrity[self.population.dst]
+        readers = self.population.src[pulled_edges]
+        authors = self.population.dst[pulled_edges]
+        order = np.argsort(readers, kind="stable")
+        readers, authors = readers[order], authors[order]
+        bounds = np.flatnonzero(np.diff(readers)) + 1
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for n, d in enumerate(np.flatnonzero(celebrity)):
+                pipe.set(celeb_ready_key(int(ids[d])), 1)
+                if n % CHUNK == CHUNK - 1:
+                    await pipe.execute()
+            await pipe.execute()
+            for n, (group_readers, group_authors) in enumerate(
+                zip(np.split(readers, bounds), np.split(authors, bounds), strict=True)
+            ):
+                if len(group_readers):
+                    pipe.sadd(celebs_key(int(ids[group_readers[0]])), *(int(ids[a]) for a in group_authors))
+                if n % CHUNK == CHUNK - 1:
+                    await pipe.execute()
+            await pipe.execute()
+        return celebrity
+
+    # -- the run ------------------------------------------------------------
+
+    async def run_strategy(self, strategy: Strategy, graph) -> Outcome:
+        started = time.perf_counter()
+        await self.reset()
+        celebrity = await self.apply(strategy, graph)
+        await self.activate()
+        samples = self.samples[strategy.name] = Samples()
+        merges_of = await self._merges_of_readers()
+        cpu_before = cpu_by_role()
+        posted = await self._drive(samples, celebrity, merges_of)
+        cpu_seconds = sum(delta(cpu_before, cpu_by_role()).values())
+        counted = await self._count(posted)
+        reads = np.asarray(samples.read_ms)
+        return Outcome(
+            strategy=strategy.name,
+            mode="live",
+            posts=int((self.trace.kind == POST).sum()),
+            home_reads=int((self.trace.kind == HOME).sum()),
+            user_reads=int((self.trace.kind == USER).sum()),
+            writes=counted["writes"],
+            outbox_appends=counted["outbox_entries"],
+            merges=int(sum(samples.read_merges)),
+            timeline_entries=counted["entries"],
+            timeline_keys=counted["keys"],
+            timeline_bytes=counted["bytes"],
+            read_ms=sample(reads),
+            lag_ms=sample(np.asarray(samples.lag_ms)),
+            cpu_seconds=cpu_seconds,
+            seconds=time.perf_counter() - started,
+        )
+
+    async def _merges_of_readers(self) -> dict[int, int]:
+        """Outboxes each reader's home read merges: the size of their ``celebs:`` set, from Redis."""
+        readers = sorted({int(u) for u in self.trace.home_readers})
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for u in self.ids(readers):
+                pipe.scard(celebs_key(u))
+            sizes = await pipe.execute()
+        return dict(zip(readers, (int(s) for s in sizes), strict=True))
+
+    async def _drive(self, samples: Samples, celebrity: np.ndarray, merges_of: dict[int, int]) -> list[tuple[int, int]]:
+        """Offer the trace open loop; returns (author dense id, status id) of every acknowledged post."""
+        trace, tokens, ids = self.trace, self.population.tokens, self.population.account_ids
+        scale = len(trace) / self.rate / max(float(trace.t[-1] - trace.t[0]), 1e-9)
+        posted: list[tuple[int, int]] = []
+        pending: dict[int, tuple[float, list[str], str, int]] = {}  # status -> (ack, keys left, member, writes)
+        gate = asyncio.Semaphore(MAX_OUTSTANDING)
+        done = asyncio.Event()
+
+        async def request(session: aiohttp.ClientSession, i: int, due: float) -> None:
+            kind, user = int(trace.kind[i]), int(trace.user[i])
+            headers = {"Authorization": f"Bearer {tokens[user]}"}
+            try:
+                if kind == POST:
+                    call = session.post("/api/v1/statuses", data={"status": f"lab post {i}"}, headers=headers)
+                elif kind == HOME:
+                    call = session.get("/api/v1/timelines/home", params={"limit": "20"}, headers=headers)
+                else:
+                    call = session.get(
+                        f"/api/v1/accounts/{int(ids[trace.target[i]])}/statuses",
+                        params={"limit": "20"},
+                        headers=headers,
+                    )
+                async with call as response:
+                    body = await response.read()
+                    ok = response.status == 200
+            except (aiohttp.ClientError, TimeoutError):
+                ok = False
+            answered = time.perf_counter()
+            if not ok:
+                samples.errors += 1
+                return
+            ms = (answered - due) * 1000
+            if kind == HOME:
+                samples.read_ms.append(ms)
+                samples.read_merges.append(merges_of[user])
+            elif kind == USER:
+                samples.user_read_ms.append(ms)
+            else:
+                samples.post_ms.append(ms)
+                status_id = int(orjson.loads(body)["id"])
+                posted.append((user, status_id))
+                if celebrity[user]:
+                    keys, writes = [outbox_key(int(ids[user]))], 0
+                else:
+                    keys = [timeline_key(int(ids[f])) for f in self.active_followers(user)]
+                    writes = len(keys)
+                if keys:
+                    pending[status_id] = (answered, keys, member(status_id), writes)
+
+        async def watch() -> None:
+            """Poll the stores for pending posts until every one reached every target (or settle ran out)."""
+            deadline = None
+            while True:
+                if done.is_set() and deadline is None:
+                    deadline = time.perf_counter() + self.settle
+                if pending:
+                    items = list(pending.items())
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for _, (_, keys, m, _) in items:
+                            for key in keys:
+                                pipe.zscore(key, m)
+                        found = await pipe.execute()
+                    now, n = time.perf_counter(), 0
+                    for status_id, (acked, keys, m, writes) in items:
+                        left = [key for key, score in zip(keys, found[n : n + len(keys)], strict=True) if score is None]
+                        n += len(keys)
+                        if left:
+                            pending[status_id] = (acked, left, m, writes)
+                        else:
+                            del pending[status_id]
+                            samples.lag_ms.append((now - acked) * 1000)
+                            samples.lag_writes.append(writes)
+                if done.is_set() and (not pending or time.perf_counter() > deadline):
+                    samples.undelivered = len(pending)
+                    return
+                await asyncio.sleep(POLL_SECONDS)
+
+        connector = aiohttp.TCPConnector(limit=MAX_OUTSTANDING)
+        timeout = aiohttp.ClientTimeout(total=60)
+        async with aiohttp.ClientSession(self.settings.base_url, connector=connector, timeout=timeout) as session:
+            watcher = asyncio.ensure_future(watch())
+            tasks = []
+            start = time.perf_counter() + 0.1
+            for i in range(len(trace)):
+                due = start + (float(trace.t[i]) - float(trace.t[0])) * scale
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                await gate.acquire()
+                task = asyncio.ensure_future(request(session, i, due))
+                task.add_done_callback(lambda _: gate.release())
+                tasks.append(task)
+            await asyncio.gather(*tasks)
+            done.set()
+            await watcher
+        return posted
+
+    async def _count(self, posted: list[tuple[int, int]]) -> dict[str, float]:
+        """Entries, keys and memory of the run's timelines, and fan-out writes, all read from Redis."""
+        ids = self.population.account_ids
+        users = [int(u) for u in ids]
+        own: dict[int, list[str]] = {}
+        for author, status_id in posted:
+            own.setdefault(int(ids[author]), []).append(member(status_id))
+        sizes: list[int] = []
+        outbox_entries = 0
+        keys_present: list[str] = []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for start in range(0, len(users), CHUNK):
+                chunk = users[start : start + CHUNK]
+                for u in chunk:
+                    pipe.zcard(timeline_key(u))
+                    pipe.zcard(outbox_key(u))
+                    pipe.exists(reblogs_key(u))
+                answers = await pipe.execute()
+                for n, u in enumerate(chunk):
+                    inbox, outbox, rb = answers[3 * n : 3 * n + 3]
+                    sizes.append(int(inbox))
+                    outbox_entries += int(outbox)
+                    keys_present += [k for k, size in ((timeline_key(u), inbox), (outbox_key(u), outbox)) if size]
+                    if rb:
+                        keys_present.append(reblogs_key(u))
+            for author, members in own.items():
+                pipe.zmscore(timeline_key(author), members)
+            own_present = sum(sum(score is not None for score in scores) for scores in await pipe.execute())
+            used = 0
+            for start in range(0, len(keys_present), CHUNK):
+                for key in keys_present[start : start + CHUNK]:
+                    pipe.memory_usage(key, samples=0)
+                used += sum(int(b or 0) for b in await pipe.execute())
+        inbox_entries = sum(sizes)
+        return {
+            "writes": inbox_entries - own_present,
+            "outbox_entries": outbox_entries,
+            "entries": inbox_entries + outbox_entries,
+            "keys": len(keys_present),
+            "bytes": used,
+        }
+
+
+# -- calibration -----------------------------------------------------------------------
+
+
+def _fit_line(x: list[float], y: list[float], default_slope: float) -> tuple[float, float]:
+    """Least squares ``y = a + b·x`` with ``b ≥ 0``; the default slope where x does not vary."""
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(xs) == 0:
+        return float("nan"), default_slope
+    if np.ptp(xs) == 0:
+        return float(ys.mean() - default_slope * xs.mean()), default_slope
+    slope = max(0.0, float(np.polyfit(xs, ys, 1)[0]))
+    return float(ys.mean() - slope * xs.mean()), slope
+
+
+def calibrate(samples: dict[str, Samples], outcomes: list[Outcome], base: Calibration) -> Calibration:
+    """Unit costs fitted to live figures: per-request samples pooled over the strategies given."""
+    pooled = Samples()
+    for s in samples.values():
+        pooled.read_ms += s.read_ms
+        pooled.read_merges += s.read_merges
+        pooled.lag_ms += s.lag_ms
+        pooled.lag_writes += s.lag_writes
+        pooled.user_read_ms += s.user_read_ms
+        pooled.post_ms += s.post_ms
+    read_ms, merge_ms = _fit_line(pooled.read_merges, pooled.read_ms, base.merge_ms)
+    lag_ms, lag_per_write = _fit_line(pooled.lag_writes, pooled.lag_ms, base.lag_per_write_ms)
+    values = base.model_dump()
+    values.update(read_ms=read_ms, merge_ms=merge_ms)
+    if pooled.lag_ms:
+        values.update(lag_ms=lag_ms, lag_per_write_ms=lag_per_write)
+    if pooled.user_read_ms:
+        values["user_read_ms"] = float(np.mean(pooled.user_read_ms))
+    if pooled.post_ms:
+        values["post_ms"] = float(np.mean(pooled.post_ms))
+    with_memory = [o for o in outcomes if o.timeline_keys]
+    if len(with_memory) >= 2:
+        a = np.array([[o.timeline_entries, o.timeline_keys] for o in with_memory], dtype=float)
+        b = np.array([o.timeline_bytes for o in with_memory])
+        per_entry, per_key = np.linalg.lstsq(a, b, rcond=None)[0]
+        if per_entry > 0 and per_key >= 0:
+            values.update(bytes_per_entry=float(per_entry), bytes_per_key=float(per_key))
+    elif with_memory:
+        o = with_memory[0]
+        values["bytes_per_entry"] = (o.timeline_bytes - base.bytes_per_key * o.timeline_keys) / o.timeline_entries
+    if outcomes:
+        a = np.array([[o.ops, o.writes, o.merges] for o in outcomes], dtype=float)
+        b = np.array([o.cpu_seconds * 1000 for o in outcomes])
+        per_op, per_write, per_merge = np.linalg.lstsq(a, b, rcond=None)[0]
+        if min(per_op, per_write, per_merge) < 0:  # too few strategies to separate them: all of it per request
+            per_op, per_write, per_merge = float(b.sum() / a[:, 0].sum()), 0.0, 0.0
+        values.update(cpu_per_op_ms=float(per_op), cpu_per_write_ms=float(per_write), cpu_per_merge_ms=float(per_merge))
+    return Calibration(**values)
+
+
+def check_calibration(
+    samples: dict[str, Samples], live: list[Outcome], model_of, base: Calibration
+) -> list[dict[str, float | str]]:
+    """Model against live per strategy, on writes per post and mean home-read cost.
+
+    With three or more live strategies each one is checked against a model calibrated on the *others*
+    (leave one out), so the check is out of sample; with fewer it is in sample, and says so.
+    ``model_of(strategy, calibration)`` runs the model for one strategy.
+    """
+    rows = []
+    out_of_sample = len(live) >= 3
+    for outcome in live:
+        others = [o for o in live if o.strategy != outcome.strategy] if out_of_sample else live
+        costs = calibrate({o.strategy: samples[o.strategy] for o in others}, others, base)
+        modelled = model_of(outcome.strategy, costs)
+        live_read = float(np.mean(samples[outcome.strategy].read_ms))
+        model_read = costs.read_ms + costs.merge_ms * outcome.merges_per_read
+        rows.append(
+            {
+                "strategy": outcome.strategy,
+                "check": "out of sample" if out_of_sample else "in sample",
+                "live_writes_per_post": round(outcome.writes_per_post, 3),
+                "model_writes_per_post": round(modelled.writes_per_post, 3),
+                "writes_gap": round(_gap(modelled.writes_per_post, outcome.writes_per_post), 4),
+                "live_read_ms": round(live_read, 3),
+                "model_read_ms": round(model_read, 3),
+                "read_gap": round(_gap(model_read, live_read), 4),
+            }
+        )
+    return rows
+
+
+def _gap(model: float, live: float) -> float:
+    if live == 0:
+        return 0.0 if model == 0 else float("inf")
+    return abs(model - live) / abs(live)
+
+
+# -- a population in a stack ---------------------------------------------------------
+
+
+async def issue_tokens(settings: Settings, account_ids: np.ndarray, users: Iterable[int]) -> dict[int, str]:
+    """Bearer tokens for the users the trace acts as, issued by the service layer (as the OAuth routes do)."""
+    from graph.accounts import AccountGraph
+    from graph.driver import GraphClient
+    from redis_store.client import claim_id_generator
+    from services.auth import AuthService
+    from services.passwords import Passwords
+
+    redis = connect(settings.redis_url)
+    graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
+    try:
+        async with aiohttp.ClientSession(settings.base_url) as http:
+            form = {
+                "client_name": "raygram lab",
+                "scopes": " ".join(SCOPES),
+                "redirect_uris": "urn:ietf:wg:oauth:2.0:oob",
+            }
+            async with http.post("/api/v1/apps", data=form) as response:
+                response.raise_for_status()
+                client_id = (await response.json())["client_id"]
+        accounts = AccountGraph(graph)
+        app = await accounts.get_app_by_client_id(client_id)
+        auth = AuthService(settings, accounts, redis, await claim_id_generator(redis), Passwords(settings))
+        users = sorted({int(u) for u in users})
+        tokens: dict[int, str] = {}
+        for start in range(0, len(users), 64):
+            chunk = users[start : start + 64]
+            issued = await asyncio.gather(*(auth.issue_token(app, int(account_ids[u]), SCOPES) for u in chunk))
+            tokens.update({u: t["access_token"] for u, t in zip(chunk, issued, strict=True)})
+        return tokens
+    finally:
+        await graph.close()
+        await redis.aclose()
+
+
+async def run_strategies(
+    settings: Settings, population: Population, trace: Trace, strategies: list[Strategy], rate: float, settle: float
+) -> tuple[list[Outcome], dict[str, Samples]]:
+    """Each strategy in turn on a running stack whose graph holds ``population``."""
+    from graph.driver import GraphClient
+
+    run = LiveRun(settings, population, trace, rate, settle)
+    graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
+    try:
+        outcomes = []
+        for strategy in strategies:
+            outcome = await run.run_strategy(strategy, graph)
+            print(
+                f"  live {strategy.name}: {outcome.writes_per_post:.2f} writes/post in {outcome.seconds:.1f}s",
+                flush=True,
+            )
+            outcomes.append(outcome)
+        return outcomes, run.samples
+    finally:
+        await graph.close()
+        await run.close()
+
+
+def run(experiment: Experiment, src: np.ndarray, dst: np.ndarray, nodes: int, trace: Trace, state_dir: Path):
+    """Live mode end to end on a stack of its own, which is stopped however this ends."""
+    from lab.importer import import_edges
+
+    from stack import Stack, wait_for_http
+
+    strategies = [Strategy.parse(name) for name in experiment.strategies.live]
+    env = LAB_ENV | {"TIMELINE_MAX": str(experiment.live.timeline_max)}
+    env |= strategies[0].settings(int(np.bincount(dst, minlength=nodes).max(initial=0)))
+    stack = Stack.isolated(state_dir, "lab", env)
+    try:
+        print("live: starting an isolated stack", flush=True)
+        stack.start_services()
+        stack.start_ray(dashboard=False)
+        stack.deploy()
+        wait_for_http(f"{stack.settings.base_url}/health")
+        print("live: importing the graph", flush=True)
+        account_ids = import_edges(stack.settings, src, dst, nodes)
+        tokens = asyncio.run(issue_tokens(stack.settings, account_ids, trace.user))
+        population = Population(account_ids, src, dst, tokens)
+        return asyncio.run(
+            run_strategies(
+                stack.settings, population, trace, strategies, experiment.live.rate, experiment.live.settle_seconds
+            )
+        )
+    finally:
+        stack.stop()
