@@ -1,0 +1,1 @@
+"""The simulation lab: graphs in (``lab.graphs``, ``lab.importer``), experiments on them (docs/lab.md)."""
