@@ -515,7 +515,6 @@ async def run_strategies(
 def run(experiment: Experiment, src: np.ndarray, dst: np.ndarray, nodes: int, trace: Trace, state_dir: Path):
     """Live mode end to end on a stack of its own, which is stopped however this ends."""
     from lab.importer import import_edges
-
     from stack import Stack, wait_for_http
 
     strategies = [Strategy.parse(name) for name in experiment.strategies.live]

@@ -101,6 +101,58 @@ def sample(values: np.ndarray, size: int = CDF_SAMPLE) -> np.ndarray:
     return values[np.linspace(0, len(values) - 1, size).astype(np.int64)]
 
 
+@dataclass(frozen=True)
+class Replay:
+    """A graph and trace reduced to what the trace touches, computed once and shared by every strategy.
+
+    Only follows into authors who post (fan-out writes, inboxes, outboxes) and follows out of users who
+    read their home feed (merges) can change a figure; on a large graph that is a fraction of all follows.
+    """
+
+    nodes: int
+    followers: np.ndarray  # per user: every follower (thresholds count them all, as the served code does)
+    active: np.ndarray
+    post_rate: np.ndarray
+    read_rate: np.ndarray
+    authors: np.ndarray  # per post: its author
+    readers: np.ndarray  # per home read: its reader
+    posts_by: np.ndarray  # per user: posts in the trace
+    post_src: np.ndarray  # follows into authors who post
+    post_dst: np.ndarray
+    read_src: np.ndarray  # follows out of users who read their home feed
+    read_dst: np.ndarray
+    ops: int
+    user_reads: int
+
+    @classmethod
+    def of(cls, src: np.ndarray, dst: np.ndarray, nodes: int, trace: Trace) -> Replay:
+        authors = trace.user[trace.kind == POST]
+        readers = trace.user[trace.kind == HOME]
+        posts_by = np.bincount(authors, minlength=nodes)
+        into_authors = posts_by[dst] > 0
+        from_readers = np.bincount(readers, minlength=nodes)[src] > 0
+        return cls(
+            nodes=nodes,
+            followers=np.bincount(dst, minlength=nodes),
+            active=trace.active,
+            post_rate=trace.post_rate,
+            read_rate=trace.read_rate,
+            authors=authors,
+            readers=readers,
+            posts_by=posts_by,
+            post_src=src[into_authors],
+            post_dst=dst[into_authors],
+            read_src=src[from_readers],
+            read_dst=dst[from_readers],
+            ops=len(trace),
+            user_reads=int((trace.kind == USER).sum()),
+        )
+
+    @property
+    def nbytes(self) -> int:
+        return sum(v.nbytes for v in self.__dict__.values() if isinstance(v, np.ndarray))
+
+
 def simulate(
     src: np.ndarray,
     dst: np.ndarray,
@@ -112,41 +164,43 @@ def simulate(
     outbox_max: int,
 ) -> Outcome:
     """One strategy over the trace (``src[i]`` follows ``dst[i]``, dense ids below ``nodes``)."""
+    return replay(Replay.of(src, dst, nodes, trace), strategy, costs, timeline_max, outbox_max)
+
+
+def replay(r: Replay, strategy: Strategy, costs: Calibration, timeline_max: int, outbox_max: int) -> Outcome:
+    """One strategy's figures from a ``Replay``."""
     import time
 
     started = time.perf_counter()
-    followers = np.bincount(dst, minlength=nodes)
-    pulled = strategy.pulled_edges(src, dst, followers, trace.post_rate, trace.read_rate)
-    pushed = ~pulled & trace.active[src]
-    authors = trace.user[trace.kind == POST]
-    readers = trace.user[trace.kind == HOME]
-    posts_by = np.bincount(authors, minlength=nodes)
-
-    pushes_per_post = np.bincount(dst, weights=pushed, minlength=nodes)  # active followers written per post
-    has_outbox = np.bincount(dst, weights=pulled, minlength=nodes) > 0  # pulled by at least one follower
-    merges_per_read = np.bincount(src, weights=pulled, minlength=nodes)  # outboxes a home read merges
-
-    post_writes = pushes_per_post[authors]
-    delivering = (post_writes > 0) | has_outbox[authors]  # posts with someone to deliver to: the lag's sample
-    read_merges = merges_per_read[readers]
+    n = r.nodes
+    pulled = strategy.pulled_edges(r.post_src, r.post_dst, r.followers, r.post_rate, r.read_rate)
+    pushed = ~pulled & r.active[r.post_src]
+    pushes_per_post = np.bincount(r.post_dst, weights=pushed, minlength=n)  # active followers written per post
+    has_outbox = np.bincount(r.post_dst, weights=pulled, minlength=n) > 0  # pulled by at least one follower
     # Inboxes: pushed posts of followees, plus the user's own posts (active users only), capped.
-    inbox = np.bincount(src, weights=pushed * posts_by[dst], minlength=nodes) + posts_by * trace.active
+    inbox = np.bincount(r.post_src, weights=pushed * r.posts_by[r.post_dst], minlength=n) + r.posts_by * r.active
+    del pulled, pushed
     inbox = np.minimum(inbox, timeline_max)
-    outbox = np.where(has_outbox, np.minimum(posts_by, outbox_max), 0)
+    outbox = np.where(has_outbox, np.minimum(r.posts_by, outbox_max), 0)
+    read_pulled = strategy.pulled_edges(r.read_src, r.read_dst, r.followers, r.post_rate, r.read_rate)
+    merges_per_read = np.bincount(r.read_src, weights=read_pulled, minlength=n)  # outboxes a home read merges
+    del read_pulled
+
+    post_writes = pushes_per_post[r.authors]
+    delivering = (post_writes > 0) | has_outbox[r.authors]  # posts with someone to deliver to: the lag's sample
+    read_merges = merges_per_read[r.readers]
     entries = int(inbox.sum() + outbox.sum())
     keys = int((inbox > 0).sum() + (outbox > 0).sum())
-
     writes, merges = int(post_writes.sum()), int(read_merges.sum())
-    ops = len(trace)
-    cpu_ms = costs.cpu_per_op_ms * ops + costs.cpu_per_write_ms * writes + costs.cpu_per_merge_ms * merges
+    cpu_ms = costs.cpu_per_op_ms * r.ops + costs.cpu_per_write_ms * writes + costs.cpu_per_merge_ms * merges
     return Outcome(
         strategy=strategy.name,
         mode="model",
-        posts=len(authors),
-        home_reads=len(readers),
-        user_reads=int((trace.kind == USER).sum()),
+        posts=len(r.authors),
+        home_reads=len(r.readers),
+        user_reads=r.user_reads,
         writes=writes,
-        outbox_appends=int(has_outbox[authors].sum()),
+        outbox_appends=int(has_outbox[r.authors].sum()),
         merges=merges,
         timeline_entries=entries,
         timeline_keys=keys,
@@ -169,9 +223,10 @@ def sweep(
     outbox_max: int,
     ray_tasks: bool = True,
 ) -> list[Outcome]:
-    """Every strategy over the same trace: one Ray task each (graph and trace shared once), or in process."""
+    """Every strategy over the same trace: one Ray task each (the ``Replay`` shared once), or in process."""
+    shared = Replay.of(src, dst, nodes, trace)
     if not ray_tasks:
-        return [simulate(src, dst, nodes, trace, s, costs, timeline_max, outbox_max) for s in strategies]
+        return [replay(shared, s, costs, timeline_max, outbox_max) for s in strategies]
     import ray
 
     started_here = not ray.is_initialized()
@@ -179,14 +234,12 @@ def sweep(
         ray.init(
             include_dashboard=False,
             log_to_driver=False,
-            object_store_memory=max(300 * 2**20, int((src.nbytes + dst.nbytes) * 1.5) + 200 * 2**20),
+            object_store_memory=max(300 * 2**20, int(shared.nbytes * 1.5) + 200 * 2**20),
         )
     try:
-        task = ray.remote(num_cpus=1)(simulate)
-        shared = [ray.put(value) for value in (src, dst, trace)]
-        return ray.get(
-            [task.remote(*shared[:2], nodes, shared[2], s, costs, timeline_max, outbox_max) for s in strategies]
-        )
+        task = ray.remote(num_cpus=1)(replay)
+        ref = ray.put(shared)
+        return ray.get([task.remote(ref, s, costs, timeline_max, outbox_max) for s in strategies])
     finally:
         if started_here:
             ray.shutdown()
