@@ -182,8 +182,8 @@ class LiveRun:
     async def run_strategy(self, strategy: Strategy, graph) -> Outcome:
         started = time.perf_counter()
         await self.reset()
+        await self.activate()  # first: marking a user active also empties their celebs: set, as a rebuild does
         celebrity = await self.apply(strategy, graph)
-        await self.activate()
         samples = self.samples[strategy.name] = Samples()
         merges_of = await self._merges_of_readers()
         cpu_before = cpu_by_role()
@@ -476,13 +476,15 @@ async def issue_tokens(settings: Settings, account_ids: np.ndarray, users: Itera
                 client_id = (await response.json())["client_id"]
         accounts = AccountGraph(graph)
         app = await accounts.get_app_by_client_id(client_id)
-        auth = AuthService(settings, accounts, redis, await claim_id_generator(redis), Passwords(settings))
+        ids = await claim_id_generator(redis)
+        auth = AuthService(settings, accounts, redis, ids, Passwords(settings))
         users = sorted({int(u) for u in users})
         tokens: dict[int, str] = {}
         for start in range(0, len(users), 64):
             chunk = users[start : start + 64]
             issued = await asyncio.gather(*(auth.issue_token(app, int(account_ids[u]), SCOPES) for u in chunk))
             tokens.update({u: t["access_token"] for u, t in zip(chunk, issued, strict=True)})
+        await ids.release()
         return tokens
     finally:
         await graph.close()
