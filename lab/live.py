@@ -52,6 +52,7 @@ import orjson
 from bench.cpu import cpu_by_role, delta
 from config import Settings
 from lab.experiment import Calibration, Experiment
+from lab.graphs import EdgeList
 from lab.model import Outcome, sample
 from lab.strategies import Strategy
 from lab.trace import HOME, POST, USER, Trace
@@ -69,6 +70,7 @@ from redis_store.timelines import (
 POLL_SECONDS = 0.02
 CHUNK = 2_000  # keys per Redis pipeline, rows per graph transaction
 MAX_OUTSTANDING = 64
+PROMOTION_PATIENCE = 180.0  # seconds for the fan-out workers to carry out an import's promotions
 SCOPES = ["read", "write", "follow"]
 LAB_ENV = {
     # Authors in a trace post far more than people do; the rate limits are not what is measured.
@@ -514,14 +516,64 @@ async def run_strategies(
         await run.close()
 
 
-def run(experiment: Experiment, src: np.ndarray, dst: np.ndarray, nodes: int, trace: Trace, state_dir: Path):
-    """Live mode end to end on a stack of its own, which is stopped however this ends."""
-    from lab.importer import import_edges
+async def import_population(settings: Settings, edges: EdgeList, prefix: str) -> np.ndarray:
+    """The graph into the stack through ``lab.importer``; returns account ids by dense id.
+
+    Returns once the promotions and demotions the import emitted (at the stack's own threshold) are carried
+    out, so that no fan-out worker changes celebrity state under a strategy afterwards.
+    """
+    from graph.driver import GraphClient
+    from lab.importer import GraphImport
+    from redis_store.client import claim_id_generator
+
+    redis = connect(settings.redis_url)
+    graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
+    ids = await claim_id_generator(redis)
+    try:
+        report = await GraphImport(settings, graph, redis, ids).run(edges, prefix)
+        print(f"  imported {report.follows:,} follows ({report.follows_per_second:,.0f}/s)", flush=True)
+        keys = [f"{prefix}{int(i)}".lower() for i in edges.ids]
+        found: dict[str, int] = {}
+        for start in range(0, len(keys), CHUNK):
+            rows = await graph.read(
+                "UNWIND $keys AS k MATCH (a:Account {username_key: k}) RETURN k, a.id AS id",
+                keys=keys[start : start + CHUNK],
+            )
+            found.update({row["k"]: row["id"] for row in rows})
+        deadline = time.monotonic() + PROMOTION_PATIENCE
+        while True:
+            async with redis.pipeline(transaction=False) as pipe:
+                for account_id in (*report.celebrities, *report.demoted):
+                    pipe.exists(celeb_ready_key(account_id))
+                ready = await pipe.execute()
+            promoted = ready[: len(report.celebrities)]
+            if all(promoted) and not any(ready[len(report.celebrities) :]):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the import's promotions were not carried out within {PROMOTION_PATIENCE:.0f}s")
+            await asyncio.sleep(0.2)
+        return np.array([found[k] for k in keys], dtype=np.int64)
+    finally:
+        await ids.release()
+        await graph.close()
+        await redis.aclose()
+
+
+def run(experiment: Experiment, edges: EdgeList, trace: Trace, state_dir: Path):
+    """Live mode end to end on a stack of its own, which is stopped however this ends.
+
+    The stack's celebrity threshold is above every follower count (push), so the import promotes nobody;
+    each strategy then writes its own celebrity state (module docstring).
+    """
     from stack import Stack, wait_for_http
 
     strategies = [Strategy.parse(name) for name in experiment.strategies.live]
-    env = LAB_ENV | {"TIMELINE_MAX": str(experiment.live.timeline_max)}
-    env |= strategies[0].settings(int(np.bincount(dst, minlength=nodes).max(initial=0)))
+    above_all = str(int(np.bincount(edges.dst, minlength=edges.nodes).max(initial=0)) + 1)
+    env = LAB_ENV | {
+        "TIMELINE_MAX": str(experiment.live.timeline_max),
+        "CELEBRITY_THRESHOLD": above_all,
+        "CELEBRITY_DEMOTE_BELOW": above_all,
+    }
     stack = Stack.isolated(state_dir, "lab", env)
     try:
         print("live: starting an isolated stack", flush=True)
@@ -530,9 +582,9 @@ def run(experiment: Experiment, src: np.ndarray, dst: np.ndarray, nodes: int, tr
         stack.deploy()
         wait_for_http(f"{stack.settings.base_url}/health")
         print("live: importing the graph", flush=True)
-        account_ids = import_edges(stack.settings, src, dst, nodes)
+        account_ids = asyncio.run(import_population(stack.settings, edges, "lab_"))
         tokens = asyncio.run(issue_tokens(stack.settings, account_ids, trace.user))
-        population = Population(account_ids, src, dst, tokens)
+        population = Population(account_ids, edges.src, edges.dst, tokens)
         return asyncio.run(
             run_strategies(
                 stack.settings, population, trace, strategies, experiment.live.rate, experiment.live.settle_seconds

@@ -144,45 +144,49 @@ def _markdown_table(rows: list[dict]) -> str:
 
 
 def reading(outcomes: list[Outcome], check: list[dict], graph_label: str) -> str:
-    """One paragraph saying what the numbers say, generated from them."""
-    mode = "live" if any(o.mode == "live" for o in outcomes) else "model"
-    named = {o.strategy: o for o in outcomes if o.mode == mode} | {o.strategy: o for o in outcomes if o.mode == "model"}
-    named.update({o.strategy: o for o in outcomes if o.mode == mode})
-    parts = [f"On {graph_label}"]
+    """One paragraph saying what the numbers say, generated from them (live figures where a strategy ran live)."""
+    named = {o.strategy: o for o in outcomes if o.mode == "model"}
+    named.update({o.strategy: o for o in outcomes if o.mode == "live"})
+
+    def p99(o: Outcome) -> float:
+        return float(np.percentile(o.read_ms, 99)) if len(o.read_ms) else float("nan")
+
+    parts = []
     push, pull = named.get("push"), named.get("pull")
     if push:
         parts.append(
-            f"push-only costs {push.writes_per_post:.1f} timeline writes per post and reads merge nothing "
-            f"(home read p99 {np.percentile(push.read_ms, 99):.1f} ms, {mode})"
+            f"push-only costs {push.writes_per_post:.1f} timeline writes per post and its home reads merge "
+            f"nothing (read p99 {p99(push):.1f} ms, delivery lag p99 {np.percentile(push.lag_ms, 99):.0f} ms, "
+            f"{push.mode})"
         )
     if pull:
         parts.append(
-            f"pull-only writes none but every home read merges {pull.merges_per_read:.1f} outboxes "
-            f"(p99 {np.percentile(pull.read_ms, 99):.1f} ms)"
+            f"pull-only writes none, but every home read merges {pull.merges_per_read:.1f} outboxes "
+            f"(read p99 {p99(pull):.1f} ms, {pull.mode})"
         )
     hybrids = [o for o in named.values() if o.strategy.startswith("hybrid-")]
-    if push and hybrids:
-        best = min(hybrids, key=lambda o: o.writes_per_post + o.merges_per_read)
-        share = best.writes_per_post / push.writes_per_post * 100 if push.writes_per_post else 0.0
+    if push and push.writes_per_post and hybrids:
+        best = min(hybrids, key=lambda o: o.writes_per_post / push.writes_per_post + o.merges_per_read)
         parts.append(
-            f"of the hybrids, {best.strategy} does the least work per request: {best.writes_per_post:.1f} writes per "
-            f"post ({share:.0f} % of push) for {best.merges_per_read:.2f} merges per read, with timeline memory "
-            f"{best.timeline_bytes / 2**20:.2f} MiB against push's {push.timeline_bytes / 2**20:.2f} MiB"
+            f"{best.strategy} keeps {best.writes_per_post / push.writes_per_post:.0%} of push's writes "
+            f"({best.writes_per_post:.1f} per post) for {best.merges_per_read:.2f} merges per read and "
+            f"{best.timeline_bytes / 2**20:.2f} MiB of timelines against push's {push.timeline_bytes / 2**20:.2f} MiB "
+            f"({best.mode})"
         )
     pair = named.get("per-pair")
     if pair:
         parts.append(
-            f"Feeding Frenzy's per-pair rule (model) writes {pair.writes_per_post:.1f} per post and merges "
-            f"{pair.merges_per_read:.2f} per read"
+            f"Feeding Frenzy's per-pair rule writes {pair.writes_per_post:.1f} per post and merges "
+            f"{pair.merges_per_read:.2f} per read (model)"
         )
-    text = "; ".join(parts) + "."
+    text = f"On {graph_label}, " + "; ".join(parts) + "."
     if check:
         worst_w = max(r["writes_gap"] for r in check) * 100
         worst_r = max(r["read_gap"] for r in check) * 100
         verdict = "within" if max(worst_w, worst_r) <= 15 else "outside"
         text += (
-            f" Model and live agree to {worst_w:.1f} % on writes per post and {worst_r:.1f} % on mean home-read cost "
-            f"({check[0]['check']}), {verdict} the 15 % the model's figures are trusted to."
+            f" Model and live agree to {worst_w:.1f} % on writes per post and {worst_r:.1f} % on mean home-read "
+            f"cost at worst ({check[0]['check']}), {verdict} the 15 % within which the model's figures are trusted."
         )
     return text
 

@@ -12,6 +12,7 @@ the report (``lab.report``).
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,7 +69,8 @@ def simulate(path: Path, results_root: Path) -> Path:
         )
 
     if experiment.runs_live:
-        live_outcomes, samples = live.run(experiment, edges.src, edges.dst, edges.nodes, trace, out / "stack")
+        with tempfile.TemporaryDirectory(prefix="raygram-lab-") as state_dir:  # the stack's data goes with it
+            live_outcomes, samples = live.run(experiment, edges, trace, Path(state_dir))
         outcomes += live_outcomes
         costs = live.calibrate(samples, live_outcomes, costs)
         check = live.check_calibration(samples, live_outcomes, model_of, experiment.calibration)

@@ -54,13 +54,6 @@ class Strategy:
             raise ValueError("per-pair decides per follow edge, not per author")
         return followers >= self.threshold
 
-    def settings(self, max_followers: int) -> dict[str, str]:
-        """The stack settings that make the served fan-out this strategy (threshold and demotion point)."""
-        if self.threshold is None:
-            raise ValueError("per-pair has no served setting")
-        threshold = min(self.threshold, max_followers + 1)
-        return {"CELEBRITY_THRESHOLD": str(threshold), "CELEBRITY_DEMOTE_BELOW": str(threshold)}
-
     def pulled_edges(
         self, src: np.ndarray, dst: np.ndarray, followers: np.ndarray, post_rate: np.ndarray, read_rate: np.ndarray
     ) -> np.ndarray:

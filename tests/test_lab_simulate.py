@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ import redis
 
 from lab import live, model, report
 from lab.experiment import ActivitySpec, Calibration, Experiment, ExperimentError, MixSpec, TraceSpec, load
-from lab.graphs import synthetic
+from lab.graphs import EdgeList, synthetic
 from lab.strategies import Strategy
 from lab.trace import HOME, POST, USER, Trace, generate
 from redis_store.timelines import outbox_key, reblogs_key, timeline_key
@@ -144,13 +145,13 @@ def test_model_only_run_writes_a_complete_results_folder(tmp_path: Path) -> None
 
 @pytest.fixture(scope="module")
 def hand_population(stack) -> live.Population:
-    """The hand-built graph imported into the session stack (its own accounts), with tokens for every user."""
-    from lab.importer import import_edges
-
+    """The hand-built graph imported into the session stack (accounts of its own), with tokens for every user."""
+    order = np.lexsort((DST, SRC))  # an EdgeList is sorted by (follower, followee)
+    edges = EdgeList(SRC[order], DST[order], NODES, [], np.arange(NODES, dtype=np.int64))
     settings = stack.settings
-    account_ids = import_edges(settings, SRC, DST, NODES)
+    account_ids = asyncio.run(live.import_population(settings, edges, f"sim{uuid.uuid4().hex[:8]}_"))
     tokens = asyncio.run(live.issue_tokens(settings, account_ids, range(NODES)))
-    return live.Population(account_ids, SRC, DST, tokens)
+    return live.Population(account_ids, edges.src, edges.dst, tokens)
 
 
 def test_live_figures_are_read_from_the_stores(stack, hand_population: live.Population) -> None:
