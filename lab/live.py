@@ -209,6 +209,8 @@ class LiveRun:
             lag_ms=sample(np.asarray(samples.lag_ms)),
             cpu_seconds=cpu_seconds,
             seconds=time.perf_counter() - started,
+            errors=samples.errors,
+            undelivered=samples.undelivered,
         )
 
     async def _merges_of_readers(self) -> dict[int, int]:
@@ -506,7 +508,8 @@ async def run_strategies(
         for strategy in strategies:
             outcome = await run.run_strategy(strategy, graph)
             print(
-                f"  live {strategy.name}: {outcome.writes_per_post:.2f} writes/post in {outcome.seconds:.1f}s",
+                f"  live {strategy.name}: {outcome.writes_per_post:.2f} writes/post, {outcome.merges_per_read:.2f} "
+                f"merges/read, {outcome.errors} errors, {outcome.undelivered} undelivered, {outcome.seconds:.1f}s",
                 flush=True,
             )
             outcomes.append(outcome)

@@ -52,6 +52,8 @@ class Outcome:
     lag_ms: np.ndarray  # per post: acknowledged -> in every active follower's feed (a sample)
     cpu_seconds: float
     seconds: float = 0.0  # how long the run took
+    errors: int = 0  # live: requests that failed (left out of every figure)
+    undelivered: int = 0  # live: posts not in every active follower's feed within the settle time
 
     @property
     def ops(self) -> int:
@@ -90,6 +92,8 @@ class Outcome:
             "timeline_mb": round(self.timeline_bytes / 2**20, 4),
             "cpu_s_per_1k_ops": round(self.cpu_seconds / self.ops * 1000, 4) if self.ops else float("nan"),
             "seconds": round(self.seconds, 2),
+            "errors": self.errors,
+            "undelivered": self.undelivered,
         }
 
 
