@@ -45,4 +45,4 @@ class StreamConsumers:
 
     async def fan_out(self, status_id: int, author_id: int) -> None:
         """Fan one post out now, outside the stream (``bench/feed_bench.py`` times it)."""
-        await self.fanout.fan_out(status_id, author_id)
+        await self.fanout.feed.distribute(status_id, author_id)

@@ -16,6 +16,7 @@ from graph.statuses import StatusGraph
 from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
 from redis_store.events import EventStream
+from redis_store.followers import FollowerLists
 from redis_store.likes import LikeStore
 from redis_store.live import LiveHub
 from redis_store.locks import Locks
@@ -26,7 +27,7 @@ from redis_store.worker_lease import LeasedGenerator
 from services.abuse import AbuseGuard
 from services.accounts import AccountService
 from services.auth import AuthService
-from services.feed import FeedManager
+from services.feed import FeedManager, HomeFeed
 from services.follows import FollowService
 from services.hydrate import Hydrator
 from services.likes import LikeService
@@ -49,6 +50,7 @@ class AppContext:
     follows: FollowService
     statuses: StatusService
     feed: FeedManager
+    home: HomeFeed
     likes: LikeService
     notifications: NotificationService
     live: LiveHub
@@ -86,7 +88,9 @@ class AppContext:
         likes = LikeService(settings, like_store, LikeGraph(graph), status_graph, hydrator, redis, ids, abuse)
         hydrator.page_view = likes.page_view
         timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
-        feed = FeedManager(settings, timelines, follow_graph, status_graph, hydrator, actors)
+        feed = FeedManager(
+            settings, timelines, follow_graph, FollowerLists(redis, settings.follower_list_days), status_graph, actors
+        )
         media.start()
         ctx = cls(
             settings=settings,
@@ -97,9 +101,7 @@ class AppContext:
             auth=AuthService(settings, account_graph, redis, ids, passwords),
             accounts=AccountService(settings, account_graph, ids, passwords, account_cache),
             events=events,
-            follows=FollowService(
-                settings, follow_graph, account_graph, feed, events, account_cache, ids, abuse, locks
-            ),
+            follows=FollowService(follow_graph, account_graph, feed, events, account_cache, ids, abuse, locks),
             statuses=StatusService(
                 settings, status_graph, follow_graph, hydrator, events, redis, ids, feed, abuse, likes, locks
             ),
@@ -112,6 +114,7 @@ class AppContext:
                 settings.streaming_max_per_address,
             ),
             feed=feed,
+            home=HomeFeed(feed, hydrator),
             media=media,
         )
         ctx.statuses.media_attacher = media.attach_media_tx

@@ -355,7 +355,7 @@ async def fanout_bench(bench: Bench) -> None:
     inside_rate, raw_rate = n / median(inside), n / median(raw)
     row("first fan-out, rebuilding the follower list", f"{rebuilding * 1000:,.0f} ms", f"{n / rebuilding:,.0f}/s")
     row("  the list in Redis (MEMORY USAGE)", f"{list_bytes / 1e6:,.2f} MB", f"{list_bytes / n:,.0f} bytes/follower")
-    row("FanoutWorker.fan_out (median)", f"{median(inside) * 1000:,.0f} ms", f"{inside_rate:,.0f} inbox writes/s")
+    row("FeedManager.distribute (median)", f"{median(inside) * 1000:,.0f} ms", f"{inside_rate:,.0f} inbox writes/s")
     row("POST → delivered to all (median)", f"{median(end_to_end) * 1000:,.0f} ms", f"{n / median(end_to_end):,.0f}/s")
     row("  of which: follower pages from the Redis list", f"{median(from_list) * 1000:,.0f} ms")
     row("  (the same pages from the graph)", f"{median(from_graph) * 1000:,.0f} ms")

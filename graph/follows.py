@@ -149,6 +149,11 @@ class FollowGraph:
         )
         return [(r["cursor"], r["account"]) for r in rows]
 
+    async def is_celebrity(self, account_id: int) -> bool | None:
+        """Whether the graph has the account as a celebrity (None: no such account)."""
+        rows = await self.graph.read("MATCH (a:Account {id: $id}) RETURN a.celebrity AS c", id=account_id)
+        return bool(rows[0]["c"]) if rows else None
+
     async def follower_ids(self, account_id: int, after: int, limit: int) -> list[int]:
         """One page of follower ids in id order: rebuilds the Redis follower list, or stands in for it."""
         rows = await self.graph.read(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from typing import Any
 
@@ -38,17 +37,6 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _crash_if_requested(settings: Settings, sha256: str) -> None:
-    """Fault injection for recovery drills: the flag file ``<state_dir>/media/faults/crash-once-<sha256>``
-    makes the worker die once, abruptly, in the middle of a run (after it published a first variant)."""
-    flag = settings.state_dir / "media" / "faults" / f"crash-once-{sha256}"
-    try:
-        flag.unlink()
-    except FileNotFoundError:
-        return
-    os._exit(1)
-
-
 def _describe(variant: Rendered, key: str) -> dict[str, Any]:
     return {
         "name": variant.name,
@@ -62,30 +50,29 @@ def _describe(variant: Rendered, key: str) -> dict[str, Any]:
 
 
 async def _publish_images(
-    store: ObjectStore, settings: Settings, sha256: str, result: ImageResult, prefix: str = ""
+    store: ObjectStore, sha256: str, result: ImageResult, prefix: str = ""
 ) -> list[dict[str, Any]]:
     published = []
     for variant in result.variants:
         key = variant_key(sha256, prefix + variant.name, PIPELINE)
         await store.put_bytes(key, variant.data)
         published.append(_describe(variant, key))
-        _crash_if_requested(settings, sha256)
     return published
 
 
-async def _image_fields(store: ObjectStore, settings: Settings, record: Row) -> Row:
+async def _image_fields(store: ObjectStore, record: Row) -> Row:
     result = render_image_file(store.path(original_key(record["sha256"])))
-    variants = await _publish_images(store, settings, record["sha256"], result)
+    variants = await _publish_images(store, record["sha256"], result)
     meta = {"width": result.width, "height": result.height}
     return {"variants": json.dumps(variants), "meta": json.dumps(meta), "blurhash": result.blurhash}
 
 
-async def _video_fields(store: ObjectStore, settings: Settings, record: Row) -> Row:
+async def _video_fields(store: ObjectStore, record: Row) -> Row:
     sha256 = record["sha256"]
     scratch = store.temp_path(".mp4")
     try:
         result = render_video(store.path(original_key(sha256)), scratch)
-        variants = await _publish_images(store, settings, sha256, result.poster, prefix="poster-")
+        variants = await _publish_images(store, sha256, result.poster, prefix="poster-")
         key = variant_key(sha256, "web.mp4", PIPELINE)
         size = scratch.stat().st_size
         await store.put_file(key, scratch)
@@ -120,9 +107,9 @@ async def process(media_id: int, settings: Settings) -> str:
         started = time.perf_counter()
         try:
             if record["kind"] == "image":
-                fields = await _image_fields(store, settings, record)
+                fields = await _image_fields(store, record)
             else:
-                fields = await _video_fields(store, settings, record)
+                fields = await _video_fields(store, record)
         except Exception as exc:  # any reason this file cannot be processed ends in `failed`, with that reason
             reason = f"{exc.__class__.__name__}: {exc}"[:500]
             await media.mark_failed(media_id, reason, now_ms())

@@ -38,8 +38,9 @@ are served by pull and need no list: their list is dropped on promotion.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
@@ -78,6 +79,12 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return redis.call('ZRANGEBYLEX', KEYS[1], '(' .. ARGV[1], '+', 'LIMIT', 0, tonumber(ARGV[2]))
 """
 )
+
+# KEYS: list. ARGV: COMPLETE, follower member. 1 or 0 from a complete list, -1 without one.
+_CONTAINS = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return -1 end
+return redis.call('ZSCORE', KEYS[1], ARGV[2]) and 1 or 0
+"""
 
 # KEYS: list, build, gone, doubt. ARGV: follower member.
 _BEGIN = _NOW_MS + "redis.call('ZADD', KEYS[4], now, ARGV[1]) return 1"
@@ -156,6 +163,7 @@ class FollowerLists:
         self.redis = redis
         self.keep_ms = keep_days * 86_400_000
         self._page = redis.register_script(_PAGE)
+        self._contains = redis.register_script(_CONTAINS)
         self._begin = redis.register_script(_BEGIN)
         self._followed = redis.register_script(_FOLLOWED)
         self._unfollowed = redis.register_script(_UNFOLLOWED)
@@ -169,6 +177,11 @@ class FollowerLists:
             keys=author_keys(author_id), args=[member(after), limit, DOUBT_GRACE_MS, self.keep_ms, COMPLETE]
         )
         return None if raw is None else [int(m) for m in raw]
+
+    async def contains(self, author_id: int, user_id: int) -> bool | None:
+        """Whether ``user_id`` follows the author, by the list; None while the list is not complete."""
+        found = await self._contains(keys=[followers_key(author_id)], args=[COMPLETE, member(user_id)])
+        return None if found == -1 else bool(found)
 
     @asynccontextmanager
     async def changing(self, author_id: int, user_id: int, *, following: bool) -> AsyncIterator[None]:
@@ -203,3 +216,49 @@ class FollowerLists:
     async def drop(self, author_id: int) -> None:
         """Forget the list (and any rebuild of it): the author no longer needs one, e.g. they became a celebrity."""
         await self.redis.unlink(*author_keys(author_id)[:3])
+
+
+GraphPage = Callable[[int, int, int], Awaitable[list[int]]]  # (author, after, limit) -> follower ids
+
+
+class FollowerPages:
+    """One pass over an author's followers, a page at a time in id order; the next page loads meanwhile.
+
+    Pages come from the Redis list while it is complete, and from the graph (``graph_page``) once it
+    is not: a list can go missing mid-pass, and the pass carries on from the graph where it was. A
+    pass that finds the list incomplete at its first page also claims its rebuild and writes each
+    graph page it reads into it; if another pass holds the rebuild, this one only reads the graph.
+    """
+
+    def __init__(self, lists: FollowerLists, graph_page: GraphPage, author_id: int, size: int) -> None:
+        self.lists, self.graph_page, self.author_id, self.size = lists, graph_page, author_id, size
+        self.from_list = True
+        self.rebuild: str | None = None  # this pass's rebuild token
+
+    async def __aiter__(self) -> AsyncIterator[list[int]]:
+        next_page = asyncio.ensure_future(self._page(0))
+        while True:
+            followers = await next_page
+            if len(followers) == self.size:
+                next_page = asyncio.ensure_future(self._page(followers[-1]))
+            if followers:
+                yield followers
+            if len(followers) < self.size:
+                return
+
+    async def _page(self, after: int) -> list[int]:
+        if self.from_list:
+            followers = await self.lists.page(self.author_id, after, self.size)
+            if followers is not None:
+                return followers
+            self.from_list = False
+            if after == 0:
+                self.rebuild = await self.lists.start_rebuild(self.author_id)
+        followers = await self.graph_page(self.author_id, after, self.size)
+        if self.rebuild is not None:
+            if not await self.lists.add_rebuilt(self.author_id, self.rebuild, followers):
+                self.rebuild = None  # taken over by another rebuild
+            elif len(followers) < self.size:
+                await self.lists.finish_rebuild(self.author_id, self.rebuild)
+                self.rebuild = None
+        return followers

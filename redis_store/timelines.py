@@ -232,6 +232,14 @@ class PageBounds:
         lo = f"({member(since_id)}" if since_id is not None else "-"
         return cls(lo, hi, False)
 
+    @property
+    def after(self) -> int:
+        return int(self.lo[1:]) if self.lo != "-" else 0
+
+    @property
+    def before(self) -> int:
+        return int(self.hi[1:]) if self.hi != "+" else 2**63 - 1
+
 
 class TimelineStore:
     """Redis operations on timelines; the actors are its only writers."""

@@ -1,112 +1,174 @@
 """The home feed's rules in one place (cf. Mastodon's ``FeedManager``).
 
-Entry points say what happens to a feed: ``read_home``, ``populate_home``,
-``merge_into_home`` / ``unmerge_from_home`` (follow, unfollow) and
-``push_to_own_home``. The rules:
+Who gets what, when push and when pull, dedupe and filters are decided here;
+the actors and stores only carry it out. ``actors.fanout`` turns stream
+events into calls of ``distribute``, ``withdraw``, ``promote`` and ``demote``;
+the inbox and outbox actors and ``redis_store.timelines`` write what they are
+told. The rules:
 
-* Reads come straight from the timeline store in Redis: the inbox page and
-  the pages of followed celebrities in one round trip, merged newest first
-  (an actor hop would double a read's CPU: docs/architecture.md).
-* While Redis is down, the page is pulled from the graph instead (the
-  answer says it is degraded: ``services.availability``).
-* A user whose inbox is not being kept (inactive, flushed, new machine) gets
-  it rebuilt from the graph before the read answers: fan-out on read. Only a
-  finished rebuild makes the inbox count as kept.
-* A post goes to its author's own inbox at once; its followers get it from
-  the fan-out (``actors.fanout``: push for ordinary authors, the outbox for
-  celebrities).
-* Following an ordinary author backfills their recent posts; following a
-  celebrity adds them to the read-time merge; unfollowing removes both.
-* A post shows once per page, however many reblogs of it arrive
-  (``dedupe_reblogs`` here, and in the inbox's deliver script).
+Who gets a post
+  * Its author, at once, in their own inbox (``push_to_own_home``).
+  * Then its audience, the author's followers: pushed into their inboxes, a
+    page of the author's follower list at a time, one call per inbox shard
+    (never per follower); or, for a celebrity, one append to their outbox.
+  * Users inactive for ``inactive_days`` get no pushes; their next read
+    rebuilds their inbox from the graph (``populate_home``, fan-out on read).
+    Only a finished rebuild makes an inbox count as kept.
 
-Rules that must run inside Lua to stay atomic live in
-``redis_store.timelines``, each script naming its rule: the reblog dedupe,
-skipping inactive users, the recent-unfollow guard, the rebuild state.
+Push or pull
+  * An author reaching ``celebrity_threshold`` followers becomes a celebrity
+    (the graph flips the flag in the follow's own transaction) and is pulled:
+    their outbox is merged into each follower's page at read time. Below
+    ``demote_below`` they are pushed again; the gap keeps an author near the
+    line from flapping.
+  * ``promote`` fills the outbox and puts the author in every follower's merge
+    set *before* pull starts; ``demote`` switches back to push *before*
+    pushing recent posts and emptying the merge sets. Nothing goes missing in
+    between; the read merge removes what shows twice.
+  * While Redis is down, a page is pulled from the graph instead (the answer
+    says it is degraded: ``services.availability``).
+
+Follows
+  * Following an ordinary author backfills their recent posts; following a
+    celebrity adds them to the merge; unfollowing removes both. For a while
+    after an unfollow, late fan-out writes for the pair are refused.
+
+Dedupe and filters
+  * A post shows once per page: a reblog is not delivered where its original
+    (or another reblog of it) is already in the inbox, and ``filter_home``
+    keeps the newest of a post and its reblogs on each page.
+
+Rules that must run inside one Redis call to stay atomic (the reblog
+dedupe, skipping inactive users, the unfollow guard, the rebuild state) are
+carried out by the scripts of ``redis_store.timelines``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
-from actors.registry import ActorDirectory
+from ray.actor import ActorHandle
+
+import metrics
+from actors.registry import ActorDirectory, group_by_shard
 from config import Settings
 from graph.follows import FollowGraph
 from graph.statuses import StatusGraph
-from ids import min_id_at_ms
+from ids import id_to_ms, min_id_at_ms
+from redis_store.followers import FollowerLists, FollowerPages
 from redis_store.timelines import Entry, PageBounds, TimelineStore
 from services.availability import REDIS_DOWN, mark_degraded
 from services.hydrate import HydratedStatus, Hydrator
 
 REBUILD_FOLLOWING_LIMIT = 5000
+PerShard = Callable[[ActorHandle, list[int]], Awaitable[object]]
 
 
 class FeedManager:
-    """Who gets what in home feeds. Services and actors call only these methods; the stores and the
-    inbox actors carry them out."""
+    """Who gets what in home feeds. Services and actors call only these methods."""
 
     def __init__(
         self,
         settings: Settings,
         timelines: TimelineStore,
         follows: FollowGraph,
+        followers: FollowerLists,
         statuses: StatusGraph,
-        hydrator: Hydrator,
         actors: ActorDirectory,
     ) -> None:
         self.settings = settings
         self.timelines = timelines
         self.follows = follows
+        self.followers = followers
         self.statuses = statuses
-        self.hydrator = hydrator
         self.actors = actors
 
-    async def read_home(
-        self, user_id: int, max_id: int | None, since_id: int | None, min_id: int | None, limit: int
-    ) -> list[HydratedStatus]:
-        bounds = PageBounds.from_cursors(max_id, since_id, min_id)
-        # Over-fetch a little: entries of deleted posts are dropped during hydration.
-        try:
-            ids = await self._inbox_page(user_id, bounds, limit + 5)
-        except REDIS_DOWN:
-            mark_degraded("redis")
-            ids = await self._pulled_page(user_id, max_id, since_id, min_id, limit + 5)
-        hydrated = dedupe_reblogs(await self.hydrator.hydrate(ids, viewer_id=user_id))
-        return hydrated[:limit] if not bounds.ascending else hydrated[-limit:]
+    @property
+    def celebrity_threshold(self) -> int:
+        """Followers at which an author is promoted to pull."""
+        return self.settings.celebrity_threshold
 
-    async def _inbox_page(self, user_id: int, bounds: PageBounds, limit: int) -> list[int]:
-        was_active, ids = await self.timelines.read_page(user_id, bounds, limit)
-        if not was_active:  # the inbox was not kept up: rebuild it, then read again
-            try:
-                await self.populate_home(user_id)
-            except BaseException:
-                await self.timelines.forget_active(user_id)  # so that the next read tries again
-                raise
-            _, ids = await self.timelines.read_page(user_id, bounds, limit)
-        return ids
+    @property
+    def demote_below(self) -> int:
+        """Followers under which a celebrity is pushed again."""
+        return self.settings.demote_below
 
-    async def _pulled_page(
-        self, user_id: int, max_id: int | None, since_id: int | None, min_id: int | None, limit: int
-    ) -> list[int]:
-        """The page straight from the graph (fan-out on read), while Redis is down."""
-        authors = await self.follows.followed_authors(user_id, REBUILD_FOLLOWING_LIMIT)
-        after = min_id if min_id is not None else (since_id if since_id is not None else 0)
-        before = max_id if max_id is not None else 2**63 - 1
-        return await self.statuses.window_of_authors([*authors, user_id], after, before, limit, min_id is not None)
-
-    async def populate_home(self, user_id: int) -> None:
-        """Fill a cold inbox: pull recent posts of everyone the user follows (and their own) from the graph."""
-        authors = await self.follows.followed_authors(user_id, REBUILD_FOLLOWING_LIMIT)
-        ready = await self.timelines.celebrities_ready(authors)
-        celebrities = [a for a, is_celebrity in zip(authors, ready, strict=True) if is_celebrity]
-        ordinary = [a for a, is_celebrity in zip(authors, ready, strict=True) if not is_celebrity]
-        window_start = min_id_at_ms(int(time.time() * 1000) - self.settings.rebuild_window_days * 86_400_000)
-        entries = await self.statuses.recent_entries([*ordinary, user_id], window_start, self.settings.timeline_max)
-        await self.actors.inbox_for(user_id).rebuild.remote(user_id, entries[::-1], celebrities)
+    # -- who gets a post ---------------------------------------------------------
 
     async def push_to_own_home(self, author_id: int, entry: Entry) -> None:
         """A post (or reblog) goes to its author's own inbox at once, before its fan-out."""
         await self.actors.inbox_for(author_id).deliver.remote([entry], [author_id])
+
+    async def distribute(self, status_id: int, author_id: int) -> None:
+        """A new post to its audience: the followers' inboxes (push) or the author's outbox (pull)."""
+        status = await self.statuses.get(status_id)
+        if status is None:  # deleted before its fan-out ran
+            return
+        entry = (status_id, status.get("reblog_of_id"))
+        if await self.timelines.is_celebrity_ready(author_id):
+            await self.actors.outbox_for(author_id).append.remote(author_id, [status_id], announce=True)
+        else:
+            await self._each_follower_page(
+                author_id, lambda inbox, users: inbox.deliver.remote([entry], users, author_id)
+            )
+        await self.push_to_own_home(author_id, entry)
+        await self.statuses.mark_delivered(status_id)
+        lag_ms = time.time() * 1000 - id_to_ms(status_id)
+        metrics.observe_ms("raygram_fanout_lag_ms", "Time from post creation to fan-out acknowledged", lag_ms)
+
+    async def withdraw(self, status_id: int, author_id: int, reblog_of_id: int | None) -> None:
+        """A deleted post out of every timeline that got it.
+
+        A celebrity's post is only in their outbox and their own inbox. Copies pushed before a
+        promotion may linger in inboxes until trimmed; hydration drops deleted posts from reads.
+        """
+        entry = (status_id, reblog_of_id)
+        await self.actors.outbox_for(author_id).remove.remote(author_id, [status_id])
+        if not await self.timelines.is_celebrity_ready(author_id):
+            await self._each_follower_page(author_id, lambda inbox, users: inbox.remove.remote([entry], users))
+        await self.actors.inbox_for(author_id).remove.remote([entry], [author_id])
+
+    async def _each_follower_page(self, author_id: int, per_shard: PerShard) -> None:
+        """``per_shard(inbox shard, its users)`` for every page of the author's followers."""
+        pages = FollowerPages(self.followers, self.follows.follower_ids, author_id, self.settings.follower_page_size)
+        async for followers in pages:
+            groups = group_by_shard(followers, self.settings.inbox_shards)
+            await asyncio.gather(*(per_shard(self.actors.inboxes[k], users) for k, users in groups.items()))
+
+    # -- push or pull --------------------------------------------------------------
+
+    async def promote(self, author_id: int) -> None:
+        """Switch an author who became a celebrity to pull (the ``account.promoted`` event)."""
+        if not await self.follows.is_celebrity(author_id):
+            return  # demoted again before this ran
+        recent = [s["id"] for s in await self.statuses.by_author(author_id, None, None, None, self.settings.outbox_max)]
+        if recent:
+            await self.actors.outbox_for(author_id).append.remote(author_id, recent)
+        await self._each_follower_page(author_id, lambda inbox, users: inbox.follow_celebrity.remote(author_id, users))
+        await self.timelines.set_celebrity_ready(author_id, True)
+        await self.followers.drop(author_id)  # posts are pulled now; demotion rebuilds the list
+
+    async def demote(self, author_id: int) -> None:
+        """Switch a former celebrity back to push (the ``account.demoted`` event)."""
+        if await self.follows.is_celebrity(author_id) is not False:
+            return  # promoted again (or gone) before this ran
+        await self.timelines.set_celebrity_ready(author_id, False)  # new posts are pushed from now on
+        recent = [
+            (s["id"], s.get("reblog_of_id"))
+            for s in await self.statuses.by_author(author_id, None, None, None, self.settings.backfill_count)
+        ]
+
+        async def switch(inbox: ActorHandle, users: list[int]) -> None:
+            if recent:
+                await inbox.deliver.remote(recent, users, author_id)
+            await inbox.unfollow_celebrity.remote(author_id, users)
+
+        await self._each_follower_page(author_id, switch)
+        await self.actors.outbox_for(author_id).clear.remote(author_id)
+
+    # -- follows -----------------------------------------------------------------------
 
     async def merge_into_home(self, follower: int, followee: int) -> None:
         """A new follow: the followee's recent posts into the follower's inbox, or their outbox into the merge."""
@@ -131,12 +193,50 @@ class FeedManager:
         entries = await self.statuses.recent_entries([followee], oldest - 1, self.settings.timeline_max)
         await inbox.remove.remote(entries, [follower])
 
+    # -- reading a home feed ---------------------------------------------------------
+
+    async def home_entries(self, user_id: int, bounds: PageBounds, limit: int) -> list[int]:
+        """Post ids of a home page, newest first: the inbox and the followed celebrities' outboxes."""
+        try:
+            was_active, ids = await self.timelines.read_page(user_id, bounds, limit)
+            if not was_active:  # the inbox was not kept up: rebuild it, then read again
+                try:
+                    await self.populate_home(user_id)
+                except BaseException:
+                    await self.timelines.forget_active(user_id)  # so that the next read tries again
+                    raise
+                _, ids = await self.timelines.read_page(user_id, bounds, limit)
+            return ids
+        except REDIS_DOWN:
+            mark_degraded("redis")
+            authors = await self.follows.followed_authors(user_id, REBUILD_FOLLOWING_LIMIT)
+            return await self.statuses.window_of_authors(
+                [*authors, user_id], bounds.after, bounds.before, limit, bounds.ascending
+            )
+
+    async def populate_home(self, user_id: int) -> None:
+        """Fill a cold inbox: recent posts of everyone the user follows (and their own) from the graph."""
+        authors = await self.follows.followed_authors(user_id, REBUILD_FOLLOWING_LIMIT)
+        ready = await self.timelines.celebrities_ready(authors)
+        celebrities = [a for a, is_celebrity in zip(authors, ready, strict=True) if is_celebrity]
+        ordinary = [a for a, is_celebrity in zip(authors, ready, strict=True) if not is_celebrity]
+        window_start = min_id_at_ms(int(time.time() * 1000) - self.settings.rebuild_window_days * 86_400_000)
+        entries = await self.statuses.recent_entries([*ordinary, user_id], window_start, self.settings.timeline_max)
+        await self.actors.inbox_for(user_id).rebuild.remote(user_id, entries[::-1], celebrities)
+
+    async def filter_home(self, viewer_id: int, posts: list[HydratedStatus]) -> list[HydratedStatus]:
+        """What a home page shows of its hydrated entries: each post once (``dedupe_reblogs``).
+
+        A filter that needs data (who the viewer blocks, say) loads it once for the whole page.
+        """
+        return dedupe_reblogs(posts)
+
 
 def dedupe_reblogs(posts: list[HydratedStatus]) -> list[HydratedStatus]:
     """A post shows once per page: the newest of the post itself and its reblogs (Mastodon's rule).
 
-    The inbox already skips a reblog whose original it holds; this covers what
-    the read-time merge brings together, e.g. a celebrity's reblog in an outbox.
+    The inbox already skips a reblog whose original it holds; this covers what the read merge brings
+    together, e.g. a celebrity's reblog in an outbox.
     """
     seen: set[int] = set()
     kept = []
@@ -145,3 +245,20 @@ def dedupe_reblogs(posts: list[HydratedStatus]) -> list[HydratedStatus]:
             seen.add(post.original.id)
             kept.append(post)
     return kept
+
+
+class HomeFeed:
+    """A home page as the API serves it: the manager's entries, hydrated, through its filters."""
+
+    def __init__(self, manager: FeedManager, hydrator: Hydrator) -> None:
+        self.manager = manager
+        self.hydrator = hydrator
+
+    async def read(
+        self, user_id: int, max_id: int | None, since_id: int | None, min_id: int | None, limit: int
+    ) -> list[HydratedStatus]:
+        bounds = PageBounds.from_cursors(max_id, since_id, min_id)
+        # Over-fetch a little: entries of deleted or filtered posts drop out below.
+        ids = await self.manager.home_entries(user_id, bounds, limit + 5)
+        posts = await self.manager.filter_home(user_id, await self.hydrator.hydrate(ids, viewer_id=user_id))
+        return posts[-limit:] if bounds.ascending else posts[:limit]

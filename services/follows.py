@@ -15,14 +15,12 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from config import Settings
 from graph.accounts import AccountGraph
 from graph.driver import Row
 from graph.follows import FollowGraph
 from ids import SnowflakeGenerator
 from redis_store.cache import RecordCache
 from redis_store.events import EventStream
-from redis_store.followers import FollowerLists
 from redis_store.locks import Locks
 from services.abuse import AbuseGuard
 from services.errors import Forbidden, NotFound
@@ -32,7 +30,6 @@ from services.feed import FeedManager
 class FollowService:
     def __init__(
         self,
-        settings: Settings,
         follows: FollowGraph,
         accounts: AccountGraph,
         feed: FeedManager,
@@ -42,7 +39,6 @@ class FollowService:
         abuse: AbuseGuard,
         locks: Locks,
     ) -> None:
-        self.settings = settings
         self.follows = follows
         self.accounts = accounts
         self.feed = feed
@@ -51,7 +47,6 @@ class FollowService:
         self.ids = ids
         self.abuse = abuse
         self.locks = locks
-        self.followers = FollowerLists(locks.redis, settings.follower_list_days)  # same Redis as the locks
 
     async def _check_target(self, me: int, target: int) -> None:
         if me == target:
@@ -68,7 +63,7 @@ class FollowService:
         errors and retries a second apart. It also keeps the followee's follower list in Redis written
         in the order of its edges.
         """
-        async with self.locks.hold(f"follow:{target}"), self.followers.changing(target, me, following=following):
+        async with self.locks.hold(f"follow:{target}"), self.feed.followers.changing(target, me, following=following):
             yield
 
     async def follow(self, me: int, target: int) -> tuple[int, bool, bool]:
@@ -76,7 +71,7 @@ class FollowService:
         await self.abuse.rate_limit("follow", me)
         async with self._edge_change(me, target, following=True):
             change = await self.follows.follow(
-                me, target, self.ids.next_id(), int(time.time() * 1000), self.settings.celebrity_threshold
+                me, target, self.ids.next_id(), int(time.time() * 1000), self.feed.celebrity_threshold
             )
         if change.changed:
             await self.account_cache.invalidate(me, target)
@@ -89,7 +84,7 @@ class FollowService:
     async def unfollow(self, me: int, target: int) -> tuple[int, bool, bool]:
         await self._check_target(me, target)
         async with self._edge_change(me, target, following=False):
-            change = await self.follows.unfollow(me, target, self.settings.demote_below)
+            change = await self.follows.unfollow(me, target, self.feed.demote_below)
         if change.changed:
             await self.account_cache.invalidate(me, target)
             await self.feed.unmerge_from_home(me, target)

@@ -121,21 +121,35 @@ class Hydrator:
     async def account_rows(self, ids: list[int]) -> dict[int, Row]:
         return await read_aside(self.account_cache, self.accounts.get_accounts, ids)
 
-    async def cache_statuses(self, rows: list[Row]) -> None:
-        """Warm the status cache with records just read from the graph, with their attachments; skipped while
-        Redis (or, for the attachments, the graph) is down."""
+    async def cache_statuses(self, rows: list[Row]) -> dict[int, Row]:
+        """Warm the status cache with records just read from (or written to) the graph, with their attachments.
+
+        Returns the completed records by id, for ``hydrate(known=...)``: a page hydrated right after
+        need not read them back. Nothing is cached (or returned) while the graph is down for the
+        attachments; the cache write is skipped while Redis is down."""
         records = [dict(row) for row in rows]
         try:
             await self._add_attachments(records)
+        except GRAPH_DOWN:
+            mark_degraded("graph")
+            return {}
+        try:
             await self.status_cache.put_many({r["id"]: r for r in records})
         except REDIS_DOWN:
             mark_degraded("redis")
-        except GRAPH_DOWN:
-            mark_degraded("graph")
+        return {r["id"]: r for r in records}
 
-    async def hydrate(self, ids: list[int], viewer_id: int | None = None) -> list[HydratedStatus]:
-        """Records for ``ids`` in the given order; deleted posts (and reblogs of them) are skipped."""
-        statuses = await self.status_rows(ids)
+    async def hydrate(
+        self, ids: list[int], viewer_id: int | None = None, known: dict[int, Row] | None = None
+    ) -> list[HydratedStatus]:
+        """Records for ``ids`` in the given order; deleted posts (and reblogs of them) are skipped.
+
+        ``known``: records at hand already (``cache_statuses``), which are not fetched again.
+        """
+        known = known or {}
+        statuses = {i: known[i] for i in ids if i in known}
+        if missing := [i for i in ids if i not in known]:
+            statuses.update(await self.status_rows(missing))
         originals = [s["reblog_of_id"] for s in statuses.values() if s.get("reblog_of_id") is not None]
         if originals:
             statuses.update(await self.status_rows([o for o in originals if o not in statuses]))

@@ -23,6 +23,7 @@ from ids import SnowflakeGenerator
 from redis_store.events import EventStream
 from redis_store.locks import Locks
 from services.abuse import AbuseGuard
+from services.availability import REDIS_DOWN
 from services.errors import Forbidden, NotFound, Unprocessable
 from services.feed import FeedManager
 from services.hydrate import HydratedStatus, Hydrator
@@ -121,7 +122,7 @@ class StatusService:
                 await attach(tx, account_id, status_id, media_ids)
 
         try:
-            await self.statuses.create(record, before_commit=attach_media)
+            row = await self.statuses.create(record, before_commit=attach_media)
         except ParentNotFound:
             await self._forget(idem_key)
             raise NotFound("The post you are replying to does not exist") from None
@@ -131,19 +132,23 @@ class StatusService:
         except BaseException:
             await self._forget(idem_key)
             raise
-        if in_reply_to_id is not None:
-            await self.hydrator.status_cache.invalidate(in_reply_to_id)
-        await self.hydrator.account_cache.invalidate(account_id)
-        await self.feed.push_to_own_home(account_id, (status_id, None))
-        await self.events.publish(
-            "status.created",
-            status_id=status_id,
-            account_id=account_id,
-            in_reply_to_account_id=parent.status["account_id"] if parent else None,
+        # Independent steps, at once. The record goes into the cache, so the answer below does not read
+        # it back from the graph; a step that fails leaves at worst a fan-out for the sweeper to redo.
+        known, *_ = await asyncio.gather(
+            self.hydrator.cache_statuses([row]),
+            self.hydrator.account_cache.invalidate(account_id),
+            *([self.hydrator.status_cache.invalidate(in_reply_to_id)] if in_reply_to_id is not None else []),
+            self.feed.push_to_own_home(account_id, (status_id, None)),
+            self.events.publish(
+                "status.created",
+                status_id=status_id,
+                account_id=account_id,
+                in_reply_to_account_id=parent.status["account_id"] if parent else None,
+            ),
         )
         if parent is not None:
             metrics.count("raygram_comments", "Comments")
-        return (await self.hydrator.hydrate([status_id], viewer_id=account_id))[0]
+        return (await self.hydrator.hydrate([status_id], viewer_id=account_id, known=known))[0]
 
     async def _forget(self, idem_key: str | None) -> None:
         if idem_key:
@@ -289,14 +294,19 @@ class StatusService:
     ) -> list[HydratedStatus]:
         may_see_private = viewer_id == account_id
         if viewer_id is not None and not may_see_private:
-            may_see_private = await self.follows.is_following(viewer_id, account_id)
+            try:
+                may_see_private = await self.feed.followers.contains(account_id, viewer_id)
+            except REDIS_DOWN:
+                may_see_private = None
+            if may_see_private is None:  # no complete list in Redis (a celebrity, say): ask the graph
+                may_see_private = await self.follows.is_following(viewer_id, account_id)
         rows = await self.statuses.by_author(
             account_id, max_id, since_id, min_id, limit, exclude_replies, include_private=may_see_private
         )
         if not rows:
             return []
-        await self.hydrator.cache_statuses(rows)
-        posts = await self.hydrator.hydrate([r["id"] for r in rows], viewer_id=viewer_id)
+        known = await self.hydrator.cache_statuses(rows)
+        posts = await self.hydrator.hydrate([r["id"] for r in rows], viewer_id=viewer_id, known=known)
         # Reblogs of other people's private posts: only for those who may see the original.
         visible = await self.visible_ids([p for p in posts if p.reblog is not None], viewer_id)
         return [p for p in posts if p.reblog is None or p.id in visible]

@@ -25,11 +25,13 @@ import neo4j
 import pytest
 from PIL import ExifTags, Image
 
+from bench.chaos import kill9, reap
 from graph.driver import GraphClient
 from media.store import LocalObjectStore, original_key
 from media.urls import UrlSigner
 from stack import Stack
 from tests.conftest import User
+from tests.test_streaming_limits import descendants
 
 RED, BLUE = (220, 20, 20), (20, 20, 220)
 GPS = {1: "N", 2: (40.0, 26.0, 46.0), 3: "W", 4: (79.0, 58.0, 56.0)}
@@ -360,18 +362,33 @@ def test_concurrent_duplicates_are_stored_once(http: httpx.Client, make_user, st
     assert again.status_code == 200 and again.json()["url"]
 
 
+def media_worker_in_flight(patience: float) -> int:
+    """The pid of a Ray worker of this session while it runs a media task (Ray titles it ``ray::process_media``)."""
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        for pid in descendants(os.getpid()):
+            try:
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::process_media"):
+                    return pid
+            except OSError:
+                continue
+        time.sleep(0.01)
+    pytest.fail(f"no media task was seen running within {patience}s")
+
+
 def test_worker_killed_mid_task_is_retried(http: httpx.Client, make_user, stack: Stack) -> None:
     user = make_user()
-    data = photo_jpeg(1200, 800, orientation=1)
-    faults = stack.state_dir / "media" / "faults"
-    faults.mkdir(parents=True, exist_ok=True)
-    flag = faults / f"crash-once-{hashlib.sha256(data).hexdigest()}"
-    flag.touch()
-    entity = upload_ready(http, user, data, "p.jpg", "image/jpeg")
-    assert not flag.exists()  # the first run consumed the flag and died; Ray's retry finished the job
-    shapes = sorted((v["type"], v["width"], v["height"]) for v in entity["variants"])
+    data = photo_jpeg(6000, 4000, orientation=1)  # large enough that processing runs for a while
+    response = upload(http, user, data, "p.jpg", "image/jpeg")
+    assert response.status_code == 202, response.text
+    pid = media_worker_in_flight(patience=30)
+    kill9(pid, "ray::process_media")  # from outside, while the task runs: its title says it was running
+    reap(pid)
+    ready = wait_ready(http, user, response.json()["id"])
+    assert ready.status_code == 200, ready.text  # Ray's retry finished the job
+    shapes = sorted((v["type"], v["width"], v["height"]) for v in ready.json()["variants"])
     assert shapes == [("thumb", 320, 320), ("width", 320, 213), ("width", 640, 427), ("width", 1080, 720)]
-    for variant in entity["variants"]:
+    for variant in ready.json()["variants"]:
         assert open_image(download(http, variant["url"]).content).size == (variant["width"], variant["height"])
     assert not list((stack.state_dir / "media" / "tmp").iterdir())
 

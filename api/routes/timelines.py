@@ -20,6 +20,6 @@ router = APIRouter()
 async def home(request: Request, principal: Principal = Depends(scoped("read:statuses"))) -> ORJSONResponse:
     ctx = context(request)
     page = await parse(request, PageParams)
-    posts = await ctx.feed.read_home(principal.account_id, page.max_id, page.since_id, page.min_id, page.limit)  # type: ignore[arg-type]
+    posts = await ctx.home.read(principal.account_id, page.max_id, page.since_id, page.min_id, page.limit)  # type: ignore[arg-type]
     headers = link_header(request, posts[0].status["id"], posts[-1].status["id"]) if posts else {}
     return ORJSONResponse(status_entities(posts, ctx.settings), headers=headers)
