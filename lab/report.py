@@ -185,8 +185,8 @@ def reading(outcomes: list[Outcome], check: list[dict], graph_label: str) -> str
         worst_r = max(r["read_gap"] for r in check) * 100
         verdict = "within" if max(worst_w, worst_r) <= 15 else "outside"
         text += (
-            f" Model and live agree to {worst_w:.1f} % on writes per post and {worst_r:.1f} % on mean home-read "
-            f"cost at worst ({check[0]['check']}), {verdict} the 15 % within which the model's figures are trusted."
+            f" Model and live agree to {worst_w:.1f} % on writes per post and {worst_r:.1f} % on home-read cost "
+            f"(median) at worst, {verdict} the 15 % within which the model's figures are trusted."
         )
     return text
 

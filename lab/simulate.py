@@ -63,9 +63,9 @@ def simulate(path: Path, results_root: Path) -> Path:
     check: list[dict] = []
     timeline_max = experiment.live.timeline_max
 
-    def model_of(name: str, calibration: Calibration) -> model.Outcome:
+    def model_of(name: str) -> model.Outcome:
         return model.simulate(
-            edges.src, edges.dst, edges.nodes, trace, Strategy.parse(name), calibration, timeline_max, OUTBOX_MAX
+            edges.src, edges.dst, edges.nodes, trace, Strategy.parse(name), costs, timeline_max, OUTBOX_MAX
         )
 
     if experiment.runs_live:
@@ -73,11 +73,11 @@ def simulate(path: Path, results_root: Path) -> Path:
             live_outcomes, samples = live.run(experiment, edges, trace, Path(state_dir))
         outcomes += live_outcomes
         costs = live.calibrate(samples, live_outcomes, costs)
-        check = live.check_calibration(samples, live_outcomes, model_of, experiment.calibration)
+        check = live.check_calibration(samples, live_outcomes, model_of, costs)
         for row in check:
             print(
                 f"  calibration {row['strategy']}: writes/post live {row['live_writes_per_post']} model "
-                f"{row['model_writes_per_post']} ({row['writes_gap']:.1%}); read ms live {row['live_read_ms']} "
+                f"{row['model_writes_per_post']} ({row['writes_gap']:.1%}); read ms p50 live {row['live_read_ms_p50']} "
                 f"model {row['model_read_ms']} ({row['read_gap']:.1%})",
                 flush=True,
             )
