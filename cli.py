@@ -1,6 +1,6 @@
 """The ``raygram`` command: ``up`` starts the stack in the foreground, ``down`` stops it, ``events`` lists
-(``dead``) or puts back (``replay``) the events the background consumers gave up on, ``simulate`` runs a lab
-experiment (docs/lab.md)."""
+(``dead``) or puts back (``replay``) the events the background consumers gave up on, ``import`` loads a
+social graph into it (``lab.import_command``), ``simulate`` runs a lab experiment (docs/lab.md)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from config import Settings
+from lab import import_command
 from launcher import ManagedProcess, ProcessIdentity, ServiceStartError, exclusive
 from stack import Stack, wait_for_http
 
@@ -149,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         sub = event_commands.add_parser(action, help=text)
         sub.add_argument("--group", help="one consumer group (default: every group)")
         sub.add_argument("--limit", type=int, default=1000, help="at most this many per group, oldest first")
+    import_command.add_arguments(commands.add_parser("import", help="load a social graph as accounts and follows"))
     simulate = commands.add_parser("simulate", help="run a simulation experiment (docs/lab.md)")
     simulate.add_argument("experiment", type=Path, help="the experiment file (TOML), e.g. experiments/quick.toml")
     simulate.add_argument("--results", type=Path, default=Path("results"), help="where the run's folder goes")
@@ -156,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "simulate":
         return run_simulation(args.experiment, args.results)
     settings = Settings()
+    if args.command == "import":
+        return import_command.run(settings, args)
     if args.command == "events":
         return events(settings, args.action, args.group, args.limit)
     return up(settings, args.dashboard) if args.command == "up" else down(settings)

@@ -12,6 +12,7 @@ STATEMENTS: tuple[str, ...] = (
     "CREATE CONSTRAINT account_id IF NOT EXISTS FOR (a:Account) REQUIRE a.id IS UNIQUE",
     "CREATE CONSTRAINT account_username IF NOT EXISTS FOR (a:Account) REQUIRE a.username_key IS UNIQUE",
     "CREATE CONSTRAINT account_email IF NOT EXISTS FOR (a:Account) REQUIRE a.email_key IS UNIQUE",
+    "CREATE CONSTRAINT import_job_key IF NOT EXISTS FOR (j:ImportJob) REQUIRE j.key IS UNIQUE",
     "CREATE CONSTRAINT app_id IF NOT EXISTS FOR (p:App) REQUIRE p.id IS UNIQUE",
     "CREATE CONSTRAINT app_client_id IF NOT EXISTS FOR (p:App) REQUIRE p.client_id IS UNIQUE",
     "CREATE CONSTRAINT token_hash IF NOT EXISTS FOR (t:Token) REQUIRE t.hash IS UNIQUE",

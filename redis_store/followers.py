@@ -217,6 +217,13 @@ class FollowerLists:
         """Forget the list (and any rebuild of it): the author no longer needs one, e.g. they became a celebrity."""
         await self.redis.unlink(*author_keys(author_id)[:3])
 
+    async def drop_many(self, author_ids: list[int]) -> None:
+        """``drop`` for many authors in one round trip (``raygram import``: fan-out rebuilds them from the graph)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for author_id in author_ids:
+                pipe.unlink(*author_keys(author_id)[:3])
+            await pipe.execute()
+
 
 GraphPage = Callable[[int, int, int], Awaitable[list[int]]]  # (author, after, limit) -> follower ids
 
