@@ -70,6 +70,7 @@ from redis_store.timelines import (
 POLL_SECONDS = 0.02
 CHUNK = 2_000  # keys per Redis pipeline, rows per graph transaction
 MAX_OUTSTANDING = 64
+CONCURRENCY = 32  # calls at once to the stores (a Redis client's pool is bounded)
 PROMOTION_PATIENCE = 180.0  # seconds for the fan-out workers to carry out an import's promotions
 SCOPES = ["read", "write", "follow"]
 LAB_ENV = {
@@ -136,8 +137,8 @@ class LiveRun:
     async def activate(self) -> None:
         """Every active user's (empty) inbox counts as kept, as after their first read."""
         active = self.ids(np.flatnonzero(self.trace.active))
-        for start in range(0, len(active), CHUNK):
-            await asyncio.gather(*(self.timelines.finish_rebuild(u, []) for u in active[start : start + CHUNK]))
+        for start in range(0, len(active), CONCURRENCY):
+            await asyncio.gather(*(self.timelines.finish_rebuild(u, []) for u in active[start : start + CONCURRENCY]))
 
     async def reset(self) -> None:
         """The run's users' timelines, outboxes and celebrity state emptied (nobody else's)."""
@@ -276,7 +277,8 @@ class LiveRun:
             """Poll the stores for pending posts until every one reached every target (or settle ran out)."""
             deadline = None
             while True:
-                if done.is_set() and deadline is None:
+                finishing = done.is_set()  # read once: it may be set while this pass awaits Redis
+                if finishing and deadline is None:
                     deadline = time.perf_counter() + self.settle
                 if pending:
                     items = list(pending.items())
@@ -295,7 +297,7 @@ class LiveRun:
                             del pending[status_id]
                             samples.lag_ms.append((now - acked) * 1000)
                             samples.lag_writes.append(writes)
-                if done.is_set() and (not pending or time.perf_counter() > deadline):
+                if finishing and (not pending or time.perf_counter() > deadline):
                     samples.undelivered = len(pending)
                     return
                 await asyncio.sleep(POLL_SECONDS)
@@ -491,8 +493,8 @@ async def issue_tokens(settings: Settings, account_ids: np.ndarray, users: Itera
         auth = AuthService(settings, accounts, redis, ids, Passwords(settings))
         users = sorted({int(u) for u in users})
         tokens: dict[int, str] = {}
-        for start in range(0, len(users), 64):
-            chunk = users[start : start + 64]
+        for start in range(0, len(users), CONCURRENCY):
+            chunk = users[start : start + CONCURRENCY]
             issued = await asyncio.gather(*(auth.issue_token(app, int(account_ids[u]), SCOPES) for u in chunk))
             tokens.update({u: t["access_token"] for u, t in zip(chunk, issued, strict=True)})
         await ids.release()
