@@ -143,7 +143,7 @@ def _markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def reading(outcomes: list[Outcome], check: list[dict], graph_label: str) -> str:
+def reading(outcomes: list[Outcome], check: list[dict], graph_label: str, compared: list[str]) -> str:
     """One paragraph saying what the numbers say, generated from them (live figures where a strategy ran live)."""
     named = {o.strategy: o for o in outcomes if o.mode == "model"}
     named.update({o.strategy: o for o in outcomes if o.mode == "live"})
@@ -164,15 +164,14 @@ def reading(outcomes: list[Outcome], check: list[dict], graph_label: str) -> str
             f"pull-only writes none, but every home read merges {pull.merges_per_read:.1f} outboxes "
             f"(read p99 {p99(pull):.1f} ms, {pull.mode})"
         )
-    hybrids = [o for o in named.values() if o.strategy.startswith("hybrid-")]
-    if push and push.writes_per_post and hybrids:
-        best = min(hybrids, key=lambda o: o.writes_per_post / push.writes_per_post + o.merges_per_read)
-        parts.append(
-            f"{best.strategy} keeps {best.writes_per_post / push.writes_per_post:.0%} of push's writes "
-            f"({best.writes_per_post:.1f} per post) for {best.merges_per_read:.2f} merges per read and "
-            f"{best.timeline_bytes / 2**20:.2f} MiB of timelines against push's {push.timeline_bytes / 2**20:.2f} MiB "
-            f"({best.mode})"
-        )
+    hybrids = [named[name] for name in compared if name.startswith("hybrid-") and name in named]
+    if push and push.writes_per_post:
+        for o in hybrids:
+            parts.append(
+                f"{o.strategy} keeps {o.writes_per_post / push.writes_per_post:.0%} of push's writes "
+                f"({o.writes_per_post:.1f} per post) for {o.merges_per_read:.2f} merges per read, timelines "
+                f"{o.timeline_bytes / push.timeline_bytes:.0%} of push's memory ({o.mode})"
+            )
     pair = named.get("per-pair")
     if pair:
         parts.append(
@@ -216,7 +215,7 @@ def write_report(
         f"{graph_label}; {len(outcomes)} runs; seed {experiment.seed}; trace sha256 `{trace_digest[:16]}…`; "
         f"{seconds:.0f} s in all.",
         "",
-        reading(outcomes, check, graph_label),
+        reading(outcomes, check, graph_label, experiment.strategies.compare),
         "",
         "## Results",
         "",
