@@ -40,6 +40,7 @@ and where from:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -389,6 +390,24 @@ def _fit_line(x: list[float], y: list[float], default_slope: float) -> tuple[flo
     return float(ys.mean() - slope * xs.mean()), slope
 
 
+def _nonnegative_fit(rows: list[list[float]], totals: list[float]) -> list[float]:
+    """Least squares ``totals ≈ rows · costs`` with every cost ≥ 0: the best fit over the subsets of costs
+    (a cost left out is 0). Few strategies, or columns that move together (entries and keys of small
+    timelines), leave a plain fit negative; one unit cost that explains the totals is then the answer."""
+    a, b = np.asarray(rows, dtype=float), np.asarray(totals, dtype=float)
+    best, best_error = [0.0] * a.shape[1], float("inf")
+    for used in itertools.chain.from_iterable(itertools.combinations(range(a.shape[1]), k) for k in (1, 2)):
+        if len(used) > len(b) or not a[:, list(used)].any():
+            continue
+        fitted = np.linalg.lstsq(a[:, list(used)], b, rcond=None)[0]
+        error = float(np.sum((a[:, list(used)] @ fitted - b) ** 2))
+        if (fitted >= 0).all() and error < best_error:
+            best, best_error = [0.0] * a.shape[1], error
+            for column, cost in zip(used, fitted, strict=True):
+                best[column] = float(cost)
+    return best
+
+
 def read_cost(samples: Samples) -> float:
     """A strategy's home-read cost: the median latency (on a shared machine the mean is mostly its spikes)."""
     return float(np.median(samples.read_ms)) if samples.read_ms else float("nan")
@@ -419,23 +438,16 @@ def calibrate(samples: dict[str, Samples], outcomes: list[Outcome], base: Calibr
     if posts:
         values["post_ms"] = float(np.median(posts))
     with_memory = [o for o in outcomes if o.timeline_keys]
-    if len(with_memory) >= 2:
-        a = np.array([[o.timeline_entries, o.timeline_keys] for o in with_memory], dtype=float)
-        per_entry, per_key = np.linalg.lstsq(a, np.array([o.timeline_bytes for o in with_memory]), rcond=None)[0]
-        if per_entry > 0 and per_key >= 0:
-            values.update(bytes_per_entry=float(per_entry), bytes_per_key=float(per_key))
-    elif with_memory:
-        o = with_memory[0]
-        values["bytes_per_entry"] = (o.timeline_bytes - base.bytes_per_key * o.timeline_keys) / o.timeline_entries
+    if with_memory:
+        per_entry, per_key = _nonnegative_fit(
+            [[o.timeline_entries, o.timeline_keys] for o in with_memory], [o.timeline_bytes for o in with_memory]
+        )
+        values.update(bytes_per_entry=per_entry, bytes_per_key=per_key)
     if outcomes:
-        cpu_ms = np.array([o.cpu_seconds * 1000 for o in outcomes])
-        ops = np.array([o.ops for o in outcomes], dtype=float)
-        per_op, per_write = np.linalg.lstsq(
-            np.array([[o.ops, o.writes] for o in outcomes], dtype=float), cpu_ms, rcond=None
-        )[0]
-        if len(outcomes) < 2 or per_op < 0 or per_write < 0:
-            per_op, per_write = float(cpu_ms.sum() / ops.sum()), 0.0
-        values.update(cpu_per_op_ms=float(per_op), cpu_per_write_ms=float(per_write), cpu_per_merge_ms=0.0)
+        per_op, per_write = _nonnegative_fit(
+            [[o.ops, o.writes] for o in outcomes], [o.cpu_seconds * 1000 for o in outcomes]
+        )
+        values.update(cpu_per_op_ms=per_op, cpu_per_write_ms=per_write, cpu_per_merge_ms=0.0)
     return Calibration(**values)
 
 

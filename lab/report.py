@@ -164,13 +164,15 @@ def reading(outcomes: list[Outcome], check: list[dict], graph_label: str, compar
             f"pull-only writes none, but every home read merges {pull.merges_per_read:.1f} outboxes "
             f"(read p99 {p99(pull):.1f} ms, {pull.mode})"
         )
-    hybrids = [named[name] for name in compared if name.startswith("hybrid-") and name in named]
-    if push and push.writes_per_post:
-        for o in hybrids:
+    push_by_mode = {o.mode: o for o in outcomes if o.strategy == "push"}
+    for name in compared:
+        o = named.get(name)
+        base = push_by_mode.get(o.mode) if o and name.startswith("hybrid-") else None
+        if base and base.writes_per_post and base.timeline_bytes:
             parts.append(
-                f"{o.strategy} keeps {o.writes_per_post / push.writes_per_post:.0%} of push's writes "
+                f"{o.strategy} keeps {o.writes_per_post / base.writes_per_post:.0%} of push's writes "
                 f"({o.writes_per_post:.1f} per post) for {o.merges_per_read:.2f} merges per read, timelines "
-                f"{o.timeline_bytes / push.timeline_bytes:.0%} of push's memory ({o.mode})"
+                f"{o.timeline_bytes / base.timeline_bytes:.0%} of push's memory ({o.mode})"
             )
     pair = named.get("per-pair")
     if pair:
