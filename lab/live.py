@@ -30,6 +30,8 @@ and where from:
   follower's inbox (``ZSCORE`` polled every ``POLL_SECONDS``), or in the
   author's outbox when they are pulled: p50 / p99 / max;
 * **home-read latency** from the HTTP answers (from each request's due time);
+  and, after the trace, the service time of its first home reads sent again
+  one at a time (the probe), which calibrates the model's read cost;
 * **outbox merges per read**: ``SCARD`` of each reader's ``celebs:`` set,
   which the read script merges;
 * **timeline memory**: ``MEMORY USAGE`` of the run's inboxes, reblog hashes
@@ -72,6 +74,7 @@ POLL_SECONDS = 0.02
 CHUNK = 2_000  # keys per Redis pipeline, rows per graph transaction
 MAX_OUTSTANDING = 64
 WARM_UP_READS = 200
+PROBE_READS = 60
 CONCURRENCY = 32  # calls at once to the stores (a Redis client's pool is bounded)
 PROMOTION_PATIENCE = 180.0  # seconds for the fan-out workers to carry out an import's promotions
 SCOPES = ["read", "write", "follow"]
@@ -91,6 +94,8 @@ class Samples:
     read_merges: list[int] = field(default_factory=list)
     lag_ms: list[float] = field(default_factory=list)
     lag_writes: list[int] = field(default_factory=list)
+    probe_ms: list[float] = field(default_factory=list)  # home reads one at a time after the trace: service time
+    probe_merges: list[int] = field(default_factory=list)
     user_read_ms: list[float] = field(default_factory=list)
     post_ms: list[float] = field(default_factory=list)
     errors: int = 0
@@ -194,6 +199,7 @@ class LiveRun:
         cpu_before = cpu_by_role()
         posted = await self._drive(np.arange(len(self.trace)), samples, celebrity, merges_of)
         cpu_seconds = sum(delta(cpu_before, cpu_by_role()).values())
+        samples.probe_ms, samples.probe_merges = await self._probe(merges_of)
         counted = await self._count(posted)
         reads = np.asarray(samples.read_ms)
         return Outcome(
@@ -230,6 +236,22 @@ class LiveRun:
         reads = np.flatnonzero(self.trace.kind != POST)[:WARM_UP_READS]
         nobody = np.zeros(len(self.population.account_ids), dtype=bool)
         await self._drive(reads, Samples(), nobody, await self._merges_of_readers())
+
+    async def _probe(self, merges_of: dict[int, int]) -> tuple[list[float], list[int]]:
+        """The trace's first home reads again, one at a time, once the trace is done: each read's service time
+        without the queueing an open loop adds (the read cost the model is calibrated to), and its merges."""
+        readers = [int(u) for u in self.trace.home_readers[:PROBE_READS]]
+        times, merges = [], []
+        async with aiohttp.ClientSession(self.settings.base_url, timeout=aiohttp.ClientTimeout(total=60)) as session:
+            for user in readers:
+                headers = {"Authorization": f"Bearer {self.population.tokens[user]}"}
+                sent = time.perf_counter()
+                async with session.get("/api/v1/timelines/home", params={"limit": "20"}, headers=headers) as answer:
+                    await answer.read()
+                    if answer.status == 200:
+                        times.append((time.perf_counter() - sent) * 1000)
+                        merges.append(merges_of[user])
+        return times, merges
 
     async def _drive(
         self, ops: np.ndarray, samples: Samples, celebrity: np.ndarray, merges_of: dict[int, int]
@@ -408,20 +430,26 @@ def _nonnegative_fit(rows: list[list[float]], totals: list[float]) -> list[float
     return best
 
 
-def read_cost(samples: Samples) -> float:
-    """A strategy's home-read cost: the median latency (on a shared machine the mean is mostly its spikes)."""
-    return float(np.median(samples.read_ms)) if samples.read_ms else float("nan")
+def read_cost(samples: Samples) -> tuple[float, float]:
+    """A strategy's home-read cost and merges per read: the median of its probe reads (``LiveRun._probe``) and
+    their mean merges, else the trace's reads' (on a shared machine a mean latency is mostly its spikes)."""
+    reads, merges = (
+        (samples.probe_ms, samples.probe_merges) if samples.probe_ms else (samples.read_ms, samples.read_merges)
+    )
+    return (float(np.median(reads)), float(np.mean(merges))) if reads else (float("nan"), 0.0)
 
 
 def calibrate(samples: dict[str, Samples], outcomes: list[Outcome], base: Calibration) -> Calibration:
     """Unit costs fitted to the live strategies' figures.
 
-    Read cost: a line through each strategy's (merges per read, median read latency). Delivery lag: a line
+    Read cost: a line through each strategy's probe reads (mean merges, median latency). Delivery lag: a line
     through every post's (inboxes written, lag). Memory: bytes per entry and per key, least squares over the
     strategies. CPU: per request and per write, least squares over the strategies (per request only when
     the strategies cannot tell the two apart). Post and profile-read costs: their medians.
     """
-    live = [o for o in outcomes if o.strategy in samples and samples[o.strategy].read_ms]
+    live = [
+        o for o in outcomes if o.strategy in samples and (samples[o.strategy].probe_ms or samples[o.strategy].read_ms)
+    ]
     read_ms, merge_ms = _fit_line(
         [o.merges_per_read for o in live], [read_cost(samples[o.strategy]) for o in live], base.merge_ms
     )
@@ -464,8 +492,8 @@ def check_calibration(
     rows = []
     for outcome in live:
         modelled = model_of(outcome.strategy)
-        live_read = read_cost(samples[outcome.strategy])
-        model_read = costs.read_ms + costs.merge_ms * outcome.merges_per_read
+        live_read, merges = read_cost(samples[outcome.strategy])
+        model_read = costs.read_ms + costs.merge_ms * merges
         rows.append(
             {
                 "strategy": outcome.strategy,
