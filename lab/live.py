@@ -447,12 +447,9 @@ def calibrate(samples: dict[str, Samples], outcomes: list[Outcome], base: Calibr
     strategies. CPU: per request and per write, least squares over the strategies (per request only when
     the strategies cannot tell the two apart). Post and profile-read costs: their medians.
     """
-    live = [
-        o for o in outcomes if o.strategy in samples and (samples[o.strategy].probe_ms or samples[o.strategy].read_ms)
-    ]
-    read_ms, merge_ms = _fit_line(
-        [o.merges_per_read for o in live], [read_cost(samples[o.strategy]) for o in live], base.merge_ms
-    )
+    reads = [read_cost(samples[o.strategy]) for o in outcomes if o.strategy in samples]
+    reads = [(ms, merges) for ms, merges in reads if not np.isnan(ms)]
+    read_ms, merge_ms = _fit_line([m for _, m in reads], [ms for ms, _ in reads], base.merge_ms)
     values = base.model_dump()
     values.update(read_ms=read_ms, merge_ms=merge_ms)
     lag_writes = [w for s in samples.values() for w in s.lag_writes]
