@@ -235,11 +235,15 @@ def sweep(
 
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(
-            include_dashboard=False,
-            log_to_driver=False,
-            object_store_memory=max(300 * 2**20, int(shared.nbytes * 1.5) + 200 * 2**20),
-        )
+        try:
+            ray.init(
+                include_dashboard=False,
+                log_to_driver=False,
+                object_store_memory=max(300 * 2**20, int(shared.nbytes * 1.5) + 200 * 2**20),
+            )
+        except Exception as exc:  # a local Ray that cannot start (an overloaded machine): same figures, in process
+            print(f"  model: Ray did not start ({exc}); running the strategies in this process", flush=True)
+            return [replay(shared, s, costs, timeline_max, outbox_max) for s in strategies]
     try:
         task = ray.remote(num_cpus=1)(replay)
         ref = ray.put(shared)
