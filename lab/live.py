@@ -54,6 +54,7 @@ import orjson
 
 from bench.cpu import cpu_by_role, delta
 from config import Settings
+from graph.driver import GraphClient
 from lab.experiment import Calibration, Experiment
 from lab.graphs import EdgeList
 from lab.model import Outcome, sample
@@ -156,7 +157,7 @@ class LiveRun:
                 keys += (timeline_key(u), reblogs_key(u), outbox_key(u), celebs_key(u), celeb_ready_key(u))
             await self.redis.unlink(*keys)
 
-    async def apply(self, strategy: Strategy, graph) -> np.ndarray:
+    async def apply(self, strategy: Strategy, graph: GraphClient) -> np.ndarray:
         """Write the celebrity state promotion leaves at the strategy's threshold; returns who is pulled."""
         celebrity = strategy.celebrities(self.followers)
         ids = self.population.account_ids
@@ -189,7 +190,7 @@ class LiveRun:
 
     # -- the run ------------------------------------------------------------
 
-    async def run_strategy(self, strategy: Strategy, graph) -> Outcome:
+    async def run_strategy(self, strategy: Strategy, graph: GraphClient) -> Outcome:
         started = time.perf_counter()
         await self.reset()
         await self.activate()  # first: marking a user active also empties their celebs: set, as a rebuild does
@@ -517,7 +518,6 @@ def _gap(model: float, live: float) -> float:
 async def issue_tokens(settings: Settings, account_ids: np.ndarray, users: Iterable[int]) -> dict[int, str]:
     """Bearer tokens for the users the trace acts as, issued by the service layer (as the OAuth routes do)."""
     from graph.accounts import AccountGraph
-    from graph.driver import GraphClient
     from redis_store.client import claim_id_generator
     from services.auth import AuthService
     from services.passwords import Passwords
@@ -555,8 +555,6 @@ async def run_strategies(
     settings: Settings, population: Population, trace: Trace, strategies: list[Strategy], rate: float, settle: float
 ) -> tuple[list[Outcome], dict[str, Samples]]:
     """Each strategy in turn on a running stack whose graph holds ``population``."""
-    from graph.driver import GraphClient
-
     run = LiveRun(settings, population, trace, rate, settle)
     graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
     try:
@@ -582,7 +580,6 @@ async def import_population(settings: Settings, edges: EdgeList, prefix: str) ->
     Returns once the promotions and demotions the import emitted (at the stack's own threshold) are carried
     out, so that no fan-out worker changes celebrity state under a strategy afterwards.
     """
-    from graph.driver import GraphClient
     from lab.importer import GraphImport
     from redis_store.client import claim_id_generator
 
@@ -619,7 +616,9 @@ async def import_population(settings: Settings, edges: EdgeList, prefix: str) ->
         await redis.aclose()
 
 
-def run(experiment: Experiment, edges: EdgeList, trace: Trace, state_dir: Path):
+def run(
+    experiment: Experiment, edges: EdgeList, trace: Trace, state_dir: Path
+) -> tuple[list[Outcome], dict[str, Samples]]:
     """Live mode end to end on a stack of its own, which is stopped however this ends.
 
     The stack's celebrity threshold is above every follower count (push), so the import promotes nobody;
