@@ -70,6 +70,7 @@ from redis_store.timelines import (
     reblogs_key,
     timeline_key,
 )
+from stack import Stack, wait_for_http
 
 POLL_SECONDS = 0.02
 CHUNK = 2_000  # keys per Redis pipeline, rows per graph transaction
@@ -77,6 +78,7 @@ MAX_OUTSTANDING = 64
 WARM_UP_READS = 200
 PROBE_READS = 60
 CONCURRENCY = 32  # calls at once to the stores (a Redis client's pool is bounded)
+STACK_ATTEMPTS = 3
 PROMOTION_PATIENCE = 180.0  # seconds for the fan-out workers to carry out an import's promotions
 SCOPES = ["read", "write", "follow"]
 LAB_ENV = {
@@ -616,6 +618,29 @@ async def import_population(settings: Settings, edges: EdgeList, prefix: str) ->
         await redis.aclose()
 
 
+def start_stack(state_dir: Path, env: dict[str, str], attempts: int = STACK_ATTEMPTS) -> Stack:
+    """An isolated stack, up and answering. On a loaded machine Ray's node or Serve's proxy can time out
+    while starting; then what started is stopped and the start tried again, in a fresh state folder."""
+    for attempt in range(1, attempts + 1):
+        stack = Stack.isolated(state_dir / f"stack-{attempt}", "lab", env)
+        try:
+            print("live: starting an isolated stack", flush=True)
+            stack.start_services()
+            stack.start_ray(dashboard=False)
+            stack.deploy()
+            wait_for_http(f"{stack.settings.base_url}/health")
+            return stack
+        except Exception as exc:
+            stack.stop()
+            import ray
+
+            ray.shutdown()  # a ray.init that failed half-way leaves its node to this
+            if attempt == attempts:
+                raise
+            print(f"live: the stack did not start ({type(exc).__name__}); trying again", flush=True)
+    raise AssertionError("unreachable")
+
+
 def run(
     experiment: Experiment, edges: EdgeList, trace: Trace, state_dir: Path
 ) -> tuple[list[Outcome], dict[str, Samples]]:
@@ -624,8 +649,6 @@ def run(
     The stack's celebrity threshold is above every follower count (push), so the import promotes nobody;
     each strategy then writes its own celebrity state (module docstring).
     """
-    from stack import Stack, wait_for_http
-
     strategies = [Strategy.parse(name) for name in experiment.strategies.live]
     above_all = str(int(np.bincount(edges.dst, minlength=edges.nodes).max(initial=0)) + 1)
     env = LAB_ENV | {
@@ -633,13 +656,8 @@ def run(
         "CELEBRITY_THRESHOLD": above_all,
         "CELEBRITY_DEMOTE_BELOW": above_all,
     }
-    stack = Stack.isolated(state_dir, "lab", env)
+    stack = start_stack(state_dir, env)
     try:
-        print("live: starting an isolated stack", flush=True)
-        stack.start_services()
-        stack.start_ray(dashboard=False)
-        stack.deploy()
-        wait_for_http(f"{stack.settings.base_url}/health")
         print("live: importing the graph", flush=True)
         account_ids = asyncio.run(import_population(stack.settings, edges, "lab_"))
         tokens = asyncio.run(issue_tokens(stack.settings, account_ids, trace.user))
