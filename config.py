@@ -114,6 +114,18 @@ class Settings(BaseSettings):
     media_sweep_interval_seconds: float = 120.0
     media_task_max_retries: int = 3
 
+    # Stories (docs/architecture.md, "Stories"): Pixelfed's API, 24 hours each.
+    story_lifetime_seconds: int = 86_400  # a story is served until exactly this long after it was published
+    story_max_active: int = 20  # active stories per account; publishing one more is refused
+    story_min_duration: int = 3  # seconds a story is shown for (the client's timer), as published
+    story_max_duration: int = 30
+    story_image_max_bytes: int = 16 * 1024 * 1024
+    story_video_max_bytes: int = 50 * 1024 * 1024
+    story_video_max_seconds: float = 60.0  # "short videos": longer ones are refused at upload
+    story_tray_max: int = 2000  # entries in a user's story tray (authors followed x their active stories)
+    story_keep_media: bool = False  # whether an expired story's upload is kept (archive) or deleted
+    story_expiry_interval_seconds: float = 10.0  # how often the expiry actor prunes trays and expires stories
+
     # Interactions (issue: likes, comments, shares, notifications).
     notifications_max: int = 800
     favourites_load_limit: int = 1000  # a user's likes loaded into Redis after a cold start, and kept there at most

@@ -1,4 +1,4 @@
-"""``FanoutWorker``: carries out the feed's rules for post and account events.
+"""``FanoutWorker``: carries out the feed's rules for post, story and account events.
 
 What a post's fan-out does is decided by ``services.feed.FeedManager``; this
 worker consumes the ``fanout`` group of the event stream (one loop per
@@ -24,13 +24,18 @@ from actors.registry import ActorDirectory, fanout_name
 from config import get_settings
 from graph.driver import GraphClient
 from graph.follows import FollowGraph
+from graph.relations import RelationGraph
 from graph.statuses import StatusGraph
 from ids import min_id_at_ms
 from redis_store.client import connect
+from redis_store.durability import Durability
 from redis_store.events import Event, EventStream
 from redis_store.followers import FollowerLists
+from redis_store.relations import RelationCache
+from redis_store.stories import StoryStore
 from redis_store.timelines import TimelineStore
 from services.feed import FeedManager
+from services.relations import RelationService
 
 log = logging.getLogger("raygram.fanout")
 GROUP = "fanout"
@@ -53,6 +58,8 @@ class FanoutWorker:
             FollowerLists(redis, settings.follower_list_days),
             self.statuses,
             ActorDirectory(settings),
+            RelationService(RelationGraph(graph), RelationCache(redis)),
+            StoryStore(redis, settings.story_tray_max, Durability.configured(settings)),
         )
 
     async def run(self) -> None:
@@ -79,6 +86,15 @@ class FanoutWorker:
             await self.feed.promote(data["account_id"])
         elif event.type == "account.demoted":
             await self.feed.demote(data["account_id"])
+        elif event.type == "story.created":
+            await self.feed.distribute_story(data["story_id"], data["account_id"], data["expires_at"])
+        elif event.type == "story.ended":
+            await self.feed.withdraw_story(data["story_id"], data["account_id"])
+        elif event.type == "account.muted":
+            await self.feed.clear_from_home(data["account_id"], data["target_id"])
+        elif event.type == "account.blocked":  # each is hidden from the other
+            await self.feed.clear_from_home(data["account_id"], data["target_id"])
+            await self.feed.clear_from_home(data["target_id"], data["account_id"])
 
     async def _sweep(self) -> None:
         """Re-emit recent posts whose fan-out was never acknowledged."""
@@ -91,8 +107,15 @@ class FanoutWorker:
                     newer_than=min_id_at_ms(now_ms - 86_400_000),
                     limit=500,
                 )
-                for row in stranded:
-                    await self.events.publish("status.created", status_id=row["id"], account_id=row["account_id"])
+                for row in stranded:  # the event as the API would have sent it: the notifier needs the audience
+                    await self.events.publish(
+                        "status.created",
+                        status_id=row["id"],
+                        account_id=row["account_id"],
+                        in_reply_to_account_id=row["in_reply_to_account_id"],
+                        visibility=row["visibility"],
+                        mentions=row["mentions"] or [],
+                    )
                 if stranded:
                     log.warning("sweeper re-emitted %d undelivered posts", len(stranded))
             except asyncio.CancelledError:

@@ -1,4 +1,4 @@
-"""``InboxShards``: the single writer of its users' home timelines, for the inbox shards it hosts.
+"""``InboxShards``: the single writer of its users' home timelines and story trays, for the inbox shards it hosts.
 
 State lives in Redis (write-through, AOF on), so a restarted host has its
 timelines back at once. One ``deliver`` call carries one post (or a backfill)
@@ -12,9 +12,13 @@ nothing: a shard's methods hold no state of their own beyond the store.
 
 from __future__ import annotations
 
+import time
+
 import ray
 
 from config import get_settings
+from redis_store.durability import Durability
+from redis_store.stories import StoryEntry, StoryStore
 from redis_store.timelines import Entry, TimelineStore
 
 
@@ -22,7 +26,9 @@ from redis_store.timelines import Entry, TimelineStore
 class InboxShards:
     def __init__(self, shards: list[int]) -> None:
         self.shards = shards
-        self.store = TimelineStore.from_settings(get_settings())
+        settings = get_settings()
+        self.store = TimelineStore.from_settings(settings)
+        self.stories = StoryStore(self.store.redis, settings.story_tray_max, Durability.configured(settings))
 
     async def ping(self) -> list[int]:
         return self.shards
@@ -44,3 +50,10 @@ class InboxShards:
         """Refill a cold timeline from the graph's answer; merges with what fan-out added meanwhile."""
         await self.store.deliver(entries, [user_id])
         await self.store.finish_rebuild(user_id, celebrity_ids)
+
+    async def deliver_stories(self, entries: list[StoryEntry], user_ids: list[int]) -> None:
+        """Add stories (id, deadline in Unix ms) to the story trays of ``user_ids``."""
+        await self.stories.deliver(entries, user_ids, int(time.time() * 1000))
+
+    async def remove_stories(self, story_ids: list[int], user_ids: list[int]) -> None:
+        await self.stories.remove(story_ids, user_ids)

@@ -2,8 +2,13 @@
 
 The rules, in one place:
   * ``follow``        → "follow" for the followed account
+  * ``follow_request`` → "follow_request" for the locked account asked
   * ``like.created``  → "favourite" for the post's author
   * ``status.created`` of a reply → "mention" for the author replied to
+  * ``status.created`` mentioning accounts → "mention" for each of them
+  * ``status.created`` of a direct message → its conversation moves up (or
+    starts) for the author and each recipient, unread for the recipients,
+    pushed to each as a ``conversation`` event (``redis_store.conversations``)
   * ``status.created`` of a reblog → "reblog" for the original's author
   * nobody is notified of their own actions;
   * the same actor doing the same thing to the same post notifies once
@@ -28,6 +33,7 @@ import metrics
 from actors.consumer import consume_forever
 from config import get_settings
 from redis_store.client import claim_id_generator, connect
+from redis_store.conversations import ConversationStore
 from redis_store.events import Event, EventStream
 from redis_store.notifications import NotificationStore
 from redis_store.worker_lease import LeasedGenerator
@@ -35,19 +41,20 @@ from redis_store.worker_lease import LeasedGenerator
 GROUP = "notify"
 
 
-def notification_for(event: Event) -> tuple[str, int, int, int | None] | None:
-    """(type, recipient, actor, status id) for an event that notifies someone, else None."""
+def notifications_for(event: Event) -> list[tuple[str, int, int, int | None]]:
+    """(type, recipient, actor, status id) of each notification an event makes (none for most)."""
     data = event.data
-    if event.type == "follow":
-        return "follow", data["target_id"], data["account_id"], None
+    if event.type in ("follow", "follow_request"):
+        return [(event.type, data["target_id"], data["account_id"], None)]
     if event.type == "like.created":
-        return "favourite", data["status_account_id"], data["account_id"], data["status_id"]
+        return [("favourite", data["status_account_id"], data["account_id"], data["status_id"])]
     if event.type == "status.created":
         if data.get("reblog_of_id") is not None:
-            return "reblog", data["reblog_of_account_id"], data["account_id"], data["reblog_of_id"]
-        if data.get("in_reply_to_account_id") is not None:
-            return "mention", data["in_reply_to_account_id"], data["account_id"], data["status_id"]
-    return None
+            return [("reblog", data["reblog_of_account_id"], data["account_id"], data["reblog_of_id"])]
+        recipients = [data["in_reply_to_account_id"]] if data.get("in_reply_to_account_id") is not None else []
+        recipients += [m for m in data.get("mentions") or () if m not in recipients]
+        return [("mention", r, data["account_id"], data["status_id"]) for r in recipients]
+    return []
 
 
 def group_key(kind: str, status_id: int | None, notification_id: int) -> str:
@@ -64,6 +71,7 @@ class Notifier:
         self.name = name
         self.ids = ids
         self.store = NotificationStore(redis, settings.notifications_max)
+        self.conversations = ConversationStore(redis)
         self.events = EventStream(redis, maxlen=settings.event_stream_max)
         self.claim_idle_ms = settings.fanout_claim_idle_ms
 
@@ -81,25 +89,31 @@ class Notifier:
 
     async def handle_batch(self, batch: list[Event]) -> None:
         for event in batch:
-            found = notification_for(event)
-            if found is None:
-                continue
-            kind, recipient, actor, status_id = found
-            if recipient == actor:
-                continue
-            notification_id = self.ids.next_id()
-            record = {
-                "id": notification_id,
-                "type": kind,
-                "recipient_id": recipient,
-                "account_id": actor,
-                "status_id": status_id,
-                "created_at": int(time.time() * 1000),
-                "group_key": group_key(kind, status_id, notification_id),
-            }
-            if await self.store.add(record):
-                metrics.count("raygram_notifications_delivered", "Notifications delivered", type=kind)
-                event_ms = int(event.id.split("-")[0])
-                metrics.observe_ms(
-                    "raygram_notification_lag_ms", "Event to notification", time.time() * 1000 - event_ms
-                )
+            if event.type == "status.created" and event.data.get("visibility") == "direct":
+                await self.converse(event.data["status_id"], event.data["account_id"], event.data.get("mentions") or [])
+            for found in notifications_for(event):
+                await self.notify(event, *found)
+
+    async def converse(self, status_id: int, author: int, mentions: list[int]) -> None:
+        """A direct message joins its conversation for each participant (read for its author)."""
+        participants = [author, *mentions]
+        for user in dict.fromkeys(participants):
+            await self.conversations.add(user, participants, self.ids.next_id(), status_id, unread=user != author)
+
+    async def notify(self, event: Event, kind: str, recipient: int, actor: int, status_id: int | None) -> None:
+        if recipient == actor:
+            return  # nobody is notified of their own actions
+        notification_id = self.ids.next_id()
+        record = {
+            "id": notification_id,
+            "type": kind,
+            "recipient_id": recipient,
+            "account_id": actor,
+            "status_id": status_id,
+            "created_at": int(time.time() * 1000),
+            "group_key": group_key(kind, status_id, notification_id),
+        }
+        if await self.store.add(record):
+            metrics.count("raygram_notifications_delivered", "Notifications delivered", type=kind)
+            event_ms = int(event.id.split("-")[0])
+            metrics.observe_ms("raygram_notification_lag_ms", "Event to notification", time.time() * 1000 - event_ms)

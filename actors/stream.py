@@ -1,5 +1,7 @@
 """``StreamConsumers``: one process for the event stream's consumers (fan-out, notifier, like persister).
 
+Host 0 also runs the story expiry timer (``actors.story_expiry``), which needs no process of its own either.
+
 The fan-out consumers (``actors.fanout``), the notifier (``actors.notifier``)
 and the like persister (``actors.persister``) each wait on Redis and the
 graph nearly all the time, so one event loop carries them all, each loop a
@@ -25,6 +27,7 @@ from actors.fanout import FanoutWorker
 from actors.notifier import Notifier
 from actors.persister import LikePersister
 from actors.registry import LIKE_PERSISTER, NOTIFIER, fanout_name
+from actors.story_expiry import StoryExpirer
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -33,9 +36,10 @@ class StreamConsumers:
         """Runs the fan-out consumers ``fanout_consumers`` and, if ``interactions``, the notifier and persister."""
         self.names = [fanout_name(i) for i in fanout_consumers]
         self.fanout = FanoutWorker(fanout_consumers)
-        consumers: list[FanoutWorker | Notifier | LikePersister] = [self.fanout]
+        consumers: list[FanoutWorker | Notifier | LikePersister | StoryExpirer] = [self.fanout]
         if interactions:
             consumers += [await Notifier.create(NOTIFIER), LikePersister(LIKE_PERSISTER)]
+            consumers.append(StoryExpirer.create(self.fanout.settings))
             self.names += [NOTIFIER, LIKE_PERSISTER]
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(consumer.run()) for consumer in consumers]

@@ -14,13 +14,17 @@ from api.errors import install_error_handlers
 from api.openapi import install_openapi
 from api.routes import (
     accounts,
+    bookmarks,
+    conversations,
     follows,
     instance,
     interactions,
     media,
     notifications,
     oauth,
+    safety,
     statuses,
+    stories,
     streaming,
     timelines,
 )
@@ -50,14 +54,18 @@ def create_app() -> FastAPI:
     for module in (
         oauth,
         follows,
+        safety,
         accounts,
         statuses,
         interactions,
+        bookmarks,
         timelines,
+        conversations,
         notifications,
         streaming,
         instance,
         media,
+        stories,
     ):
         app.include_router(module.router)
     return app

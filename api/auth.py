@@ -52,12 +52,15 @@ async def user_principal(request: Request) -> Principal:
     return principal
 
 
+FOLLOW_SCOPES = ("read:follows", "write:follows", "read:blocks", "write:blocks", "read:mutes", "write:mutes")
+
+
 def has_scope(granted: tuple[str, ...], needed: str) -> bool:
     """Mastodon's scope rules: ``write`` covers ``write:statuses``; legacy ``follow`` covers the follow scopes."""
     top = needed.split(":")[0]
     if needed in granted or top in granted:
         return True
-    return "follow" in granted and needed in ("read:follows", "write:follows", "read:blocks", "write:blocks")
+    return "follow" in granted and needed in FOLLOW_SCOPES
 
 
 def scoped(needed: str) -> Callable[[Request], Awaitable[Principal]]:

@@ -9,12 +9,18 @@ import redis.asyncio as aioredis
 from actors.registry import ActorDirectory
 from config import Settings
 from graph.accounts import AccountGraph
+from graph.bookmarks import BookmarkGraph
 from graph.driver import GraphClient, async_wait_for_graph
 from graph.follows import FollowGraph
 from graph.likes import LikeGraph
+from graph.relations import RelationGraph
 from graph.statuses import StatusGraph
+from graph.stories import StoryGraph
+from redis_store.bookmarks import BookmarkCache
 from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
+from redis_store.conversations import ConversationStore
+from redis_store.durability import Durability
 from redis_store.events import EventStream
 from redis_store.followers import FollowerLists
 from redis_store.likes import LikeStore
@@ -22,11 +28,16 @@ from redis_store.live import LiveHub
 from redis_store.locks import Locks
 from redis_store.notifications import NotificationStore
 from redis_store.ratelimit import RateLimiter
+from redis_store.relations import RelationCache
+from redis_store.stories import StoryStore
 from redis_store.timelines import TimelineStore
 from redis_store.worker_lease import LeasedGenerator
 from services.abuse import AbuseGuard
 from services.accounts import AccountService
 from services.auth import AuthService
+from services.bookmarks import BookmarkService
+from services.clock import SYSTEM_CLOCK, Clock
+from services.conversations import ConversationService
 from services.feed import FeedManager, HomeFeed
 from services.follows import FollowService
 from services.hydrate import Hydrator
@@ -34,7 +45,10 @@ from services.likes import LikeService
 from services.media import MediaService
 from services.notifications import NotificationService
 from services.passwords import Passwords
+from services.relations import RelationService
+from services.safety import SafetyService
 from services.statuses import StatusService
+from services.stories import StoryService
 
 
 @dataclass
@@ -55,9 +69,15 @@ class AppContext:
     notifications: NotificationService
     live: LiveHub
     media: MediaService
+    stories: StoryService
+    relations: RelationService
+    safety: SafetyService
+    conversations: ConversationService
+    bookmarks: BookmarkService
 
     @classmethod
-    async def create(cls, settings: Settings) -> AppContext:
+    async def create(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> AppContext:
+        """Every service, wired; ``clock`` is the time the time-bound rules read (``services.clock``)."""
         if not settings.redis_url or not settings.neo4j_uri:
             raise RuntimeError("REDIS_URL and NEO4J_URI must be set (`raygram up` sets them for the embedded services)")
         redis = connect(settings.redis_url, fail_fast=True)
@@ -87,9 +107,27 @@ class AppContext:
         abuse = AbuseGuard(settings, redis, rate_limiter)
         likes = LikeService(settings, like_store, LikeGraph(graph), status_graph, hydrator, redis, ids, abuse)
         hydrator.page_view = likes.page_view
+        bookmarks = BookmarkService(BookmarkGraph(graph), BookmarkCache(redis), hydrator, ids)
+        hydrator.bookmarks = bookmarks.among
         timelines = TimelineStore(redis, settings.timeline_max, settings.outbox_max, settings.inactive_days)
+        story_store = StoryStore(redis, settings.story_tray_max, Durability.configured(settings))
+        relation_graph = RelationGraph(graph)
+        relations = RelationService(relation_graph, RelationCache(redis))
         feed = FeedManager(
-            settings, timelines, follow_graph, FollowerLists(redis, settings.follower_list_days), status_graph, actors
+            settings,
+            timelines,
+            follow_graph,
+            FollowerLists(redis, settings.follower_list_days),
+            status_graph,
+            actors,
+            relations,
+            story_store,
+        )
+        follows = FollowService(
+            follow_graph, account_graph, feed, events, account_cache, ids, abuse, locks, relations, relation_graph
+        )
+        statuses = StatusService(
+            settings, status_graph, follow_graph, hydrator, events, redis, ids, feed, abuse, likes, locks, relations
         )
         media.start()
         ctx = cls(
@@ -101,12 +139,12 @@ class AppContext:
             auth=AuthService(settings, account_graph, redis, ids, passwords),
             accounts=AccountService(settings, account_graph, ids, passwords, account_cache),
             events=events,
-            follows=FollowService(follow_graph, account_graph, feed, events, account_cache, ids, abuse, locks),
-            statuses=StatusService(
-                settings, status_graph, follow_graph, hydrator, events, redis, ids, feed, abuse, likes, locks
-            ),
+            follows=follows,
+            statuses=statuses,
             likes=likes,
-            notifications=NotificationService(NotificationStore(redis, settings.notifications_max), hydrator),
+            notifications=NotificationService(
+                NotificationStore(redis, settings.notifications_max), hydrator, relations
+            ),
             live=LiveHub(
                 redis,
                 settings.streaming_heartbeat_seconds,
@@ -115,6 +153,24 @@ class AppContext:
             ),
             feed=feed,
             home=HomeFeed(feed, hydrator),
+            stories=StoryService(
+                settings,
+                story_store,
+                StoryGraph(graph),
+                feed,
+                hydrator,
+                media,
+                events,
+                locks,
+                abuse,
+                relations,
+                statuses,
+                clock,
+            ),
+            relations=relations,
+            safety=SafetyService(relation_graph, relations, follows, account_graph, ids, events),
+            conversations=ConversationService(ConversationStore(redis), hydrator),
+            bookmarks=bookmarks,
             media=media,
         )
         ctx.statuses.media_attacher = media.attach_media_tx

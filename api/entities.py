@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from config import Settings
+from services.conversations import HydratedConversation
 from services.hydrate import HydratedStatus
 from services.notifications import HydratedNotification
+from services.safety import Relationship
 
 
 def iso_time(unix_ms: int | None) -> str | None:
@@ -74,21 +76,21 @@ def credential_account_entity(row: dict, settings: Settings) -> dict:
     return entity
 
 
-def relationship_entity(relationship: tuple[int, bool, bool]) -> dict:
-    account_id, following, followed_by = relationship
+def relationship_entity(relationship: Relationship) -> dict:
+    r = relationship
     return {
-        "id": str(account_id),
-        "following": following,
-        "showing_reblogs": following,
+        "id": str(r.id),
+        "following": r.following,
+        "showing_reblogs": r.following,
         "notifying": False,
         "languages": None,
-        "followed_by": followed_by,
-        "blocking": False,
-        "blocked_by": False,
-        "muting": False,
-        "muting_notifications": False,
-        "requested": False,
-        "requested_by": False,
+        "followed_by": r.followed_by,
+        "blocking": r.blocking,
+        "blocked_by": r.blocked_by,
+        "muting": r.muting,
+        "muting_notifications": r.muting_notifications,
+        "requested": r.requested,
+        "requested_by": r.requested_by,
         "domain_blocking": False,
         "endorsed": False,
         "note": "",
@@ -136,7 +138,7 @@ def status_entity(post: HydratedStatus, settings: Settings, accounts: dict[int, 
         "favourited": post.favourited,
         "reblogged": post.reblogged,
         "muted": False,
-        "bookmarked": False,
+        "bookmarked": post.bookmarked,
         "pinned": False,
         "content": status_html(status.get("text") or ""),
         "text": status.get("text") or "",
@@ -145,11 +147,23 @@ def status_entity(post: HydratedStatus, settings: Settings, accounts: dict[int, 
         "application": None,
         "account": account,
         "media_attachments": post.media,
-        "mentions": [],
+        "mentions": [
+            {"id": str(i), "username": name, "acct": name, "url": f"{base}/@{name}"}
+            for i, name in zip(status.get("mentions") or (), status.get("mention_names") or (), strict=False)
+        ],
         "tags": [],
         "emojis": [],
         "card": None,
         "poll": None,
+    }
+
+
+def conversation_entity(conversation: HydratedConversation, settings: Settings) -> dict:
+    return {
+        "id": str(conversation.id),
+        "unread": conversation.unread,
+        "accounts": [account_entity(a, settings) for a in conversation.accounts],
+        "last_status": status_entity(conversation.last_status, settings) if conversation.last_status else None,
     }
 
 

@@ -42,8 +42,24 @@ SCOPES = {
     "follow": "Legacy: follow, unfollow and read follows",
     "push": "Web push subscriptions",
     "profile": "Read the account's own profile only",
-    **{f"read:{s}": f"Read {s}" for s in ("accounts", "favourites", "follows", "notifications", "statuses")},
-    **{f"write:{s}": f"Change {s}" for s in ("accounts", "favourites", "follows", "media", "notifications")},
+    **{
+        f"read:{s}": f"Read {s}"
+        for s in ("accounts", "blocks", "bookmarks", "favourites", "follows", "mutes", "notifications", "statuses")
+    },
+    **{
+        f"write:{s}": f"Change {s}"
+        for s in (
+            "accounts",
+            "blocks",
+            "bookmarks",
+            "conversations",
+            "favourites",
+            "follows",
+            "media",
+            "mutes",
+            "notifications",
+        )
+    },
     "write:statuses": "Post, reblog, delete posts; set markers",
 }
 SECURITY_SCHEMES = {
@@ -267,6 +283,20 @@ MEDIA_UPLOAD = {
                     "file": {"type": "string", "format": "binary", "description": "An image or a video"},
                     "description": {"type": "string", "description": "Alt text"},
                     "focus": {"type": "string", "description": 'Focal point "x,y", each within -1.0 and 1.0'},
+                },
+            }
+        }
+    },
+}
+STORY_UPLOAD = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "A JPEG or PNG photo or a short MP4"}
                 },
             }
         }

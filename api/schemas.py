@@ -154,6 +154,13 @@ class MediaAttachment(BaseModel):
     variants: list[MediaVariant]
 
 
+class Mention(BaseModel):
+    id: str
+    username: str
+    acct: str
+    url: str
+
+
 class Status(BaseModel):
     id: str
     created_at: datetime
@@ -181,7 +188,7 @@ class Status(BaseModel):
     application: dict[str, Any] | None
     account: Account
     media_attachments: list[MediaAttachment]
-    mentions: list[dict[str, Any]]
+    mentions: list[Mention] = Field(description="Accounts the text mentions; a direct message's audience")
     tags: list[dict[str, Any]]
     emojis: list[dict[str, Any]]
     card: dict[str, Any] | None
@@ -191,6 +198,13 @@ class Status(BaseModel):
 class Context(BaseModel):
     ancestors: list[Status]
     descendants: list[Status]
+
+
+class Conversation(BaseModel):
+    id: str
+    unread: bool
+    accounts: list[Account] = Field(description="The other participants")
+    last_status: Status | None
 
 
 class Notification(BaseModel):
@@ -393,3 +407,69 @@ class Health(BaseModel):
     redis: str
     graph: str
     ray: str
+
+
+# -- stories (Pixelfed's shapes, ``/api/v1.1/stories/…``) ------------------------------------------------------------
+
+
+class StoryReply(BaseModel):
+    """Pixelfed's acknowledgement of a story action."""
+
+    code: int = Field(description="200")
+    msg: str | None = None
+
+
+class StoryAdded(BaseModel):
+    """An uploaded story, ready to publish once ``media_url`` is set (answered with 202 while processing)."""
+
+    code: int
+    msg: str
+    media_id: str = Field(description="Publish it with `POST /api/v1.1/stories/publish`; the story keeps this id")
+    media_url: str | None = Field(description="The 9:16 frame (photos) or the video; null while processing")
+    media_type: Literal["photo", "video"]
+
+
+class StoryPublished(StoryReply):
+    id: str = Field(description="The story's id (the upload's media_id)")
+    expires_at: datetime = Field(description="Exactly 24 hours after publishing; never shown after it")
+
+
+class StoryUser(BaseModel):
+    id: str
+    username: str
+    username_acct: str
+    avatar: str
+    local: bool
+    is_author: bool = Field(description="The story's author is the caller")
+
+
+class StoryNode(BaseModel):
+    id: str
+    pid: str = Field(description="The author's account id")
+    type: Literal["photo", "video"]
+    src: str = Field(description="Signed URL, valid until the story expires at the latest")
+    preview: str | None = Field(description="The 9:16 frame, or the video's poster in one")
+    duration: int = Field(description="Seconds to show it")
+    seen: bool
+    created_at: datetime
+    expires_at: datetime
+    can_reply: bool
+    can_react: bool
+
+
+class StoryAuthor(BaseModel):
+    """One author's active stories, oldest first."""
+
+    id: str = Field(description='"pfs:" and the author\'s account id')
+    user: StoryUser
+    nodes: list[StoryNode]
+    url: str
+    seen: bool = Field(description="Every story of the author was seen by the caller")
+
+
+class StoryCarousel(BaseModel):
+    """The caller's own stories first (``self``, its ``nodes`` empty when there are none), then the accounts they
+    follow with active stories: unseen authors before seen ones, each most recent first."""
+
+    self_: StoryAuthor = Field(alias="self")
+    nodes: list[StoryAuthor]

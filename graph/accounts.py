@@ -103,6 +103,17 @@ class AccountGraph:
         )
         return rows[0]["account"] if rows else None
 
+    async def ids_by_usernames(self, usernames: list[str]) -> dict[str, tuple[int, str]]:
+        """Lower-cased username -> (id, username as written at sign-up), for those that exist; one query."""
+        if not usernames:
+            return {}
+        rows = await self.graph.read(
+            "MATCH (a:Account) WHERE a.username_key IN $keys "
+            "RETURN a.username_key AS key, a.id AS id, a.username AS name",
+            keys=[u.lower() for u in usernames],
+        )
+        return {r["key"]: (r["id"], r["name"]) for r in rows}
+
     async def update_profile(self, account_id: int, changes: dict[str, Any]) -> Row | None:
         rows = await self.graph.write(
             f"MATCH (a:Account {{id: $id}}) SET a += $changes RETURN a {{ {ACCOUNT_FIELDS} }} AS account",

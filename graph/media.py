@@ -142,13 +142,34 @@ class MediaGraph:
         )
         return bool(rows)
 
+    async def retirable(self, media_ids: list[int]) -> list[Row]:
+        """The uploads among ``media_ids`` not deleted yet, each with whether another live upload shares its bytes
+        (uploads of the same bytes share their files): what deleting them means for the object store."""
+        if not media_ids:
+            return []
+        return await self.graph.read(
+            """
+            MATCH (m:Media) WHERE m.id IN $ids AND m.state <> 'deleted'
+            OPTIONAL MATCH (o:Media {sha256: m.sha256}) WHERE o.id <> m.id AND o.state <> 'deleted'
+            WITH m, count(o) AS others
+            RETURN m.id AS id, m.sha256 AS sha256, m.variants AS variants, others > 0 AS shared
+            """,
+            ids=media_ids,
+        )
+
+    async def mark_deleted(self, media_ids: list[int]) -> None:
+        """Uploads whose files are gone (an expired story's): their URLs answer 404 from now on."""
+        if media_ids:
+            await self.graph.write("MATCH (m:Media) WHERE m.id IN $ids SET m.state = 'deleted'", ids=media_ids)
+
 
 async def attachable_tx(tx: AsyncManagedTransaction, media_ids: list[int]) -> dict[int, Row]:
-    """Owner, status and state of ``media_ids``, read inside the caller's transaction."""
+    """Owner, status, state and purpose of ``media_ids``, read inside the caller's transaction."""
     result = await tx.run(
         """
         MATCH (m:Media) WHERE m.id IN $ids
-        RETURN m.id AS id, m.account_id AS account_id, m.status_id AS status_id, m.state AS state
+        RETURN m.id AS id, m.account_id AS account_id, m.status_id AS status_id, m.state AS state,
+               m.purpose AS purpose
         """,
         ids=media_ids,
     )
@@ -170,3 +191,33 @@ async def attach_tx(tx: AsyncManagedTransaction, account_id: int, status_id: int
     )
     record = await result.single()
     return int(record["n"]) if record else 0
+
+
+STORY_PURPOSE = "story"  # ``purpose`` of an upload made through the stories API: it gets a 9:16 variant
+
+
+async def claim_for_story_tx(tx: AsyncManagedTransaction, account_id: int, media_id: int, story_id: int) -> Row | str:
+    """Point a ready story upload of ``account_id`` at ``story_id``, inside the caller's transaction; returns the
+    record, or why it cannot be published (a message for the client)."""
+    result = await tx.run("MATCH (m:Media {id: $id}) RETURN m {.*} AS media", id=media_id)
+    rows = await result.data()
+    media = rows[0]["media"] if rows else None
+    if media is None or media["account_id"] != account_id:
+        return f"Validation failed: media {media_id} not found"
+    if media.get("purpose") != STORY_PURPOSE:
+        return f"Validation failed: media {media_id} was not uploaded as a story (POST /api/v1.1/stories/add)"
+    if media.get("story_id") is not None:
+        return f"Validation failed: media {media_id} is already published"
+    if media["state"] == "processing":
+        return "Cannot publish a story that has not finished processing. Try again in a moment!"
+    if media["state"] != "ready":
+        return f"Validation failed: media {media_id} could not be processed"
+    claimed = await tx.run(
+        "MATCH (m:Media {id: $id}) WHERE m.story_id IS NULL SET m.story_id = $story RETURN count(m) AS n",
+        id=media_id,
+        story=story_id,
+    )
+    record = await claimed.single()
+    if not record or not record["n"]:
+        return f"Validation failed: media {media_id} is already published"
+    return media

@@ -25,6 +25,10 @@ STATEMENTS: tuple[str, ...] = (
     "CREATE INDEX media_account IF NOT EXISTS FOR (m:Media) ON (m.account_id)",
     "CREATE INDEX media_state IF NOT EXISTS FOR (m:Media) ON (m.state)",
     "CREATE INDEX media_sha256 IF NOT EXISTS FOR (m:Media) ON (m.sha256)",
+    "CREATE CONSTRAINT story_id IF NOT EXISTS FOR (s:Story) REQUIRE s.id IS UNIQUE",
+    "CREATE INDEX story_account IF NOT EXISTS FOR (s:Story) ON (s.account_id)",
+    "CREATE INDEX story_expired IF NOT EXISTS FOR (s:Story) ON (s.expired)",
+    "CREATE INDEX story_delivered IF NOT EXISTS FOR (s:Story) ON (s.delivered)",
 )
 
 

@@ -1,8 +1,11 @@
 """Posts (Mastodon statuses) in the graph: ``(:Status)`` nodes keyed by snowflake id.
 
 A status carries its author's id (indexed) rather than an edge, so that an
-author's posts page by id with one index range. ``delivered`` turns true once
-fan-out has been acknowledged; the sweeper re-emits posts that stay false.
+author's posts page by id with one index range. A direct message
+(``visibility: 'direct'``) carries the ids of its audience in ``mentions``;
+the queries that feed timelines and profiles leave direct messages out.
+``delivered`` turns true once fan-out has been acknowledged; the sweeper
+re-emits posts that stay false.
 """
 
 from __future__ import annotations
@@ -242,6 +245,7 @@ class StatusGraph:
         limit: int,
         exclude_replies: bool = False,
         include_private: bool = True,
+        include_direct: bool = False,
     ) -> list[Row]:
         """One page of an author's posts, newest first (``min_id`` pages forward from a cursor).
 
@@ -249,6 +253,7 @@ class StatusGraph:
         """
         replies = "AND s.in_reply_to_id IS NULL" if exclude_replies else ""
         replies += "" if include_private else " AND s.visibility <> 'private'"
+        replies += "" if include_direct else " AND s.visibility <> 'direct'"
         order = "ASC" if min_id is not None else "DESC"
         rows = await self.graph.read(
             f"""
@@ -268,7 +273,7 @@ class StatusGraph:
         if not author_ids:
             return []
         rows = await self.graph.read(
-            "MATCH (s:Status) WHERE s.account_id IN $ids AND s.id > $after "
+            "MATCH (s:Status) WHERE s.account_id IN $ids AND s.id > $after AND s.visibility <> 'direct' "
             "RETURN s.id AS id, s.reblog_of_id AS reblog_of ORDER BY s.id DESC LIMIT $limit",
             ids=author_ids,
             after=newer_than,
@@ -286,6 +291,7 @@ class StatusGraph:
         order = "ASC" if oldest_first else "DESC"
         rows = await self.graph.read(
             "MATCH (s:Status) WHERE s.account_id IN $ids AND s.id > $after AND s.id < $before "
+            "AND s.visibility <> 'direct' "
             f"RETURN s.id AS id ORDER BY s.id {order} LIMIT $limit",
             ids=author_ids,
             after=after,
@@ -298,10 +304,11 @@ class StatusGraph:
         await self.graph.write("MATCH (s:Status {id: $id}) SET s.delivered = true", id=status_id)
 
     async def undelivered(self, older_than: int, newer_than: int, limit: int) -> list[Row]:
-        """Posts in the id window whose fan-out was never acknowledged."""
+        """Posts in the id window whose fan-out was never acknowledged, with what their event carries."""
         rows = await self.graph.read(
             "MATCH (s:Status) WHERE s.delivered = false AND s.id < $before AND s.id > $after "
-            "RETURN s.id AS id, s.account_id AS account_id LIMIT $limit",
+            "RETURN s.id AS id, s.account_id AS account_id, s.in_reply_to_account_id AS in_reply_to_account_id, "
+            "s.visibility AS visibility, s.mentions AS mentions LIMIT $limit",
             before=older_than,
             after=newer_than,
             limit=limit,

@@ -21,6 +21,7 @@ from PIL import Image, ImageOps
 PIPELINE = "v1"  # part of every variant key: change it when the output of this module changes
 WIDTHS = (1080, 640, 320)
 THUMB_SIDE = 320
+STORY_FRAME = (1080, 1920)  # a story's 9:16 frame (Instagram's and Pixelfed's size)
 JPEG_QUALITY = 85
 WEBP_QUALITY = 82
 BLURHASH_SIDE = 32
@@ -108,3 +109,16 @@ def render_image(source: Path | bytes) -> ImageResult:
     thumb = ImageOps.fit(source, (side, side), Image.Resampling.LANCZOS)
     variants.append(_encode(thumb, "thumb", "thumb", alpha, icc))
     return ImageResult(ow, oh, variants, compute_blurhash(made[-1]))
+
+
+def render_story_frame(source: Path | bytes, name: str = "story") -> Rendered:
+    """The 9:16 frame a story shows: the whole picture, oriented and scaled to fit 1080x1920, centred on its
+    own average colour (a story is never cropped: the author framed it). Metadata is dropped as for every
+    variant."""
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
+        opened.seek(0)
+        icc = opened.info.get("icc_profile")
+        image = ImageOps.exif_transpose(opened).convert("RGB")
+    average = image.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
+    frame = ImageOps.pad(image, STORY_FRAME, Image.Resampling.LANCZOS, color=average)
+    return _encode(frame, name, "story", False, icc)

@@ -54,6 +54,10 @@ class ObjectStore(Protocol):
 
     async def exists(self, key: str) -> bool: ...
 
+    async def delete(self, key: str) -> None:
+        """Remove ``key`` if present (an expired story's upload, when stories do not keep their media)."""
+        ...
+
     def open_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
         """Bytes ``start``..``end`` inclusive of ``key``, in chunks."""
         ...
@@ -143,6 +147,12 @@ class LocalObjectStore:
 
     async def exists(self, key: str) -> bool:
         return await aiofiles.os.path.isfile(self.path(key))
+
+    async def delete(self, key: str) -> None:
+        try:
+            await aiofiles.os.unlink(self.path(key))
+        except FileNotFoundError:
+            pass
 
     async def open_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
         remaining = end - start + 1

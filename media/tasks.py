@@ -22,8 +22,8 @@ import ray
 
 from config import Settings, get_settings
 from graph.driver import GraphClient, Row
-from graph.media import MediaGraph
-from media.images import PIPELINE, ImageResult, Rendered
+from graph.media import STORY_PURPOSE, MediaGraph
+from media.images import PIPELINE, ImageResult, Rendered, render_story_frame
 from media.images import render_image as render_image_file
 from media.metrics import record_processing
 from media.store import ObjectStore, local_store, original_key, variant_key
@@ -60,9 +60,18 @@ async def _publish_images(
     return published
 
 
+async def _publish_story_frame(store: ObjectStore, sha256: str, frame: Rendered) -> dict[str, Any]:
+    key = variant_key(sha256, frame.name, PIPELINE)
+    await store.put_bytes(key, frame.data)
+    return _describe(frame, key)
+
+
 async def _image_fields(store: ObjectStore, record: Row) -> Row:
-    result = render_image_file(store.path(original_key(record["sha256"])))
+    original = store.path(original_key(record["sha256"]))
+    result = render_image_file(original)
     variants = await _publish_images(store, record["sha256"], result)
+    if record.get("purpose") == STORY_PURPOSE:
+        variants.append(await _publish_story_frame(store, record["sha256"], render_story_frame(original)))
     meta = {"width": result.width, "height": result.height}
     return {"variants": json.dumps(variants), "meta": json.dumps(meta), "blurhash": result.blurhash}
 
@@ -73,6 +82,9 @@ async def _video_fields(store: ObjectStore, record: Row) -> Row:
     try:
         result = render_video(store.path(original_key(sha256)), scratch)
         variants = await _publish_images(store, sha256, result.poster, prefix="poster-")
+        if record.get("purpose") == STORY_PURPOSE:  # the poster in the story's 9:16 frame, from its widest variant
+            poster = render_story_frame(result.poster.variants[0].data, "poster-story")
+            variants.append(await _publish_story_frame(store, sha256, poster))
         key = variant_key(sha256, "web.mp4", PIPELINE)
         size = scratch.stat().st_size
         await store.put_file(key, scratch)

@@ -73,11 +73,14 @@ class UrlSigner:
         self.step = max(1, self.ttl // 8)
         self.base = (settings.cdn_base_url or settings.base_url).rstrip("/")
 
-    def url(self, key: str, media_id: int, now: float | None = None) -> str:
-        """The URL of the object ``key`` of upload ``media_id``, valid for at least the configured lifetime."""
+    def url(self, key: str, media_id: int, now: float | None = None, until: int | None = None) -> str:
+        """The URL of the object ``key`` of upload ``media_id``, valid for at least the configured lifetime,
+        or only until the Unix second ``until`` when that comes first (a story's URL ends with the story)."""
         path = MEDIA_PATH_PREFIX + quote(key)
         now = time.time() if now is None else now
         expires = (int(now + self.ttl) // self.step + 1) * self.step
+        if until is not None:
+            expires = min(expires, until)
         return f"{self.base}{path}?m={media_id}&e={expires}&s={signature(self.secret, path, media_id, expires)}"
 
     def verify(

@@ -73,6 +73,7 @@ class Inspection:
     width: int  # as stored (before EXIF orientation for images; as displayed for videos)
     height: int
     silent: bool = False  # a video without an audio track (Mastodon calls it gifv)
+    duration: float = 0.0  # seconds, for videos
 
 
 def sniff(head: bytes) -> Sniffed | None:
@@ -154,7 +155,9 @@ async def inspect_video(path: str, fmt: str, settings: Settings) -> Inspection:
         raise Invalid(f"Video is too large: at most {settings.media_video_max_pixels} pixels a frame")
     if info.duration > settings.media_video_max_seconds:
         raise Invalid(f"Video is too long: at most {settings.media_video_max_seconds:.0f} seconds")
-    return Inspection("video", fmt, CONTENT_TYPES[fmt], info.width, info.height, silent=not info.has_audio)
+    return Inspection(
+        "video", fmt, CONTENT_TYPES[fmt], info.width, info.height, silent=not info.has_audio, duration=info.duration
+    )
 
 
 async def inspect_upload(path: str, head: bytes, size: int, settings: Settings) -> Inspection:

@@ -11,6 +11,9 @@ Who gets a post
   * Then its audience, the author's followers: pushed into their inboxes, a
     page of the author's follower list at a time, one call per inbox shard
     (never per follower); or, for a celebrity, one append to their outbox.
+  * A direct message has no audience here: it is in no home feed, its
+    author's included (its recipients get it through their conversations and
+    notifications, ``actors.notifier``).
   * Users inactive for ``inactive_days`` get no pushes; their next read
     rebuilds their inbox from the graph (``populate_home``, fan-out on read).
     Only a finished rebuild makes an inbox count as kept.
@@ -33,10 +36,31 @@ Follows
     celebrity adds them to the merge; unfollowing removes both. For a while
     after an unfollow, late fan-out writes for the pair are refused.
 
+Who gets a story (``services.stories``)
+  * The same audience as a post, into a separate story tray per user
+    (``redis_store.stories``): pushed page by page of followers, one call per
+    inbox shard; a celebrity's stories are pulled from their own set at read
+    time, through the same merge set as their posts. Each entry carries its
+    deadline; a story past it is pushed to nobody.
+  * Following an author merges their active stories into the follower's tray;
+    unfollowing takes them out (and every read checks the follow anyway).
+  * A story shows to its author and to the accounts that follow the author,
+    never across a block either way (``story_viewers_among``), checked on
+    every read with one follow query and one relations look-up per page: a
+    locked account's pending requests are no follows.
+
 Dedupe and filters
   * A post shows once per page: a reblog is not delivered where its original
     (or another reblog of it) is already in the inbox, and ``filter_home``
     keeps the newest of a post and its reblogs on each page.
+  * ``filter_home`` drops what ``filter_from_home`` says the reader must not
+    see: posts by, reblogs of, and posts mentioning an account that blocks the
+    reader or is blocked or muted by them (a mute with a duration counts until
+    its expiry), and direct messages. The facts come from one cached look-up
+    per page (``services.relations``), never a graph query per read. A block
+    or mute also has the inbox cleaned of the account's posts, asynchronously
+    (``clear_from_home``, run by the fan-out worker); the filter covers the
+    meantime and what the clean-up cannot reach (reblogs by others).
 
 Rules that must run inside one Redis call to stay atomic (the reblog
 dedupe, skipping inactive users, the unfollow guard, the rebuild state) are
@@ -58,9 +82,12 @@ from graph.follows import FollowGraph
 from graph.statuses import StatusGraph
 from ids import id_to_ms, min_id_at_ms
 from redis_store.followers import FollowerLists, FollowerPages
+from redis_store.relations import Flags
+from redis_store.stories import StoryStore
 from redis_store.timelines import Entry, PageBounds, TimelineStore
 from services.availability import REDIS_DOWN, mark_degraded
 from services.hydrate import HydratedStatus, Hydrator
+from services.relations import RelationService
 
 REBUILD_FOLLOWING_LIMIT = 5000
 PerShard = Callable[[ActorHandle, list[int]], Awaitable[object]]
@@ -77,13 +104,17 @@ class FeedManager:
         followers: FollowerLists,
         statuses: StatusGraph,
         actors: ActorDirectory,
+        relations: RelationService,
+        stories: StoryStore,
     ) -> None:
+        self.relations = relations
         self.settings = settings
         self.timelines = timelines
         self.follows = follows
         self.followers = followers
         self.statuses = statuses
         self.actors = actors
+        self.stories = stories
 
     @property
     def celebrity_threshold(self) -> int:
@@ -105,6 +136,9 @@ class FeedManager:
         """A new post to its audience: the followers' inboxes (push) or the author's outbox (pull)."""
         status = await self.statuses.get(status_id)
         if status is None:  # deleted before its fan-out ran
+            return
+        if status.get("visibility") == "direct":  # its audience is its mentions, in no home feed
+            await self.statuses.mark_delivered(status_id)
             return
         entry = (status_id, status.get("reblog_of_id"))
         if await self.timelines.is_celebrity_ready(author_id):
@@ -136,6 +170,33 @@ class FeedManager:
         async for followers in pages:
             groups = group_by_shard(followers, self.settings.inbox_shards)
             await asyncio.gather(*(per_shard(self.actors.inboxes[k], users) for k, users in groups.items()))
+
+    # -- who gets a story ----------------------------------------------------------------
+
+    async def distribute_story(self, story_id: int, author_id: int, deadline: int) -> None:
+        """A new story to its audience until ``deadline``: the followers' trays, or nothing for a celebrity
+        (pulled at read time)."""
+        if deadline <= time.time() * 1000 or await self.timelines.is_celebrity_ready(author_id):
+            return
+        entries = [(story_id, deadline)]
+        await self._each_follower_page(author_id, lambda inbox, users: inbox.deliver_stories.remote(entries, users))
+
+    async def withdraw_story(self, story_id: int, author_id: int) -> None:
+        """A story its author ended out of the trays (reads skip it already: its record is gone)."""
+        if not await self.timelines.is_celebrity_ready(author_id):
+            await self._each_follower_page(
+                author_id, lambda inbox, users: inbox.remove_stories.remote([story_id], users)
+            )
+
+    async def story_viewers_among(self, viewer_id: int, author_ids: list[int]) -> set[int]:
+        """The authors among ``author_ids`` whose stories the viewer may see: themselves and those they follow,
+        less any blocked either way (one graph query and one relations look-up for the whole page)."""
+        others = sorted(set(author_ids) - {viewer_id})
+        if not others:
+            return {viewer_id} & set(author_ids)
+        following, _ = await self.follows.relationships(viewer_id, others)
+        hidden = await self.relations.hidden_among(viewer_id, following)
+        return (following - hidden) | ({viewer_id} & set(author_ids))
 
     # -- push or pull --------------------------------------------------------------
 
@@ -171,27 +232,44 @@ class FeedManager:
     # -- follows -----------------------------------------------------------------------
 
     async def merge_into_home(self, follower: int, followee: int) -> None:
-        """A new follow: the followee's recent posts into the follower's inbox, or their outbox into the merge."""
+        """A new follow: the followee's recent posts and active stories into the follower's inbox and tray, or
+        their outbox into the merge."""
         await self.timelines.clear_unfollowed(follower, followee)
+        inbox = self.actors.inbox_for(follower)
         if await self.timelines.is_celebrity_ready(followee):
-            await self.actors.inbox_for(follower).follow_celebrity.remote(followee, [follower])
+            await inbox.follow_celebrity.remote(followee, [follower])  # their posts and stories are pulled
             return
         recent = await self.statuses.recent_entries([followee], 0, self.settings.backfill_count)
-        await self.actors.inbox_for(follower).deliver.remote(recent[::-1], [follower], followee)
+        await inbox.deliver.remote(recent[::-1], [follower], followee)
+        stories = await self.stories.active_of(followee, int(time.time() * 1000))
+        if stories:
+            await inbox.deliver_stories.remote(stories, [follower])
 
     async def unmerge_from_home(self, follower: int, followee: int) -> None:
-        """An unfollow: the followee's posts out of the follower's inbox and merge."""
+        """An unfollow: the followee's posts and stories out of the follower's inbox, tray and merge."""
         # First the guard, then the clean-up: a fan-out or promotion that read the follower list before
         # the unfollow either wrote already (and is cleaned up below) or is refused by the guard.
         await self.timelines.mark_unfollowed(follower, followee)
         inbox = self.actors.inbox_for(follower)
         await inbox.unfollow_celebrity.remote(followee, [follower])
+        stories = await self.stories.active_of(followee, int(time.time() * 1000))
+        if stories:
+            await inbox.remove_stories.remote([story_id for story_id, _ in stories], [follower])
         oldest = await self.timelines.oldest_entry(follower)
         if oldest is None:
             return
         # Only the followee's posts inside the inbox's window can be in it: bounded by the window.
         entries = await self.statuses.recent_entries([followee], oldest - 1, self.settings.timeline_max)
         await inbox.remove.remote(entries, [follower])
+
+    async def clear_from_home(self, user_id: int, target: int) -> None:
+        """A block or mute: the target's posts out of the user's inbox (reads filter them meanwhile)."""
+        oldest = await self.timelines.oldest_entry(user_id)
+        if oldest is None:
+            return
+        entries = await self.statuses.recent_entries([target], oldest - 1, self.settings.timeline_max)
+        if entries:
+            await self.actors.inbox_for(user_id).remove.remote(entries, [user_id])
 
     # -- reading a home feed ---------------------------------------------------------
 
@@ -225,11 +303,31 @@ class FeedManager:
         await self.actors.inbox_for(user_id).rebuild.remote(user_id, entries[::-1], celebrities)
 
     async def filter_home(self, viewer_id: int, posts: list[HydratedStatus]) -> list[HydratedStatus]:
-        """What a home page shows of its hydrated entries: each post once (``dedupe_reblogs``).
+        """What a home page shows of its hydrated entries: each post once (``dedupe_reblogs``), none that
+        ``filter_from_home`` refuses. The viewer's blocks and mutes load once for the whole page."""
+        accounts = {a for post in posts for a in accounts_of(post)}
+        facts = await self.relations.flags(viewer_id, accounts)
+        now = self.relations.now_ms()
+        return dedupe_reblogs([p for p in posts if not filter_from_home(p, viewer_id, facts, now)])
 
-        A filter that needs data (who the viewer blocks, say) loads it once for the whole page.
-        """
-        return dedupe_reblogs(posts)
+
+def accounts_of(post: HydratedStatus) -> list[int]:
+    """The accounts a home entry involves: its author, the reblogged post's author, the accounts it mentions."""
+    original = post.original.status
+    return [post.status["account_id"], original["account_id"], *(original.get("mentions") or ())]
+
+
+def filter_from_home(post: HydratedStatus, viewer_id: int, facts: dict[int, Flags], now_ms: int) -> bool:
+    """True if the viewer's home must not show ``post`` (Mastodon's ``filter_from_home?``)."""
+    if post.status["visibility"] == "direct" or post.original.status["visibility"] == "direct":
+        return True
+    if post.status["account_id"] == viewer_id:
+        return False  # one's own posts and reblogs always show
+    for account in accounts_of(post):
+        flags = facts.get(account)
+        if flags is not None and (flags.hidden or flags.muted_at(now_ms)):
+            return True
+    return False
 
 
 def dedupe_reblogs(posts: list[HydratedStatus]) -> list[HydratedStatus]:

@@ -20,6 +20,7 @@ post's own invalidation (deletion) takes them along.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -33,6 +34,8 @@ from redis_store.likes import PageView
 from services.availability import GRAPH_DOWN, REDIS_DOWN, mark_degraded
 
 Row = dict[str, Any]
+# (viewer, status ids) -> the ones the viewer bookmarked
+BookmarkLoader = Callable[[int, list[int]], Awaitable[set[int]]]
 # (viewer, status ids, a command to send along) -> (the view, that command's reply or None if Redis is down)
 PageViewLoader = Callable[[int | None, list[int], Callable[[Pipeline], object]], Awaitable[tuple[PageView, Any]]]
 ATTACHMENTS = "attachments"  # field of a cached status record: its unsigned attachments, in the post's order
@@ -59,6 +62,7 @@ class HydratedStatus:
     favourited: bool = False
     reblogged: bool = False
     reblog: HydratedStatus | None = None
+    bookmarked: bool = False
     id: int = field(init=False)  # the status's id: read often per page (dedupe, visibility, entities), so a slot
 
     def __post_init__(self) -> None:
@@ -85,6 +89,7 @@ class Hydrator:
         self.account_cache = account_cache
         self.media = media
         self.page_view: PageViewLoader | None = None
+        self.bookmarks: BookmarkLoader | None = None
 
     async def status_rows(self, ids: list[int]) -> dict[int, Row]:
         """Status records with their ``attachments``, from the cache or (misses) the graph."""
@@ -155,17 +160,26 @@ class Hydrator:
             statuses.update(await self.status_rows([o for o in originals if o not in statuses]))
         await self._complete(list(statuses.values()))
         authors = list(dict.fromkeys(s["account_id"] for s in statuses.values()))
-        view, cached = None, None
+        view, cached, bookmarked = None, None, set()
         if self.page_view and statuses:  # the authors' cached records come in the view's round trip
-            view, raw = await self.page_view(
+            view_call = self.page_view(
                 viewer_id, list(statuses), lambda pipe: self.account_cache.queue_get_many(pipe, authors)
             )
+            if self.bookmarks and viewer_id is not None:  # the viewer's bookmarks: one more call, alongside
+                (view, raw), bookmarked = await asyncio.gather(view_call, self.bookmarks(viewer_id, list(statuses)))
+            else:
+                view, raw = await view_call
             cached = None if raw is None else self.account_cache.decode(authors, raw)
         accounts = await read_aside(self.account_cache, self.accounts.get_accounts, authors, cached)
         counts = view.counts if view else {}
         liked, reblogged = (view.liked, view.reblogged) if view else (set(), set())
 
-        return assemble(ids, statuses, accounts, self.media.render, counts, liked, reblogged)
+        page = assemble(ids, statuses, accounts, self.media.render, counts, liked, reblogged)
+        if bookmarked:
+            for post in page:
+                for shown in (post, post.reblog) if post.reblog else (post,):
+                    shown.bookmarked = shown.id in bookmarked
+        return page
 
 
 def assemble(

@@ -28,7 +28,7 @@ from starlette.datastructures import UploadFile
 
 from config import Settings
 from graph.driver import GraphClient, Row
-from graph.media import MediaGraph, attach_tx, attachable_tx
+from graph.media import STORY_PURPOSE, MediaGraph, attach_tx, attachable_tx
 from ids import SnowflakeGenerator
 from media import validation
 from media.metrics import record_upload
@@ -45,6 +45,7 @@ CONTENT_TYPES = {".jpg": "image/jpeg", ".webp": "image/webp", ".mp4": "video/mp4
 
 
 PUBLIC_VISIBILITIES = ("public", "unlisted")
+STORY_FORMATS = ("jpeg", "png", "mp4")  # what Pixelfed's stories take
 # A signed URL is handed out again for up to this long (capped at a sixteenth of the URL lifetime), so it is valid
 # for at least the lifetime less that; the memo is emptied when it reaches SIGNED_MEMO_MAX entries.
 SIGNED_REUSE_SECONDS = 60.0
@@ -213,15 +214,40 @@ class MediaService:
         if description is not None and len(description) > limit:
             raise Unprocessable(f"Validation failed: description is too long (at most {limit} characters)")
 
+    def _check_story(self, found: validation.Inspection, size: int) -> None:
+        """A story takes a JPEG or PNG photo or a short MP4 video, within the story limits."""
+        if found.format not in STORY_FORMATS:
+            record_upload(found.kind, "unsupported")
+            raise UnsupportedMediaType("File type is not supported for stories: upload a JPEG or PNG photo or an MP4")
+        limit = self.settings.story_image_max_bytes if found.kind == "image" else self.settings.story_video_max_bytes
+        if size > limit:
+            record_upload(found.kind, "too_large")
+            raise PayloadTooLarge(f"File is too large: story {found.kind}s may be at most {limit // (1024 * 1024)} MB")
+        if found.kind == "video" and found.duration > self.settings.story_video_max_seconds:
+            record_upload(found.kind, "invalid")
+            raise Unprocessable(
+                f"Video is too long for a story: at most {self.settings.story_video_max_seconds:.0f} seconds"
+            )
+
     async def upload(
-        self, account_id: int, upload: UploadFile, description: str | None, focus: str | None
+        self,
+        account_id: int,
+        upload: UploadFile,
+        description: str | None,
+        focus: str | None,
+        purpose: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """Accept an upload; returns (MediaAttachment entity, whether it is ready already)."""
+        """Accept an upload; returns (MediaAttachment entity, whether it is ready already).
+
+        ``purpose="story"`` (``graph.media.STORY_PURPOSE``): an upload for a story, within the story limits;
+        processing adds its 9:16 frame, and only a story may use it."""
         self._check_description(description)
         point = parse_focus(focus)
         path, head, size, sha256 = await self._stage(upload)
         try:
             found = await self._inspect(path, head, size)
+            if purpose == STORY_PURPOSE:
+                self._check_story(found, size)
         except BaseException:
             await aiofiles.os.unlink(path)
             raise
@@ -239,10 +265,11 @@ class MediaService:
             "description": description or None,
             "created_at": now,
             "attempt_at": now,
+            "purpose": purpose,
         }
         if point is not None:
             record["focus_x"], record["focus_y"] = point
-        shared = await self._processed_twin(sha256)
+        shared = await self._processed_twin(sha256, purpose)
         if shared is not None:
             record.update(shared, state="ready", processed_at=now)
         record = {k: v for k, v in record.items() if v is not None}
@@ -256,13 +283,16 @@ class MediaService:
                 record = await self.graph.get(record["id"]) or record
         return self.entity(record), record["state"] == "ready"
 
-    async def _processed_twin(self, sha256: str) -> Row | None:
-        """Variants and metadata of an earlier ready upload of the same bytes, if they are all still stored."""
+    async def _processed_twin(self, sha256: str, purpose: str | None) -> Row | None:
+        """Variants and metadata of an earlier ready upload of the same bytes, if they are all still stored
+        (and include a story's frame, for a story)."""
         twin = await self.graph.find_ready_by_sha256(sha256)
         if twin is None:
             return None
         variants = orjson.loads(twin.get("variants") or "[]")
         if not variants or not all(v["key"].startswith(SERVABLE_PREFIXES) for v in variants):
+            return None
+        if purpose == STORY_PURPOSE and not any(v["role"] == "story" for v in variants):
             return None
         for variant in variants:
             if not await self.store.exists(variant["key"]):
@@ -327,6 +357,8 @@ class MediaService:
                 raise Unprocessable(f"Validation failed: media {media_id} not found")
             if row["status_id"] is not None:
                 raise Unprocessable(f"Validation failed: media {media_id} is already attached to a status")
+            if row.get("purpose") == STORY_PURPOSE:
+                raise Unprocessable(f"Validation failed: media {media_id} was uploaded for a story")
             if row["state"] == "processing":
                 raise Unprocessable("Cannot attach files that have not finished processing. Try again in a moment!")
             if row["state"] != "ready":

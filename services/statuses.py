@@ -28,8 +28,11 @@ from services.errors import Forbidden, NotFound, Unprocessable
 from services.feed import FeedManager
 from services.hydrate import HydratedStatus, Hydrator
 from services.likes import LikeService
+from services.mentions import mentioned_usernames
+from services.relations import RelationService
 
-VISIBILITIES = ("public", "unlisted", "private")
+VISIBILITIES = ("public", "unlisted", "private", "direct")
+REBLOG_VISIBILITIES = ("public", "unlisted", "private")  # a direct message cannot be shared
 THREAD_DEPTH = 64  # how far up and down a thread ``context`` looks
 IDEMPOTENCY_SECONDS = 3600
 MediaAttacher = Callable[[AsyncManagedTransaction, int, int, list[int]], Awaitable[None]]
@@ -49,7 +52,9 @@ class StatusService:
         abuse: AbuseGuard,
         likes: LikeService,
         locks: Locks,
+        relations: RelationService,
     ) -> None:
+        self.relations = relations
         self.settings = settings
         self.statuses = statuses
         self.follows = follows
@@ -96,6 +101,9 @@ class StatusService:
                 await self.abuse.check_comment(author, text, in_reply_to_id)
         else:
             await self.abuse.rate_limit("post", account_id)
+        if parent is not None and parent.status["visibility"] == "direct":
+            visibility = "direct"  # a reply in a conversation stays in it
+        mentions, mention_names = await self._mentions(account_id, text, parent if visibility == "direct" else None)
 
         status_id = self.ids.next_id()
         idem_key = f"idem:status:{account_id}:{idempotency_key}" if idempotency_key else None
@@ -114,6 +122,8 @@ class StatusService:
             language=language,
             in_reply_to_id=in_reply_to_id,
             media_ids=media_ids,
+            mentions=mentions,
+            mention_names=mention_names,
         )
         attach = self.media_attacher
 
@@ -134,21 +144,44 @@ class StatusService:
             raise
         # Independent steps, at once. The record goes into the cache, so the answer below does not read
         # it back from the graph; a step that fails leaves at worst a fan-out for the sweeper to redo.
+        # A direct message is in no home feed, its author's included.
+        own_home = [self.feed.push_to_own_home(account_id, (status_id, None))] if visibility != "direct" else []
         known, *_ = await asyncio.gather(
             self.hydrator.cache_statuses([row]),
             self.hydrator.account_cache.invalidate(account_id),
             *([self.hydrator.status_cache.invalidate(in_reply_to_id)] if in_reply_to_id is not None else []),
-            self.feed.push_to_own_home(account_id, (status_id, None)),
+            *own_home,
             self.events.publish(
                 "status.created",
                 status_id=status_id,
                 account_id=account_id,
                 in_reply_to_account_id=parent.status["account_id"] if parent else None,
+                visibility=visibility,
+                mentions=mentions,
             ),
         )
         if parent is not None:
             metrics.count("raygram_comments", "Comments")
         return (await self.hydrator.hydrate([status_id], viewer_id=account_id, known=known))[0]
+
+    async def _mentions(
+        self, author: int, text: str, conversation: HydratedStatus | None
+    ) -> tuple[list[int], list[str]]:
+        """(ids, usernames) of the accounts the text mentions, in order, plus the participants of the direct
+        message ``conversation`` replies to; the author, unknown names and accounts blocked either way left out."""
+        names = mentioned_usernames(text, self.settings.instance_domain)
+        found = await self.hydrator.accounts.ids_by_usernames(names)
+        people = dict(found[name] for name in names if name in found)  # id -> username
+        if conversation is not None:
+            people.setdefault(conversation.status["account_id"], conversation.account["username"])
+            for mentioned, name in zip(
+                conversation.status.get("mentions") or (), conversation.status.get("mention_names") or (), strict=False
+            ):
+                people.setdefault(mentioned, name)
+        people.pop(author, None)
+        hidden = await self.relations.hidden_among(author, people)
+        kept = [(i, name) for i, name in people.items() if i not in hidden]
+        return [i for i, _ in kept], [name for _, name in kept]
 
     async def _forget(self, idem_key: str | None) -> None:
         if idem_key:
@@ -173,20 +206,29 @@ class StatusService:
         return hydrated[0]
 
     async def visible_ids(self, posts: list[HydratedStatus], viewer_id: int | None) -> set[int]:
-        """Which of ``posts`` the viewer may see, with one relationship query for all private authors."""
+        """Which of ``posts`` the viewer may see: one relationship query for all private authors, one cached
+        look-up for blocks. Hidden: a private post unless the viewer follows its author, a direct message
+        unless the viewer wrote it or is mentioned in it, and anything by an account that blocks the viewer
+        or that the viewer blocks (for a reblog, its sharer's and its original's author both count)."""
+        shown_posts = [shown for post in posts for shown in (post, post.original)]
         private_authors = {
             shown.status["account_id"]
-            for post in posts
-            for shown in (post, post.original)
+            for shown in shown_posts
             if shown.status["visibility"] == "private" and shown.status["account_id"] != viewer_id
         }
         following: set[int] = set()
         if private_authors and viewer_id is not None:
             following, _ = await self.follows.relationships(viewer_id, sorted(private_authors))
+        hidden = await self.relations.hidden_among(viewer_id, {shown.status["account_id"] for shown in shown_posts})
 
         def allowed(shown: HydratedStatus) -> bool:
             author = shown.status["account_id"]
-            return shown.status["visibility"] != "private" or author == viewer_id or author in following
+            if author in hidden:
+                return False
+            visibility = shown.status["visibility"]
+            if visibility == "direct":
+                return author == viewer_id or viewer_id in (shown.status.get("mentions") or ())
+            return visibility != "private" or author == viewer_id or author in following
 
         return {post.id for post in posts if allowed(post) and allowed(post.original)}
 
@@ -223,12 +265,14 @@ class StatusService:
     async def reblog(self, account_id: int, status_id: int, visibility: str) -> HydratedStatus:
         """Share a post with one's followers (once; sharing again returns the same reblog)."""
         original = (await self.get(status_id, account_id)).original
+        if original.status["visibility"] == "direct":
+            raise Unprocessable("Validation failed: Reblog of a direct message is not allowed")
         if original.status["visibility"] == "private":
             if original.status["account_id"] != account_id:
                 raise Unprocessable("Validation failed: Reblog of a private post is not allowed")
             visibility = "private"  # sharing your own private post keeps it among your followers
-        if visibility not in VISIBILITIES:
-            raise Unprocessable(f"Validation failed: Visibility must be one of {', '.join(VISIBILITIES)}")
+        if visibility not in REBLOG_VISIBILITIES:
+            raise Unprocessable(f"Validation failed: Visibility must be one of {', '.join(REBLOG_VISIBILITIES)}")
         await self.abuse.rate_limit("post", account_id)
         record = new_status(
             self.ids.next_id(), account_id, int(time.time() * 1000), reblog_of_id=original.id, visibility=visibility
@@ -260,10 +304,13 @@ class StatusService:
                 await self.delete(reblog["id"], account_id)
         return await self.get(original.id, account_id)
 
-    async def reblogged_by(self, status_id: int, max_id: int | None, limit: int) -> list[tuple[int, dict]]:
-        """(reblog id as cursor, account) pairs, newest share first."""
+    async def reblogged_by(
+        self, status_id: int, viewer_id: int | None, max_id: int | None, limit: int
+    ) -> list[tuple[int, dict]]:
+        """(reblog id as cursor, account) pairs, newest share first; accounts blocked either way left out."""
         pairs = await self.statuses.rebloggers(status_id, max_id, limit)
-        accounts = await self.hydrator.account_rows([aid for _, aid in pairs])
+        hidden = await self.relations.hidden_among(viewer_id, [aid for _, aid in pairs])
+        accounts = await self.hydrator.account_rows([aid for _, aid in pairs if aid not in hidden])
         return [(rid, accounts[aid]) for rid, aid in pairs if aid in accounts]
 
     async def context(
@@ -292,6 +339,8 @@ class StatusService:
         limit: int,
         exclude_replies: bool,
     ) -> list[HydratedStatus]:
+        if await self.relations.hidden_among(viewer_id, [account_id]):
+            return []  # blocked either way: nothing to show (Mastodon answers an empty list)
         may_see_private = viewer_id == account_id
         if viewer_id is not None and not may_see_private:
             try:
@@ -301,7 +350,14 @@ class StatusService:
             if may_see_private is None:  # no complete list in Redis (a celebrity, say): ask the graph
                 may_see_private = await self.follows.is_following(viewer_id, account_id)
         rows = await self.statuses.by_author(
-            account_id, max_id, since_id, min_id, limit, exclude_replies, include_private=may_see_private
+            account_id,
+            max_id,
+            since_id,
+            min_id,
+            limit,
+            exclude_replies,
+            include_private=may_see_private,
+            include_direct=viewer_id == account_id,
         )
         if not rows:
             return []

@@ -34,6 +34,7 @@ TEST_ENV = {
     "SWEEP_GRACE_SECONDS": "2",
     "FAVOURITE_RATE_LIMIT": "40",
     "STREAMING_HEARTBEAT_SECONDS": "1",
+    "STORY_EXPIRY_INTERVAL_SECONDS": "1",  # tests/test_stories.py waits for the expiry actor's clean-up
 }
 
 

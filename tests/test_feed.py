@@ -149,7 +149,7 @@ def test_status_crud_and_validation(http: httpx.Client, make_user: UserFactory) 
     for bad in (
         {"status": ""},
         {"status": "x" * 2201},
-        {"status": "hi", "visibility": "direct"},
+        {"status": "hi", "visibility": "secret"},
         {"status": "hi", "in_reply_to_id": "abc"},
     ):
         response = http.post("/api/v1/statuses", headers=alice.headers, data=bad)

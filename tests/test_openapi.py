@@ -79,7 +79,7 @@ def test_posting_declares_the_body_in_json_and_form_encoding(document: dict[str,
     )
     assert form_body["properties"]["media_ids[]"]["type"] == "array"  # Mastodon's array encoding in forms
     assert form_body["properties"]["media_ids[]"]["items"]["pattern"] == ID_PATTERN
-    assert form_body["properties"]["visibility"]["enum"] == ["public", "unlisted", "private"]
+    assert form_body["properties"]["visibility"]["enum"] == ["public", "unlisted", "private", "direct"]
     assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in op["parameters"])
     assert {"BearerToken": ["write:statuses"]} in scopes(op)
     assert {"401", "403", "404", "422", "429", "503"} <= set(op["responses"])

@@ -24,8 +24,8 @@ node through an attribute pytest removed).
 
 Media downloads are fuzzed with made-up signatures only (a real key holds
 slashes, which a generated path parameter cannot); ``tests/test_media.py``
-serves real ones. Left out: the two server-sent-event streams
-(``/api/v1/streaming/user…``) never end, so a generated request would only
+serves real ones. Left out: the server-sent-event streams
+(``/api/v1/streaming/user…``, ``/api/v1/streaming/direct``) never end, so a generated request would only
 hang until its timeout; ``tests/test_streaming_limits.py`` tests them. The
 WebSocket is not an OpenAPI operation.
 """
@@ -60,7 +60,7 @@ CHECKS = (
     "unsupported_method",
     "ignored_auth",
 )
-NOT_FUZZED = r"^/api/v1/streaming/user"
+NOT_FUZZED = r"^/api/v1/streaming/(user|direct)"
 
 
 def png() -> bytes:

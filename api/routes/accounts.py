@@ -7,6 +7,7 @@ from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field
 
 from api.auth import app_principal, client_address, context, scoped
+from api.context import AppContext
 from api.entities import account_entity, credential_account_entity
 from api.openapi import ANY_TOKEN, doc
 from api.pagination import link_header
@@ -49,6 +50,14 @@ def account_page(request: Request, rows: list[tuple[int, dict]], settings: Setti
     return ORJSONResponse([account_entity(account, settings) for _, account in rows], headers=headers)
 
 
+async def _credential_account(ctx: AppContext, account: dict) -> dict:
+    """The CredentialAccount, with the pending follow requests counted for a locked account."""
+    entity = credential_account_entity(account, ctx.settings)
+    if account.get("locked"):
+        entity["source"]["follow_requests_count"] = await ctx.follows.relation_graph.count_requests(account["id"])
+    return entity
+
+
 @router.post("/api/v1/accounts", **doc(Token, body=SignUpForm, auth=ANY_TOKEN, errors=[429]))
 async def sign_up(request: Request, principal: Principal = Depends(app_principal)) -> ORJSONResponse:
     ctx = context(request)
@@ -72,7 +81,7 @@ async def verify_credentials(
 ) -> ORJSONResponse:
     ctx = context(request)
     account = await ctx.accounts.get(principal.account_id)  # type: ignore[arg-type]
-    return ORJSONResponse(credential_account_entity(account, ctx.settings))
+    return ORJSONResponse(await _credential_account(ctx, account))
 
 
 @router.patch(
@@ -84,7 +93,10 @@ async def update_credentials(
     ctx = context(request)
     form = await parse(request, UpdateCredentialsForm)
     account = await ctx.accounts.update_profile(principal.account_id, form.model_dump(exclude_none=True))  # type: ignore[arg-type]
-    return ORJSONResponse(credential_account_entity(account, ctx.settings))
+    if form.locked is False:  # unlocking accepts the pending follow requests (Mastodon's behaviour)
+        await ctx.follows.authorize_all(principal.account_id)  # type: ignore[arg-type]
+        account = await ctx.accounts.get(principal.account_id)  # type: ignore[arg-type]
+    return ORJSONResponse(await _credential_account(ctx, account))
 
 
 @router.get("/api/v1/accounts/lookup", **doc(Account, query=LookupQuery, errors=[404]))

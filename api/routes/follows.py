@@ -30,19 +30,21 @@ async def relationships(request: Request, principal: Principal = Depends(scoped(
     if len(raw) > 100:
         raise Unprocessable("Validation failed: at most 100 ids")
     ids = [int(i) for i in raw if is_id(i)]
-    found = await context(request).follows.relationships(principal.account_id, ids)  # type: ignore[arg-type]
+    found = await context(request).safety.relationships(principal.account_id, ids)  # type: ignore[arg-type]
     return ORJSONResponse([relationship_entity(r) for r in found])
 
 
 @router.post(
-    "/api/v1/accounts/{account_id:id}/follow", **doc(Relationship, auth="write:follows", errors=[404, 409, 429])
+    "/api/v1/accounts/{account_id:id}/follow",
+    **doc(Relationship, auth="write:follows", errors=[403, 404, 409, 429]),
 )
 async def follow(
     account_id: IdPath, request: Request, principal: Principal = Depends(scoped("write:follows"))
 ) -> ORJSONResponse:
     ctx = context(request)
-    result = await ctx.follows.follow(principal.account_id, parse_id(account_id))  # type: ignore[arg-type]
-    return ORJSONResponse(relationship_entity(result))
+    target = parse_id(account_id)
+    await ctx.follows.follow(principal.account_id, target)  # type: ignore[arg-type]
+    return ORJSONResponse(relationship_entity(await ctx.safety.relationship(principal.account_id, target)))  # type: ignore[arg-type]
 
 
 @router.post("/api/v1/accounts/{account_id:id}/unfollow", **doc(Relationship, auth="write:follows", errors=[404, 409]))
@@ -50,8 +52,9 @@ async def unfollow(
     account_id: IdPath, request: Request, principal: Principal = Depends(scoped("write:follows"))
 ) -> ORJSONResponse:
     ctx = context(request)
-    result = await ctx.follows.unfollow(principal.account_id, parse_id(account_id))  # type: ignore[arg-type]
-    return ORJSONResponse(relationship_entity(result))
+    target = parse_id(account_id)
+    await ctx.follows.unfollow(principal.account_id, target)  # type: ignore[arg-type]
+    return ORJSONResponse(relationship_entity(await ctx.safety.relationship(principal.account_id, target)))  # type: ignore[arg-type]
 
 
 FOLLOW_PAGE_DOC = doc(list[Account], query=PageParams, paged=True, errors=[404])

@@ -14,13 +14,13 @@ from api.params import Id, IdPath, parse, parse_id
 from api.routes.accounts import account_page
 from api.schemas import Account, Context, Status
 from services.auth import Principal
-from services.statuses import VISIBILITIES
+from services.statuses import REBLOG_VISIBILITIES
 
 router = APIRouter()
 
 
 class ReblogForm(BaseModel):
-    visibility: str = Field(default="public", json_schema_extra={"enum": list(VISIBILITIES)})
+    visibility: str = Field(default="public", json_schema_extra={"enum": list(REBLOG_VISIBILITIES)})
 
 
 class ContextQuery(BaseModel):
@@ -59,7 +59,10 @@ async def favourited_by(
     ctx = context(request)
     page = await parse(request, PageParams)
     post = await ctx.statuses.get(parse_id(status_id), principal.account_id if principal else None)
+    viewer = principal.account_id if principal else None
     rows = await ctx.likes.favourited_by(post.original.id, page.max_id, page.limit)
+    hidden = await ctx.relations.hidden_among(viewer, [account["id"] for _, account in rows])
+    rows = [(cursor, account) for cursor, account in rows if account["id"] not in hidden]
     return account_page(request, rows, ctx.settings)
 
 
@@ -69,6 +72,9 @@ async def favourites(request: Request, principal: Principal = Depends(scoped("re
     page = await parse(request, PageParams)
     found = await ctx.likes.favourites(principal.account_id, page.max_id, page.since_id, page.limit)  # type: ignore[arg-type]
     headers = link_header(request, found[0][0], found[-1][0], prev=False) if found else {}
+    # Posts the user may no longer see (a block since, a private post of someone unfollowed) are left out.
+    visible = await ctx.statuses.visible_ids([p for _, p in found], principal.account_id)
+    found = [(cursor, p) for cursor, p in found if p.id in visible]
     return ORJSONResponse(status_entities([p for _, p in found], ctx.settings), headers=headers)
 
 
@@ -104,7 +110,8 @@ async def reblogged_by(
     ctx = context(request)
     page = await parse(request, PageParams)
     post = await ctx.statuses.get(parse_id(status_id), principal.account_id if principal else None)
-    rows = await ctx.statuses.reblogged_by(post.original.id, page.max_id, page.limit)
+    viewer = principal.account_id if principal else None
+    rows = await ctx.statuses.reblogged_by(post.original.id, viewer, page.max_id, page.limit)
     return account_page(request, rows, ctx.settings)
 
 

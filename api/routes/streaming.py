@@ -23,14 +23,18 @@ from starlette.types import Receive, Scope, Send
 
 from api.auth import client_address, context, has_scope
 from api.context import AppContext
-from api.entities import notification_entity, status_entity
+from api.entities import conversation_entity, notification_entity, status_entity
 from api.openapi import SSE_DOC
 from redis_store.live import Listener, StreamLimitReached
 from services.auth import Principal
 from services.errors import NotFound, RateLimited, Unauthorized
 
 router = APIRouter()
-STREAM_EVENTS = {"user": {"update", "notification", "delete"}, "user:notification": {"notification"}}
+STREAM_EVENTS = {
+    "user": {"update", "notification", "delete"},
+    "user:notification": {"notification"},
+    "direct": {"conversation"},
+}
 
 
 async def _principal_from(ctx: AppContext, token: str | None) -> Principal:
@@ -60,10 +64,15 @@ async def render(ctx: AppContext, user_id: int, message: dict) -> tuple[str, str
     try:
         if event == "update":
             post = await ctx.statuses.get(int(message["status_id"]), user_id)
+            if not await ctx.feed.filter_home(user_id, [post]):
+                return None  # the home feed's rules (mutes, blocks) hold for its live updates too
             return event, orjson.dumps(status_entity(post, ctx.settings)).decode()
         if event == "notification":
             found = await ctx.notifications.get(user_id, int(message["id"]))
             return event, orjson.dumps(notification_entity(found, ctx.settings)).decode()
+        if event == "conversation":
+            conversation = await ctx.conversations.get(user_id, int(message["id"]))
+            return event, orjson.dumps(conversation_entity(conversation, ctx.settings)).decode()
     except NotFound:  # deleted (or no longer visible) before it could be sent
         return None
     return None
@@ -145,6 +154,12 @@ async def user_stream(request: Request) -> StreamingResponse:
 @router.get("/api/v1/streaming/user/notification", response_class=StreamingResponse, **SSE_DOC)
 async def user_notification_stream(request: Request) -> StreamingResponse:
     return await _sse(request, "user:notification")
+
+
+@router.get("/api/v1/streaming/direct", response_class=StreamingResponse, **SSE_DOC)
+async def direct_stream(request: Request) -> StreamingResponse:
+    """Direct-message conversations as they change (``conversation`` events)."""
+    return await _sse(request, "direct")
 
 
 @router.websocket("/api/v1/streaming")
