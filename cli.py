@@ -1,10 +1,12 @@
-"""The ``raygram`` command: ``up`` starts the stack in the foreground, ``down`` stops it, ``events`` lists
+"""The ``raygram`` command: ``up`` starts the stack in the foreground, ``down`` stops it, ``status`` prints its
+figures (``ops_status``), ``serve apply`` changes its Serve config live (replicas, settings), ``events`` lists
 (``dead``) or puts back (``replay``) the events the background consumers gave up on, ``import`` loads a
 social graph into it (``lab.import_command``), ``simulate`` runs a lab experiment (docs/lab.md)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -57,6 +59,7 @@ def run_stack(settings: Settings, stack: Stack, dashboard: bool) -> int:
         print(f"  API docs   {settings.base_url}/docs")
         print(f"  health     {settings.base_url}/health")
         print(f"  dashboard  {stack.dashboard_url() or 'off (`raygram up --dashboard` starts it)'}")
+        print(f"  metrics    {', '.join(stack.metrics_urls())}  (`raygram status` sums them up)")
         print("Ctrl-C (or `raygram down`) stops what this command started.", flush=True)
         while not stop_requested:
             time.sleep(0.5)
@@ -84,7 +87,7 @@ def down(settings: Settings) -> int:
         while running.alive() and time.monotonic() < deadline:
             time.sleep(0.2)
         print(f"stopped raygram (pid {running.pid})")
-    for name in ("graph", "redis"):
+    for name in ("seaweedfs", "graph", "redis"):
         leftover = ManagedProcess(name, state_dir / f"{name}.pid", state_dir / f"{name}.log")
         if leftover.running_pid() is not None:
             leftover.stop()
@@ -132,6 +135,33 @@ def run_simulation(experiment: Path, results: Path) -> int:
     return 0
 
 
+def serve_apply(settings: Settings, config_file: Path) -> int:
+    """Apply a Serve config (``deploy/serve.yaml``'s format) to the running stack's Serve, as ``serve deploy``
+    would through the dashboard; returns once its applications run."""
+    import yaml
+
+    from ops_status import read_endpoints
+
+    endpoints = read_endpoints(settings.state_dir.resolve())
+    if endpoints is None:
+        print(f"raygram is not running for {settings.state_dir}; `raygram up` starts it", file=sys.stderr)
+        return 1
+    config = yaml.safe_load(config_file.read_text())
+    if endpoints["ray_address"].startswith("127.0.0.1:"):  # a local Ray, whose node address is the loopback one
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # (Stack.start_ray); read as Ray is imported
+    import ray
+
+    ray.init(address=endpoints["ray_address"], namespace=endpoints["ray_namespace"], log_to_driver=False)
+    try:
+        import serve_app
+
+        serve_app.apply_config(config)
+    finally:
+        ray.shutdown()
+    print(f"applied {config_file}: " + ", ".join(a["name"] for a in config["applications"]) + " running")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="raygram", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +173,18 @@ def main(argv: list[str] | None = None) -> int:
         help="start Ray's dashboard too (off by default: it costs about 300 MB; a Ray at RAY_ADDRESS has its own)",
     )
     commands.add_parser("down", help="stop a running stack")
+    status_command = commands.add_parser("status", help="the running stack's figures at a glance")
+    status_command.add_argument("--window", type=float, default=10.0, help="seconds between the two scrapes")
+    status_command.add_argument(
+        "--metrics-url", action="append", help="a metrics endpoint to read (default: those in stack.json)"
+    )
+    serve_command = commands.add_parser("serve", help="the running Serve application").add_subparsers(
+        dest="action", required=True
+    )
+    apply_command = serve_command.add_parser("apply", help="apply a Serve config file (deploy/serve.yaml's format)")
+    apply_command.add_argument("config_file", type=Path)
+    for command in (status_command, apply_command):
+        command.add_argument("--state-dir", type=Path, help="the stack's state folder (default: STATE_DIR, .raygram)")
     event_commands = commands.add_parser("events", help="dead-lettered events").add_subparsers(
         dest="action", required=True
     )
@@ -158,6 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "simulate":
         return run_simulation(args.experiment, args.results)
     settings = Settings()
+    if getattr(args, "state_dir", None) is not None:
+        settings.state_dir = args.state_dir
+    if args.command == "status":
+        from ops_status import status
+
+        return status(settings.state_dir.resolve(), args.window, args.metrics_url)
+    if args.command == "serve":
+        return serve_apply(settings, args.config_file)
     if args.command == "import":
         return import_command.run(settings, args)
     if args.command == "events":

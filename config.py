@@ -39,8 +39,20 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     public_url: str = ""  # what clients see; defaults to http://host:port
-    serve_replicas: int = 2  # one per core here: the replica's CPU bounds feed reads (bench/feed_bench.py)
+    # Serve replicas of the API (serve_app.autoscaling_config). SERVE_REPLICAS start, one per core here: the
+    # replica's CPU bounds feed reads (bench/feed_bench.py). Serve keeps between the min and the max (0: as many as
+    # SERVE_REPLICAS), adding replicas while they average more than SERVE_TARGET_ONGOING_REQUESTS requests in flight;
+    # a replica is CPU-bound, so a few in flight each is already a queue. deploy/serve.yaml changes them live.
+    serve_replicas: int = 2
+    serve_min_replicas: int = 0
+    serve_max_replicas: int = 0
+    serve_target_ongoing_requests: float = 2.0
     ray_namespace: str = "raygram"
+    # Metrics (metrics.py): the Prometheus endpoint of a local Ray's metrics agent (127.0.0.1), how often each
+    # process reports to it, and how often Redis' gauges are sampled (actors.sampler).
+    metrics_export_port: int = 8080
+    metrics_report_interval_ms: int = 10_000
+    metrics_sample_seconds: float = 10.0
 
     # Instance metadata.
     instance_domain: str = "localhost"
@@ -105,7 +117,17 @@ class Settings(BaseSettings):
     media_video_max_seconds: float = 600.0
     media_description_max: int = 1500
     media_max_per_status: int = 10
-    media_url_secret: str = ""  # empty: generated once and kept under state_dir
+    # The key of signed media URLs. Empty: generated once and kept under state_dir, which only one machine
+    # sees, so a deployment of several nodes (``multi_node``) refuses to start without it (media.urls).
+    media_url_secret: str = ""
+    # Where media objects live (docs/operations.md#media-storage). Empty: files under state_dir/media, on this
+    # machine. ``s3://bucket[/prefix]?endpoint=http://host:port&region=...``: an S3 bucket every node reaches.
+    media_store_url: str = ""
+    media_s3_access_key_id: str = ""  # empty: AWS_ACCESS_KEY_ID and the rest of the AWS_* environment
+    media_s3_secret_access_key: str = ""
+    # "seaweedfs": `raygram up` starts an embedded SeaweedFS (media.seaweedfs) and points media_store_url at it.
+    media_store: str = "local"
+    seaweedfs_s3_port: int = 8333  # its S3 gateway; its other ports are picked once and kept under state_dir
     cdn_base_url: str = ""  # replaces the scheme and host of media URLs
     media_url_ttl_seconds: int = 86_400
     media_sync_wait_seconds: float = 3.0  # how long an upload of a small image waits for its variants
@@ -153,6 +175,30 @@ class Settings(BaseSettings):
     @property
     def demote_below(self) -> int:
         return self.celebrity_demote_below or max(1, int(self.celebrity_threshold * 0.8))
+
+    @property
+    def serve_autoscaling(self) -> dict[str, float]:
+        """The API deployment's Serve ``autoscaling_config``; min equal to max is a fixed number of replicas."""
+        low = self.serve_min_replicas or self.serve_replicas
+        high = self.serve_max_replicas or self.serve_replicas
+        if not 1 <= low <= high:
+            raise ValueError(f"SERVE_MIN_REPLICAS ({low}) must be at least 1 and at most SERVE_MAX_REPLICAS ({high})")
+        return {
+            "min_replicas": low,
+            "initial_replicas": min(max(self.serve_replicas, low), high),
+            "max_replicas": high,
+            "target_ongoing_requests": self.serve_target_ongoing_requests,
+        }
+
+    @property
+    def multi_node(self) -> bool:
+        """Whether processes on other machines may serve or process media: a Ray cluster joined at an address
+        that is not this machine's, or media in S3. Such a deployment needs ``media_url_secret`` set alike on
+        every node; a secret kept in one machine's state folder would differ from node to node."""
+        if self.media_store_url or self.media_store == "seaweedfs":
+            return True
+        host = self.ray_address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+        return bool(self.ray_address) and self.ray_address != "local" and host not in ("127.0.0.1", "localhost", "::1")
 
     @property
     def base_url(self) -> str:

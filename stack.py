@@ -15,7 +15,9 @@ Ray task that deploys them (``deploy_app``), whose process then exits.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import random
 import shutil
 import tempfile
 import time
@@ -27,7 +29,10 @@ from pathlib import Path
 from config import Settings, get_settings
 from graph.server import start_graph_server
 from launcher import ManagedProcess, ServiceStartError, free_port, port_is_open
+from media.urls import MissingSecret, require_secret
 from redis_store.server import start_redis_server
+
+ENDPOINTS_FILE = "stack.json"  # in the state folder while the stack runs (Stack.write_endpoints)
 
 
 @dataclass
@@ -39,6 +44,7 @@ class Stack:
     haproxy_dir: Path | None = None
     dashboard: bool = False  # whether the local Ray this stack started has its dashboard
     graph_starting: Future | None = None  # the embedded graph server's start, run while Ray starts
+    store_starting: Future | None = None  # the embedded SeaweedFS's start (MEDIA_STORE=seaweedfs), likewise
 
     @classmethod
     def isolated(cls, state_dir: Path, label: str, env: dict[str, str], **settings: str) -> Stack:
@@ -55,6 +61,7 @@ class Stack:
                 graph_bolt_port=free_port(),
                 graph_http_port=free_port(),
                 http_port=free_port(),
+                metrics_export_port=free_port(),
                 ray_namespace=f"raygram-{label}-{uuid.uuid4().hex[:8]}",
                 **settings,
             )
@@ -78,14 +85,22 @@ class Stack:
         self.started.append(start())
 
     def start_services(self) -> None:
-        """Start Redis and, in the background, the graph server, unless URLs are configured.
+        """Start Redis and, in the background, the graph server, unless URLs are configured, and SeaweedFS
+        when ``MEDIA_STORE=seaweedfs``; refuse a deployment of several nodes without a shared media URL secret.
 
         Every setting is resolved and exported first (every Ray process reads them from its environment);
-        ``deploy`` waits for the graph server, then for the database to answer, and applies the schema.
+        ``deploy`` waits for the graph server and SeaweedFS, then for the database to answer, and applies
+        the schema.
         """
         s = self.settings
+        try:
+            require_secret(s)  # before anything starts: a node of a cluster must not make up a secret of its own
+        except MissingSecret as exc:
+            raise ServiceStartError(str(exc)) from None
         self.state_dir.mkdir(parents=True, exist_ok=True)
         start_graph = not s.neo4j_uri
+        if s.media_store == "seaweedfs" and not s.media_store_url:
+            self._start_seaweedfs()
         if not s.redis_url:
             started = len(self.started)
             self._reuse_or_start(
@@ -119,6 +134,26 @@ class Stack:
             )
             starter.shutdown(wait=False)  # its thread ends with the start
 
+    def _start_seaweedfs(self) -> None:
+        """Start the embedded SeaweedFS in the background (reusing a running one) and point the media store at it."""
+        from media import seaweedfs
+
+        s = self.settings
+        key, secret = seaweedfs.credentials(self.state_dir, s.media_s3_access_key_id, s.media_s3_secret_access_key)
+        s.media_store_url = seaweedfs.store_url(s.seaweedfs_s3_port)
+        s.media_s3_access_key_id, s.media_s3_secret_access_key = key, secret
+        starter = ThreadPoolExecutor(1, thread_name_prefix="seaweedfs-start")
+        self.store_starting = starter.submit(
+            self._reuse_or_start,
+            "seaweedfs",
+            "seaweedfs.pid",
+            s.seaweedfs_s3_port,
+            lambda: seaweedfs.start_seaweedfs(
+                self.state_dir, s3_port=s.seaweedfs_s3_port, access_key_id=key, secret_access_key=secret
+            ),
+        )
+        starter.shutdown(wait=False)
+
     def _start_id_epoch(self) -> None:
         """Start the epoch of the snowflake worker-id leases now, as the Redis this stack started comes up.
 
@@ -143,10 +178,13 @@ class Stack:
                 EPOCH,
             )
 
-    def _graph_started(self) -> None:
-        """Wait for the background start of the graph server (raising what it raised)."""
+    def _services_started(self) -> None:
+        """Wait for the background starts of the graph server and SeaweedFS (raising what they raised)."""
         if self.graph_starting is not None:
             starting, self.graph_starting = self.graph_starting, None
+            starting.result()
+        if self.store_starting is not None:
+            starting, self.store_starting = self.store_starting, None
             starting.result()
 
     def serve_env(self) -> dict[str, str]:
@@ -161,12 +199,22 @@ class Stack:
         stats and metrics ports are this stack's own, so that stacks started
         side by side (concurrent test runs) do not share them; the folder is
         short-named under the system temp dir because Ray adds the 56-character
-        node id to it and HAProxy refuses socket paths over 97 characters.
+        node id to it and HAProxy refuses socket paths over 97 characters. So are
+        the ports the replicas serve on (``ingress_ports``). Serve gives a starting
+        proxy 5 s to answer its first ready check and fails the start after three
+        misses; on a loaded machine (two cores shared by several test runs) a worker
+        process alone takes longer to start, so the stack gives it 30 s.
         """
         if self.haproxy_dir is None:
             self.haproxy_dir = Path(tempfile.mkdtemp(prefix="raygram-haproxy-"))
         haproxy = self.haproxy_dir
+        http, grpc = ingress_ports()
         return {
+            "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": os.environ.get("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "30"),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(http),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(http + INGRESS_PORTS - 1),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(grpc),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(grpc + INGRESS_PORTS - 1),
             "RAY_SERVE_THROUGHPUT_OPTIMIZED": os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1"),
             "RAY_SERVE_ENABLE_HA_PROXY": os.environ.get("RAY_SERVE_ENABLE_HA_PROXY", "1"),
             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(haproxy / "haproxy.cfg"),
@@ -193,14 +241,25 @@ class Stack:
           (nothing to autoscale on one machine; it feeds ``ray status`` and the dashboard) and the
           dashboard's head, which then loads only Ray's usage-statistics module (sending them is off).
           About 160 MB and three Python processes in all.
+
+        A local Ray's metrics agent serves every process's metrics (``metrics.py``) on Prometheus' text format
+        at ``http://127.0.0.1:METRICS_EXPORT_PORT/metrics``. It binds the node's address, and Ray picks the
+        machine's network address as a node's unless it is told the machine is not part of a cluster
+        (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, the switch Ray itself uses on laptops): then every address Ray
+        advertises is 127.0.0.1 and the endpoint is not reachable from the network.
         """
         import ray
 
         if not self.settings.ray_address:
+            port = self.settings.metrics_export_port
+            if port_is_open("127.0.0.1", port):
+                raise ServiceStartError(f"the metrics port {port} is taken; set METRICS_EXPORT_PORT to a free port")
             # Serve reads these at import time in every Ray process: export them before Ray starts.
-            serve_env = self.serve_env()
+            serve_env = {**self.serve_env(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
             os.environ.update(serve_env)
             self.env.update(serve_env)
+            # Ray read that switch when it was imported; this process may have imported it already (tests do).
+            ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
         if self.settings.ray_address:
             ray.init(
                 address=self.settings.ray_address,
@@ -218,7 +277,11 @@ class Stack:
                 num_cpus=num_cpus,
                 object_store_memory=300 * 1024 * 1024,
                 log_to_driver=False,
-                _system_config={"prestart_worker_first_driver": False},
+                _metrics_export_port=self.settings.metrics_export_port,
+                _system_config={
+                    "prestart_worker_first_driver": False,
+                    "metrics_report_interval_ms": self.settings.metrics_report_interval_ms,
+                },
             )
             self.ray_started, self.dashboard = True, dashboard
             node = ray._private.worker._global_node  # the processes this ray.init started
@@ -231,14 +294,37 @@ class Stack:
         """Once the graph server is up: apply the schema, create the actors and run the Serve app.
 
         That runs in a one-off Ray task (``deploy_app``), so that this process, which stays alive
-        holding Ray, never imports the graph driver, Serve or the HTTP app.
+        holding Ray, never imports the graph driver, Serve or the HTTP app. Then the stack's addresses
+        go to ``stack.json`` in the state folder (``write_endpoints``).
         """
         import ray
 
         task = ray.remote(num_cpus=0, max_calls=1)(deploy_app)  # max_calls=1: its process exits afterwards
-        deploying = task.remote()  # it starts Serve at once, and waits for the graph before using it
-        self._graph_started()
+        # On a cluster the replicas get the settings through their runtime environment (serve_app.serve_config).
+        deploying = task.remote(self.env if self.settings.ray_address else None)
+        self._services_started()  # meanwhile it starts Serve, and waits for the graph before using it
         ray.get(deploying)
+        self.write_endpoints()
+
+    def metrics_urls(self) -> list[str]:
+        """The metrics endpoints of the nodes alive now (one metrics agent per node)."""
+        import ray
+
+        nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("MetricsExportPort")]
+        return [f"http://{n['NodeManagerAddress']}:{n['MetricsExportPort']}/metrics" for n in nodes]
+
+    def write_endpoints(self) -> None:
+        """Where the running stack answers, for ``raygram status`` and ``raygram serve``: ``stack.json``."""
+        import ray
+
+        endpoints = {
+            "base_url": self.settings.base_url,
+            "redis_url": self.settings.redis_url,
+            "ray_address": ray.get_runtime_context().gcs_address,
+            "ray_namespace": self.settings.ray_namespace,
+            "metrics_urls": self.metrics_urls(),
+        }
+        (self.state_dir / ENDPOINTS_FILE).write_text(json.dumps(endpoints, indent=2) + "\n")
 
     def dashboard_url(self) -> str | None:
         """The Ray dashboard's address; None when this stack started Ray without it."""
@@ -252,9 +338,9 @@ class Stack:
 
     def stop(self) -> None:
         """Stop Serve and Ray if this process started them, then the services it started, newest first."""
-        if self.graph_starting is not None:  # let a start under way finish, so that its process is stopped too
-            with contextlib.suppress(Exception):
-                self._graph_started()
+        if self.graph_starting is not None or self.store_starting is not None:  # let starts under way finish,
+            with contextlib.suppress(Exception):  # so that their processes are stopped too
+                self._services_started()
         if self.ray_started:
             import ray
             from ray import serve
@@ -264,6 +350,7 @@ class Stack:
             finally:
                 ray.shutdown()
             self.ray_started = False
+        (self.state_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
         if self.haproxy_dir is not None:
             shutil.rmtree(self.haproxy_dir, ignore_errors=True)
             self.haproxy_dir = None
@@ -272,13 +359,36 @@ class Stack:
         self.started.clear()
 
 
-def deploy_app() -> None:
+INGRESS_PORTS = 50  # replica ports per protocol: replicas, and the ports a replaced replica leaves in quarantine
+
+
+def ingress_ports() -> tuple[int, int]:
+    """First ports of two blocks of ``INGRESS_PORTS`` free loopback ports: the replicas' HTTP and gRPC ports.
+
+    With direct ingress each replica serves on a port Serve hands out from a range, 30000-31000 by
+    default, knowing only its own Ray's replicas. Two stacks on one machine then take turns on the same
+    ports: when a replica stops, another stack's replica can take its port before HAProxy has dropped
+    it, and requests go to the other stack (seen as 401s for tokens that stack never issued while
+    replicas were replaced under load). So each stack gets blocks of its own, picked at random below
+    the system's ephemeral ports (32768 and up on Linux, where ``free_port`` and outgoing connections
+    take theirs) among blocks where nothing listens now.
+    """
+    blocks = random.sample(range(10_000, 32_768 - 2 * INGRESS_PORTS, 2 * INGRESS_PORTS), 200)
+    for first in blocks:
+        if not any(port_is_open("127.0.0.1", port, timeout=0.05) for port in range(first, first + 2 * INGRESS_PORTS)):
+            return first, first + INGRESS_PORTS
+    raise ServiceStartError("no free block of loopback ports for the Serve replicas")
+
+
+def deploy_app(env_vars: dict[str, str] | None) -> None:
     """Start Serve, apply the graph schema, create the actors and run the app; a Ray task (``Stack.deploy``).
 
     Start-up is a chain of Ray worker processes (Serve's controller, then its proxies, then the
     replicas), so what is off the chain runs beside it: Serve starts while the graph server finishes
     booting and the schema is applied, and the actors' processes start meanwhile. The schema is in
-    place before the app serves a request; the actors answer before this returns.
+    place before the app serves a request; the actors answer before this returns. The app runs from its
+    declarative config (``serve_app.serve_config``), so that a later ``serve deploy`` of an edited one updates it
+    in place; ``env_vars`` are the settings its processes get where they do not inherit them.
     """
     import ray
     from ray import serve
@@ -295,7 +405,7 @@ def deploy_app() -> None:
         apply_schema(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database)
         actors = create_actors(s)
         serve_started.result()
-    serve.run(serve_app.app, name="raygram", route_prefix="/")
+    serve_app.apply_config(serve_app.serve_config(s, env_vars))
     ray.get([actor.ping.remote() for actor in actors], timeout=120)
 
 

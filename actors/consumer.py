@@ -60,7 +60,6 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 PENDING_CHUNK = 1000  # own pending events read at once when starting over
 BACKOFF_FIRST, BACKOFF_CAP = 0.1, 10.0
-DEAD_LETTERED = "raygram_events_dead_lettered"  # the metric, by group and event type
 
 
 class HandlerFailed(Exception):
@@ -193,7 +192,7 @@ class _Consumer:
                 attempts,
                 error,
             )
-            metrics.count(DEAD_LETTERED, "Events moved to a dead-letter stream", group=self.group, type=event.type)
+            metrics.inc(metrics.DEAD_LETTERED, group=self.group, type=event.type)
         return len(exhausted) == len(failed)
 
 

@@ -114,6 +114,6 @@ class Notifier:
             "group_key": group_key(kind, status_id, notification_id),
         }
         if await self.store.add(record):
-            metrics.count("raygram_notifications_delivered", "Notifications delivered", type=kind)
+            metrics.inc(metrics.NOTIFICATIONS, type=kind)
             event_ms = int(event.id.split("-")[0])
-            metrics.observe_ms("raygram_notification_lag_ms", "Event to notification", time.time() * 1000 - event_ms)
+            metrics.observe(metrics.NOTIFICATION_LAG, time.time() * 1000 - event_ms)

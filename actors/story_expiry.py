@@ -33,7 +33,7 @@ from config import Settings
 from graph.driver import GraphClient
 from graph.media import MediaGraph
 from graph.stories import StoryGraph
-from media.store import ObjectStore, local_store, original_key
+from media.store import ObjectStore, object_store, original_key
 from redis_store.client import connect
 from redis_store.durability import Durability
 from redis_store.events import EventStream
@@ -61,7 +61,7 @@ class StoryExpirer:
         redis = connect(settings.redis_url)
         store = StoryStore(redis, settings.story_tray_max, Durability.configured(settings))
         events = EventStream(redis, maxlen=settings.event_stream_max)
-        return cls(settings, graph, store, events, local_store(settings))
+        return cls(settings, graph, store, events, object_store(settings))
 
     async def run(self) -> None:
         while True:

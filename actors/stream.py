@@ -10,7 +10,8 @@ and every one that talks to the graph loads the ``neo4j`` driver, whose
 import alone builds about 30 MB of lookup tables: about 95 MB per process
 (``bench/footprint.py``). ``CONSUMER_HOSTS`` spreads the fan-out consumers
 over more processes; the notifier and the like persister, one consumer each
-because each group must be consumed in order, run on host 0.
+because each group must be consumed in order, run on host 0, with the
+sampler of Redis' gauges (``actors.sampler``).
 
 Killing the process stops every consumer it runs; Ray restarts the actor
 (``max_restarts=-1``) and each consumer first finishes the events it had
@@ -27,6 +28,7 @@ from actors.fanout import FanoutWorker
 from actors.notifier import Notifier
 from actors.persister import LikePersister
 from actors.registry import LIKE_PERSISTER, NOTIFIER, fanout_name
+from actors.sampler import StoreSampler
 from actors.story_expiry import StoryExpirer
 
 
@@ -36,10 +38,10 @@ class StreamConsumers:
         """Runs the fan-out consumers ``fanout_consumers`` and, if ``interactions``, the notifier and persister."""
         self.names = [fanout_name(i) for i in fanout_consumers]
         self.fanout = FanoutWorker(fanout_consumers)
-        consumers: list[FanoutWorker | Notifier | LikePersister | StoryExpirer] = [self.fanout]
-        if interactions:
+        consumers: list[FanoutWorker | Notifier | LikePersister | StoryExpirer | StoreSampler] = [self.fanout]
+        if interactions:  # and the metrics' Redis sampler (actors.sampler), one per stack like them
             consumers += [await Notifier.create(NOTIFIER), LikePersister(LIKE_PERSISTER)]
-            consumers.append(StoryExpirer.create(self.fanout.settings))
+            consumers += [StoryExpirer.create(self.fanout.settings), StoreSampler.create()]
             self.names += [NOTIFIER, LIKE_PERSISTER]
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(consumer.run()) for consumer in consumers]

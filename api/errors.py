@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from ids import IdsUnavailable
+from media.store import StoreUnavailable
 from redis_store.locks import LockBusy
 from services.errors import OAuthError, ServiceError
 
@@ -58,6 +59,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def ids_unavailable(_: Request, exc: IdsUnavailable) -> ORJSONResponse:
         # The replica's snowflake worker id lease lapsed (Redis unreachable): no write can get an id until renewed.
         return ORJSONResponse({"error": "Service unavailable; retry"}, status_code=503, headers={"Retry-After": "2"})
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(_: Request, exc: StoreUnavailable) -> ORJSONResponse:
+        log.warning("%s", exc)  # a remote media store is down: nothing was acknowledged, the client may retry
+        body = {"error": "Media store unavailable; retry"}
+        return ORJSONResponse(body, status_code=503, headers={"Retry-After": "2"})
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> ORJSONResponse:

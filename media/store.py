@@ -5,12 +5,15 @@ uploaded twice are stored once. Variants live under their original's hash and
 the pipeline version, so a re-run of a task writes the same keys. Every write
 goes to a temporary file in the store's own scratch folder, is fsynced,
 renamed into place and the directory fsynced: a reader sees the whole object
-or none. ``ObjectStore`` is the interface; an S3-compatible store can replace
-``LocalObjectStore`` by implementing it.
+or none. ``ObjectStore`` is the interface; ``LocalObjectStore`` keeps objects
+on this machine's disk (the single-machine default), ``media.s3.S3ObjectStore``
+in an S3 bucket that every node reaches (``MEDIA_STORE_URL``, see
+``docs/operations.md#media-storage``); ``object_store`` picks the configured one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import uuid
@@ -25,6 +28,10 @@ import aiofiles.os
 from config import Settings
 
 CHUNK = 256 * 1024
+
+
+class StoreUnavailable(ConnectionError):
+    """The object store did not answer, or refused (a remote store down or misconfigured): worth a retry later."""
 
 
 @dataclass(frozen=True)
@@ -62,8 +69,8 @@ class ObjectStore(Protocol):
         """Bytes ``start``..``end`` inclusive of ``key``, in chunks."""
         ...
 
-    def path(self, key: str) -> Path:
-        """A local file holding ``key``, for tools that need one (Pillow, ffmpeg)."""
+    def local_file(self, key: str) -> contextlib.AbstractAsyncContextManager[Path]:
+        """A local file holding ``key`` for the block, for tools that need one (Pillow, ffmpeg)."""
         ...
 
 
@@ -100,6 +107,10 @@ class LocalObjectStore:
     def path(self, key: str) -> Path:
         _check_key(key)
         return self.root / key
+
+    @contextlib.asynccontextmanager
+    async def local_file(self, key: str) -> AsyncIterator[Path]:
+        yield self.path(key)
 
     def temp_path(self, suffix: str = "") -> Path:
         return self.tmp / f"{uuid.uuid4().hex}{suffix}"
@@ -167,5 +178,14 @@ class LocalObjectStore:
 
 
 def local_store(settings: Settings) -> LocalObjectStore:
-    """The store every process of one deployment shares: ``<state_dir>/media``."""
+    """The store every process of one machine shares: ``<state_dir>/media``."""
     return LocalObjectStore(settings.state_dir / "media")
+
+
+def object_store(settings: Settings) -> ObjectStore:
+    """The configured store: the S3 bucket of ``media_store_url`` when set, else the local disk."""
+    if settings.media_store_url:
+        from media.s3 import S3ObjectStore  # only deployments that use S3 load its client
+
+        return S3ObjectStore.from_settings(settings)
+    return local_store(settings)

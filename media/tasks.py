@@ -1,7 +1,8 @@
 """The remote task that turns a stored original into variants and publishes the media record.
 
-It runs in any Ray worker and needs nothing from the replica that launched
-it: it reads the record and the original, writes every variant to the store
+It runs in any Ray worker, on any node, and needs nothing from the replica that
+launched it: it reads the record and the original from the graph and the
+configured store (``media.store.object_store``), writes every variant to that store
 (each atomically), and only then flips the record to ``ready``; a file it
 cannot process leaves the record ``failed`` with a reason. Re-running it is
 harmless — the variant keys depend only on the original's hash and the
@@ -20,17 +21,22 @@ from typing import Any
 import neo4j.exceptions
 import ray
 
+import metrics
 from config import Settings, get_settings
 from graph.driver import GraphClient, Row
 from graph.media import STORY_PURPOSE, MediaGraph
 from media.images import PIPELINE, ImageResult, Rendered, render_story_frame
 from media.images import render_image as render_image_file
-from media.metrics import record_processing
-from media.store import ObjectStore, local_store, original_key, variant_key
+from media.store import ObjectStore, StoreUnavailable, object_store, original_key, variant_key
 from media.video import render_video
 
-# Graph outages are worth a retry; everything else about a file is decided on the first run.
-RETRYABLE = [neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.SessionExpired, neo4j.exceptions.TransientError]
+# Graph and object store outages are worth a retry; everything else about a file is decided on the first run.
+RETRYABLE = [
+    neo4j.exceptions.ServiceUnavailable,
+    neo4j.exceptions.SessionExpired,
+    neo4j.exceptions.TransientError,
+    StoreUnavailable,
+]
 
 
 def now_ms() -> int:
@@ -67,11 +73,13 @@ async def _publish_story_frame(store: ObjectStore, sha256: str, frame: Rendered)
 
 
 async def _image_fields(store: ObjectStore, record: Row) -> Row:
-    original = store.path(original_key(record["sha256"]))
-    result = render_image_file(original)
+    story = record.get("purpose") == STORY_PURPOSE
+    async with store.local_file(original_key(record["sha256"])) as original:
+        result = render_image_file(original)
+        frame = render_story_frame(original) if story else None
     variants = await _publish_images(store, record["sha256"], result)
-    if record.get("purpose") == STORY_PURPOSE:
-        variants.append(await _publish_story_frame(store, record["sha256"], render_story_frame(original)))
+    if frame is not None:
+        variants.append(await _publish_story_frame(store, record["sha256"], frame))
     meta = {"width": result.width, "height": result.height}
     return {"variants": json.dumps(variants), "meta": json.dumps(meta), "blurhash": result.blurhash}
 
@@ -80,7 +88,8 @@ async def _video_fields(store: ObjectStore, record: Row) -> Row:
     sha256 = record["sha256"]
     scratch = store.temp_path(".mp4")
     try:
-        result = render_video(store.path(original_key(sha256)), scratch)
+        async with store.local_file(original_key(sha256)) as original:
+            result = render_video(original, scratch)
         variants = await _publish_images(store, sha256, result.poster, prefix="poster-")
         if record.get("purpose") == STORY_PURPOSE:  # the poster in the story's 9:16 frame, from its widest variant
             poster = render_story_frame(result.poster.variants[0].data, "poster-story")
@@ -115,20 +124,24 @@ async def process(media_id: int, settings: Settings) -> str:
         if record is None:  # already finished by an earlier run, or gone
             existing = await media.get(media_id)
             return existing["state"] if existing else "missing"
-        store = local_store(settings)
+        store = object_store(settings)
         started = time.perf_counter()
         try:
             if record["kind"] == "image":
                 fields = await _image_fields(store, record)
             else:
                 fields = await _video_fields(store, record)
+        except StoreUnavailable:  # not the file's fault: Ray retries the task, or the sweep re-launches it
+            raise
         except Exception as exc:  # any reason this file cannot be processed ends in `failed`, with that reason
             reason = f"{exc.__class__.__name__}: {exc}"[:500]
             await media.mark_failed(media_id, reason, now_ms())
-            record_processing(record["kind"], "failed", time.perf_counter() - started)
+            metrics.inc(metrics.MEDIA_PROCESSED, kind=record["kind"], state="failed")
+            metrics.observe(metrics.MEDIA_PROCESSING, time.perf_counter() - started, kind=record["kind"])
             return "failed"
         await media.mark_ready(media_id, {**fields, "processed_at": now_ms()})
-        record_processing(record["kind"], "ready", time.perf_counter() - started)
+        metrics.inc(metrics.MEDIA_PROCESSED, kind=record["kind"], state="ready")
+        metrics.observe(metrics.MEDIA_PROCESSING, time.perf_counter() - started, kind=record["kind"])
         return "ready"
     finally:
         await graph.close()

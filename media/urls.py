@@ -5,11 +5,16 @@ content, so two uploads of the same bytes share a key, and serving checks that
 this upload's post still exists and who may see it. Expiries are rounded up to
 a step (an eighth of the lifetime), so every request in that step gets the
 same URL and a CDN in front keeps one copy; responses may be cached until the
-expiry and no longer (``max_age``). The
-secret comes from settings or, when none is configured, is generated once and
-kept in the state folder (created atomically, so concurrent replicas agree;
-the object store lives in the same folder, so whoever can serve the bytes can
-read the secret).
+expiry and no longer (``max_age``).
+
+The secret comes from settings (``MEDIA_URL_SECRET``), the same on every node.
+On one machine it may be left out: it is then generated once and kept in the
+state folder (created atomically, so concurrent replicas agree; the local
+object store lives in the same folder, so whoever can serve the bytes can read
+the secret). A deployment of several nodes (``Settings.multi_node``: a Ray
+cluster elsewhere, or media in S3) refuses to start without it
+(``require_secret``), since each node would make a secret of its own and
+refuse the others' URLs.
 """
 
 from __future__ import annotations
@@ -27,6 +32,21 @@ from config import Settings
 
 MEDIA_PATH_PREFIX = "/media/"
 SECRET_FILE = "media-url-secret"
+
+
+class MissingSecret(RuntimeError):
+    """A deployment of several nodes has no ``MEDIA_URL_SECRET``."""
+
+
+def require_secret(settings: Settings) -> None:
+    """Raise ``MissingSecret`` when ``settings`` describe several nodes and no shared secret."""
+    if settings.multi_node and not settings.media_url_secret:
+        raise MissingSecret(
+            "MEDIA_URL_SECRET is not set, and this deployment spans several nodes (RAY_ADDRESS is another "
+            "machine's, or media are in S3): set MEDIA_URL_SECRET to the same random string on every node "
+            "(for example `python -c 'import secrets; print(secrets.token_hex(32))'`), so that a media URL "
+            "signed by one replica is accepted by all"
+        )
 
 
 def load_or_create_secret(state_dir: Path) -> bytes:
@@ -67,6 +87,7 @@ def _decimal(value: str | None, digits: int) -> int | None:
 
 class UrlSigner:
     def __init__(self, settings: Settings) -> None:
+        require_secret(settings)
         configured = settings.media_url_secret
         self.secret = configured.encode() if configured else load_or_create_secret(settings.state_dir)
         self.ttl = max(1, settings.media_url_ttl_seconds)

@@ -44,6 +44,15 @@ class Event:
 
 
 @dataclass(frozen=True)
+class GroupBacklog:
+    """What a consumer group has not done yet (``EventStream.backlog``), for the metrics."""
+
+    pending: int  # delivered to a consumer, not acknowledged
+    lag: int  # not yet delivered (-1 when Redis cannot tell, after entries were trimmed unread)
+    dead: int  # in its dead-letter stream
+
+
+@dataclass(frozen=True)
 class DeadLetter:
     id: str  # the entry id in the dead-letter stream
     origin_id: str  # the id the event had on the main stream
@@ -134,6 +143,23 @@ class EventStream:
             if "no such key" in str(exc).lower():
                 return []
             raise
+
+    async def backlog(self) -> dict[str, GroupBacklog]:
+        """Per consumer group: pending and unread events, and dead letters; two round trips, whatever the sizes."""
+        try:
+            groups = await self.redis.xinfo_groups(self.stream)
+        except ResponseError as exc:
+            if "no such key" in str(exc).lower():
+                return {}
+            raise
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for group in groups:
+                pipe.xlen(dead_letter_key(group["name"]))
+            dead = await pipe.execute()
+        return {
+            g["name"]: GroupBacklog(int(g["pending"]), -1 if g.get("lag") is None else int(g["lag"]), int(d))
+            for g, d in zip(groups, dead, strict=True)
+        }
 
     async def _decode(self, group: str, entries: list) -> list[Event]:
         """Events of the entries; entries trimmed from the stream while pending are acked and dropped."""

@@ -149,8 +149,7 @@ class FeedManager:
             )
         await self.push_to_own_home(author_id, entry)
         await self.statuses.mark_delivered(status_id)
-        lag_ms = time.time() * 1000 - id_to_ms(status_id)
-        metrics.observe_ms("raygram_fanout_lag_ms", "Time from post creation to fan-out acknowledged", lag_ms)
+        metrics.observe(metrics.FANOUT_LAG, time.time() * 1000 - id_to_ms(status_id))
 
     async def withdraw(self, status_id: int, author_id: int, reblog_of_id: int | None) -> None:
         """A deleted post out of every timeline that got it.
@@ -273,8 +272,9 @@ class FeedManager:
 
     # -- reading a home feed ---------------------------------------------------------
 
-    async def home_entries(self, user_id: int, bounds: PageBounds, limit: int) -> list[int]:
-        """Post ids of a home page, newest first: the inbox and the followed celebrities' outboxes."""
+    async def home_entries(self, user_id: int, bounds: PageBounds, limit: int) -> tuple[str, list[int]]:
+        """Post ids of a home page, newest first: the inbox and the followed celebrities' outboxes; and the way
+        they were read (``inbox``, ``rebuild``, or ``degraded``: from the graph; the feed-load metric's path)."""
         try:
             was_active, ids = await self.timelines.read_page(user_id, bounds, limit)
             if not was_active:  # the inbox was not kept up: rebuild it, then read again
@@ -284,11 +284,12 @@ class FeedManager:
                     await self.timelines.forget_active(user_id)  # so that the next read tries again
                     raise
                 _, ids = await self.timelines.read_page(user_id, bounds, limit)
-            return ids
+            metrics.inc(metrics.CACHE_LOOKUPS, cache="timeline", result="hit" if was_active else "miss")
+            return ("inbox" if was_active else "rebuild"), ids
         except REDIS_DOWN:
             mark_degraded("redis")
             authors = await self.follows.followed_authors(user_id, REBUILD_FOLLOWING_LIMIT)
-            return await self.statuses.window_of_authors(
+            return "degraded", await self.statuses.window_of_authors(
                 [*authors, user_id], bounds.after, bounds.before, limit, bounds.ascending
             )
 
@@ -355,8 +356,10 @@ class HomeFeed:
     async def read(
         self, user_id: int, max_id: int | None, since_id: int | None, min_id: int | None, limit: int
     ) -> list[HydratedStatus]:
+        started = time.perf_counter()
         bounds = PageBounds.from_cursors(max_id, since_id, min_id)
         # Over-fetch a little: entries of deleted or filtered posts drop out below.
-        ids = await self.manager.home_entries(user_id, bounds, limit + 5)
+        path, ids = await self.manager.home_entries(user_id, bounds, limit + 5)
         posts = await self.manager.filter_home(user_id, await self.hydrator.hydrate(ids, viewer_id=user_id))
+        metrics.observe(metrics.FEED_LOAD, (time.perf_counter() - started) * 1000, path=path)
         return posts[-limit:] if bounds.ascending else posts[:limit]

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from redis.asyncio.client import Pipeline
 
+import metrics
 from graph.accounts import AccountGraph
 from graph.statuses import StatusGraph
 from redis_store.cache import RecordCache
@@ -242,6 +243,9 @@ async def read_aside(
         mark_degraded("redis")
         found, cache_up = {}, False
     missing = [i for i in unique if i not in found]
+    if cache_up:
+        metrics.inc(metrics.CACHE_LOOKUPS, len(unique) - len(missing), cache=cache.prefix, result="hit")
+        metrics.inc(metrics.CACHE_LOOKUPS, len(missing), cache=cache.prefix, result="miss")
     if missing:
         try:
             loaded = await load(missing)

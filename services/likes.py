@@ -89,7 +89,7 @@ class LikeService:
             )
         post.favourites_count, post.favourited = count, liked
         if changed and liked:
-            metrics.count("raygram_likes", "Likes")
+            metrics.inc(metrics.LIKES)
 
     async def favourites(
         self, user_id: int, max_id: int | None, since_id: int | None, limit: int

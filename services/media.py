@@ -2,7 +2,8 @@
 
 The order of an upload is what makes it safe: the upload is staged in the
 store's scratch folder and validated (nothing is kept if it is refused), the
-original is fsynced and renamed into place, the record is written in state
+original is stored (on the local disk: fsynced and renamed into place; in S3:
+the bucket acknowledged its PUT), the record is written in state
 ``processing``, and only then is the client answered. A replica that dies
 after that loses nothing: records stuck in ``processing`` are re-launched by
 any replica, on a read or by the periodic sweep.
@@ -26,13 +27,13 @@ import ray
 from neo4j import AsyncManagedTransaction
 from starlette.datastructures import UploadFile
 
+import metrics
 from config import Settings
 from graph.driver import GraphClient, Row
 from graph.media import STORY_PURPOSE, MediaGraph, attach_tx, attachable_tx
 from ids import SnowflakeGenerator
 from media import validation
-from media.metrics import record_upload
-from media.store import ObjectInfo, local_store, original_key
+from media.store import ObjectInfo, object_store, original_key
 from media.tasks import launch, now_ms
 from media.urls import MEDIA_PATH_PREFIX, UrlSigner
 from services.errors import Forbidden, NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
@@ -127,7 +128,7 @@ class MediaService:
         self.settings = settings
         self.graph = MediaGraph(graph)
         self.ids = ids
-        self.store = local_store(settings)
+        self.store = object_store(settings)
         self.signer = UrlSigner(settings)
         self._sweeper: asyncio.Task | None = None
         self._reuse = min(SIGNED_REUSE_SECONDS, settings.media_url_ttl_seconds / 16)
@@ -201,12 +202,12 @@ class MediaService:
             sniffed = validation.sniff(head)
             kind = sniffed.kind if sniffed else "unknown"
             if isinstance(exc, validation.TooLarge):
-                record_upload(kind, "too_large")
+                metrics.inc(metrics.MEDIA_UPLOADS, kind=kind, outcome="too_large")
                 raise PayloadTooLarge(str(exc)) from None
             if isinstance(exc, validation.Unsupported):
-                record_upload(kind, "unsupported")
+                metrics.inc(metrics.MEDIA_UPLOADS, kind=kind, outcome="unsupported")
                 raise UnsupportedMediaType(str(exc)) from None
-            record_upload(kind, "invalid")
+            metrics.inc(metrics.MEDIA_UPLOADS, kind=kind, outcome="invalid")
             raise Unprocessable(str(exc)) from None
 
     def _check_description(self, description: str | None) -> None:
@@ -217,14 +218,14 @@ class MediaService:
     def _check_story(self, found: validation.Inspection, size: int) -> None:
         """A story takes a JPEG or PNG photo or a short MP4 video, within the story limits."""
         if found.format not in STORY_FORMATS:
-            record_upload(found.kind, "unsupported")
+            metrics.inc(metrics.MEDIA_UPLOADS, kind=found.kind, outcome="unsupported")
             raise UnsupportedMediaType("File type is not supported for stories: upload a JPEG or PNG photo or an MP4")
         limit = self.settings.story_image_max_bytes if found.kind == "image" else self.settings.story_video_max_bytes
         if size > limit:
-            record_upload(found.kind, "too_large")
+            metrics.inc(metrics.MEDIA_UPLOADS, kind=found.kind, outcome="too_large")
             raise PayloadTooLarge(f"File is too large: story {found.kind}s may be at most {limit // (1024 * 1024)} MB")
         if found.kind == "video" and found.duration > self.settings.story_video_max_seconds:
-            record_upload(found.kind, "invalid")
+            metrics.inc(metrics.MEDIA_UPLOADS, kind=found.kind, outcome="invalid")
             raise Unprocessable(
                 f"Video is too long for a story: at most {self.settings.story_video_max_seconds:.0f} seconds"
             )
@@ -251,7 +252,11 @@ class MediaService:
         except BaseException:
             await aiofiles.os.unlink(path)
             raise
-        await self.store.put_file(original_key(sha256), path)
+        try:
+            await self.store.put_file(original_key(sha256), path)
+        except BaseException:
+            metrics.inc(metrics.MEDIA_UPLOADS, kind=found.kind, outcome="failed")
+            raise
         now = now_ms()
         record: Row = {
             "id": self.ids.next_id(),
@@ -273,8 +278,12 @@ class MediaService:
         if shared is not None:
             record.update(shared, state="ready", processed_at=now)
         record = {k: v for k, v in record.items() if v is not None}
-        await self.graph.create(record)
-        record_upload(found.kind, "accepted")
+        try:
+            await self.graph.create(record)
+        except BaseException:
+            metrics.inc(metrics.MEDIA_UPLOADS, kind=found.kind, outcome="failed")
+            raise
+        metrics.inc(metrics.MEDIA_UPLOADS, kind=found.kind, outcome="accepted")
         if shared is None:
             ref = launch(record["id"], self.settings)
             small = found.kind == "image" and found.width * found.height <= self.settings.media_sync_max_pixels

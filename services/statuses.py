@@ -141,6 +141,7 @@ class StatusService:
             raise NotFound("Account not found") from None
         except BaseException:
             await self._forget(idem_key)
+            metrics.inc(metrics.POSTS, kind="post" if in_reply_to_id is None else "comment", outcome="failed")
             raise
         # Independent steps, at once. The record goes into the cache, so the answer below does not read
         # it back from the graph; a step that fails leaves at worst a fan-out for the sweeper to redo.
@@ -160,8 +161,7 @@ class StatusService:
                 mentions=mentions,
             ),
         )
-        if parent is not None:
-            metrics.count("raygram_comments", "Comments")
+        metrics.inc(metrics.POSTS, kind="post" if in_reply_to_id is None else "comment", outcome="created")
         return (await self.hydrator.hydrate([status_id], viewer_id=account_id, known=known))[0]
 
     async def _mentions(

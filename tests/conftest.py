@@ -3,6 +3,13 @@
 They start once per test session on free loopback ports, in a temporary state
 folder, through the same ``stack.Stack`` that ``raygram up`` uses, and stop
 only the processes they started.
+
+Media tests take the ``media`` fixture and run twice: against the stack's own
+app on the local disk, and against SeaweedFS, a real S3 object store. That
+second run does not start a second stack: the same Ray, Redis and graph also
+run a second Serve application (one replica, under ``/s3``) whose replicas,
+and the media tasks they launch, read an S3 ``MEDIA_STORE_URL`` and a shared
+``MEDIA_URL_SECRET`` from their runtime environment.
 """
 
 from __future__ import annotations
@@ -11,12 +18,16 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import neo4j
 import pytest
 import redis
 
+from config import Settings
+from launcher import free_port
+from media.store import ObjectStore, object_store
 from stack import Stack, wait_for_http
 
 # Cheap password hashing keeps sign-up fast in tests; production keeps argon2's defaults.
@@ -35,6 +46,9 @@ TEST_ENV = {
     "FAVOURITE_RATE_LIMIT": "40",
     "STREAMING_HEARTBEAT_SECONDS": "1",
     "STORY_EXPIRY_INTERVAL_SECONDS": "1",  # tests/test_stories.py waits for the expiry actor's clean-up
+    # Metrics reach the endpoint within a second or two (tests/test_metrics.py waits for them).
+    "METRICS_REPORT_INTERVAL_MS": "1000",
+    "METRICS_SAMPLE_SECONDS": "1",
 }
 
 
@@ -56,6 +70,88 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
     finally:
         running.stop()
+
+
+@dataclass
+class MediaBackend:
+    """One object store the media suite runs against, and the app that uses it."""
+
+    name: str
+    base_url: str
+    http: httpx.Client
+    settings: Settings  # what that app's replicas and tasks read
+    restart: Callable[[], None] | None = None  # SeaweedFS only: start it again (after a test killed it)
+
+    def store(self) -> ObjectStore:
+        return object_store(self.settings)
+
+    def keys(self) -> list[str]:
+        """Every object key in the store, sorted."""
+        store = self.store()
+        if self.settings.media_store_url:
+            import obstore
+
+            return sorted(meta["path"] for batch in obstore.list(store.store) for meta in batch)
+        root = store.root
+        return sorted(
+            str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.is_relative_to(store.tmp)
+        )
+
+    def scratch_files(self) -> list[Path]:
+        """Local scratch files of the store (staged uploads, fetched originals): none once a request is over."""
+        return sorted(p for p in self.store().tmp.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="session")
+def local_media(stack: Stack, http: httpx.Client) -> MediaBackend:
+    return MediaBackend("local", stack.settings.base_url, http, stack.settings)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_media(stack: Stack) -> Iterator[MediaBackend]:
+    """SeaweedFS started by the project's launcher, and a second Serve app ("/s3") whose media live there."""
+    from ray import serve
+
+    import serve_app
+    from media import seaweedfs
+
+    state = stack.state_dir
+    s3_port = free_port()
+    key, secret = seaweedfs.credentials(state)
+
+    def start() -> None:
+        started.append(seaweedfs.start_seaweedfs(state, s3_port=s3_port, access_key_id=key, secret_access_key=secret))
+
+    started: list = []
+    start()
+    base = f"{stack.settings.base_url}/s3"
+    env = {
+        "MEDIA_STORE_URL": seaweedfs.store_url(s3_port),
+        "MEDIA_S3_ACCESS_KEY_ID": key,
+        "MEDIA_S3_SECRET_ACCESS_KEY": secret,
+        "MEDIA_URL_SECRET": uuid.uuid4().hex,
+        "PUBLIC_URL": base,
+    }
+    settings = stack.settings.model_copy(update={name.lower(): value for name, value in env.items()})
+    options = {"num_cpus": 0, "runtime_env": {"env_vars": env}}  # its tasks inherit the runtime environment
+    app = serve_app.RaygramApi.options(name="RaygramApiS3", num_replicas=1, ray_actor_options=options).bind()
+    try:
+        serve.run(app, name="raygram-s3", route_prefix="/s3")
+        wait_for_http(f"{base}/health")
+        with httpx.Client(base_url=base, timeout=30) as client:
+            yield MediaBackend("seaweedfs", base, client, settings, restart=start)
+    finally:
+        try:
+            serve.delete("raygram-s3")
+        finally:
+            for proc in started:
+                proc.stop()
+
+
+@pytest.fixture(scope="module", params=["local", "seaweedfs"])
+def media(request: pytest.FixtureRequest) -> MediaBackend:
+    """The media suite runs once per object store: module by module, local disk first."""
+    return request.getfixturevalue(f"{request.param}_media")
 
 
 @pytest.fixture(scope="session")

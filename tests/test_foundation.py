@@ -60,7 +60,8 @@ async def test_rate_limiter_allows_the_limit_then_refuses_with_retry_after(stack
 
 def test_installed_modules_import_outside_the_checkout(tmp_path: Path) -> None:
     """``raygram up`` runs from the venv's console script, where the checkout is not on sys.path."""
-    modules = "cli, serve_app, stack, metrics, actors.fanout, actors.notifier, actors.persister, media.tasks"
+    modules = "cli, serve_app, stack, metrics, ops_status, actors.fanout, actors.notifier, actors.persister, "
+    modules += "media.tasks"
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     result = subprocess.run(
         [sys.executable, "-c", f"import {modules}"], cwd=tmp_path, capture_output=True, text=True, check=False, env=env

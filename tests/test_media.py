@@ -1,13 +1,16 @@
 """Media against the real stack: uploads of real files, the variants users download, and every refusal.
 
+Every test runs once per object store (the ``media`` fixture: the local disk, then SeaweedFS over S3).
+
 Files are made here (Pillow images with EXIF orientation and GPS tags, short
 videos through the ffmpeg that imageio-ffmpeg bundles); what is asserted is
-what a client sees over HTTP, plus the store folder where "stored once" and
+what a client sees over HTTP, plus the store's keys where "stored once" and
 "nothing stored" can only be seen there.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
@@ -27,10 +30,9 @@ from PIL import ExifTags, Image
 
 from bench.chaos import kill9, reap
 from graph.driver import GraphClient
-from media.store import LocalObjectStore, original_key
+from media.store import original_key
 from media.urls import UrlSigner
-from stack import Stack
-from tests.conftest import User
+from tests.conftest import MediaBackend, User
 from tests.test_streaming_limits import descendants
 
 RED, BLUE = (220, 20, 20), (20, 20, 220)
@@ -140,13 +142,13 @@ def assert_no_metadata(image: Image.Image) -> None:
     assert "exif" not in image.info and "xmp" not in image.info
 
 
-def store_files(stack: Stack) -> list[Path]:
-    root = stack.state_dir / "media"
-    return sorted(p for p in root.rglob("*") if p.is_file() and "faults" not in p.parts)
+def store_files(media: MediaBackend) -> tuple[list[str], list[Path]]:
+    """The store's keys and its scratch files."""
+    return media.keys(), media.scratch_files()
 
 
-def media_count(stack: Stack, account_id: str) -> int:
-    s = stack.settings
+def media_count(media: MediaBackend, account_id: str) -> int:
+    s = media.settings
     with neo4j.GraphDatabase.driver(s.neo4j_uri, auth=(s.neo4j_user, s.neo4j_password)) as driver:
         records, _, _ = driver.execute_query(
             "MATCH (m:Media) WHERE m.account_id = $id RETURN count(m) AS n",
@@ -166,7 +168,8 @@ def probe_text(data: bytes, folder: Path) -> str:
 # -- images ---------------------------------------------------------------------------
 
 
-def test_photo_is_oriented_stripped_and_never_upscaled(http: httpx.Client, make_user) -> None:
+def test_photo_is_oriented_stripped_and_never_upscaled(media: MediaBackend, make_user) -> None:
+    http = media.http
     user = make_user()
     entity = upload_ready(
         http, user, photo_jpeg(1400, 900, orientation=6), "photo.png", "text/plain", description="a cat"
@@ -201,7 +204,8 @@ def test_photo_is_oriented_stripped_and_never_upscaled(http: httpx.Client, make_
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP", "GIF"])
-def test_other_image_formats(http: httpx.Client, make_user, fmt: str) -> None:
+def test_other_image_formats(media: MediaBackend, make_user, fmt: str) -> None:
+    http = media.http
     user = make_user()
     if fmt == "GIF":  # an animated GIF: the first (red/blue) frame is the picture
         first = halves(700, 500).convert("P")
@@ -220,7 +224,8 @@ def test_other_image_formats(http: httpx.Client, make_user, fmt: str) -> None:
     assert left[0] > 150 and left[1] < 100, left
 
 
-def test_transparent_png_becomes_webp_and_small_images_stay_small(http: httpx.Client, make_user) -> None:
+def test_transparent_png_becomes_webp_and_small_images_stay_small(media: MediaBackend, make_user) -> None:
+    http = media.http
     user = make_user()
     image = halves(200, 100, mode="RGBA")
     image.putpixel((0, 0), (0, 0, 0, 0))
@@ -236,7 +241,8 @@ def test_transparent_png_becomes_webp_and_small_images_stay_small(http: httpx.Cl
 # -- video ----------------------------------------------------------------------------
 
 
-def test_video_gets_web_mp4_and_poster(http: httpx.Client, make_user, tmp_path: Path) -> None:
+def test_video_gets_web_mp4_and_poster(media: MediaBackend, make_user, tmp_path: Path) -> None:
+    http = media.http
     user = make_user()
     response = upload(http, user, make_video(tmp_path, "clip.mp4", audio=True), "clip.mp4", "video/mp4")
     assert response.status_code == 202 and response.json()["url"] is None and response.json()["type"] == "video"
@@ -254,7 +260,8 @@ def test_video_gets_web_mp4_and_poster(http: httpx.Client, make_user, tmp_path: 
     assert entity["blurhash"]
 
 
-def test_silent_large_mov_is_gifv_scaled_to_720p(http: httpx.Client, make_user, tmp_path: Path) -> None:
+def test_silent_large_mov_is_gifv_scaled_to_720p(media: MediaBackend, make_user, tmp_path: Path) -> None:
+    http = media.http
     user = make_user()
     data = make_video(tmp_path, "clip.mov", audio=False, size="1600x900", seconds=0.4)
     entity = upload_ready(http, user, data, "clip.mov", "video/quicktime")
@@ -284,10 +291,11 @@ def truncated(data: bytes) -> bytes:
         ("empty_gif", 422),
     ],
 )
-def test_refused_uploads_store_nothing(http: httpx.Client, make_user, stack: Stack, case: str, status: int) -> None:
+def test_refused_uploads_store_nothing(media: MediaBackend, make_user, case: str, status: int) -> None:
+    http = media.http
     user = make_user()
     files = {
-        "too_large": lambda: b"\xff\xd8\xff\xe0" + b"\0" * (stack.settings.media_image_max_bytes + 1),
+        "too_large": lambda: b"\xff\xd8\xff\xe0" + b"\0" * (media.settings.media_image_max_bytes + 1),
         "text": lambda: b"just some text, named like a photo",
         "heic": lambda: b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 64,
         "corrupt_jpeg": lambda: b"\xff\xd8\xff\xe0" + os.urandom(2000),
@@ -297,29 +305,31 @@ def test_refused_uploads_store_nothing(http: httpx.Client, make_user, stack: Sta
         "corrupt_video": lambda: b"\0\0\0\x20ftypisom\0\0\x02\0isomiso2avc1mp41" + os.urandom(3000),
         "empty_gif": lambda: b"GIF89a",
     }
-    before = store_files(stack)
+    before = store_files(media)
     response = upload(http, user, files[case](), "photo.jpg", "image/jpeg")
     assert response.status_code == status, response.text
     assert isinstance(response.json()["error"], str) and response.json()["error"]
-    assert store_files(stack) == before
-    assert media_count(stack, user.id) == 0
+    assert store_files(media) == before
+    assert media_count(media, user.id) == 0
 
 
-def test_bad_fields_and_missing_file(http: httpx.Client, make_user, stack: Stack) -> None:
+def test_bad_fields_and_missing_file(media: MediaBackend, make_user) -> None:
+    http = media.http
     user = make_user()
-    before = store_files(stack)
+    before = store_files(media)
     assert upload(http, user, photo_jpeg(50, 50), "a.jpg", "image/jpeg", focus="2,0").status_code == 422
     assert upload(http, user, photo_jpeg(50, 50), "a.jpg", "image/jpeg", description="x" * 1501).status_code == 422
     missing = http.post("/api/v2/media", headers=user.headers, data={"description": "no file"})
     assert missing.status_code == 422
-    assert store_files(stack) == before
+    assert store_files(media) == before
     assert http.post("/api/v2/media", files={"file": ("a.jpg", b"x", "image/jpeg")}).status_code == 401
 
 
 # -- the uploader's view -------------------------------------------------------------------
 
 
-def test_only_the_uploader_reads_and_edits(http: httpx.Client, make_user) -> None:
+def test_only_the_uploader_reads_and_edits(media: MediaBackend, make_user) -> None:
+    http = media.http
     owner, other = make_user(), make_user()
     created = http.post(
         "/api/v1/media", headers=owner.headers, files={"file": ("p.jpg", photo_jpeg(300, 200), "image/jpeg")}
@@ -344,7 +354,8 @@ def test_only_the_uploader_reads_and_edits(http: httpx.Client, make_user) -> Non
 # -- durability and idempotence ------------------------------------------------------------
 
 
-def test_concurrent_duplicates_are_stored_once(http: httpx.Client, make_user, stack: Stack) -> None:
+def test_concurrent_duplicates_are_stored_once(media: MediaBackend, make_user) -> None:
+    http = media.http
     users = [make_user() for _ in range(4)]
     data = photo_jpeg(800, 600)
     with ThreadPoolExecutor(len(users)) as pool:
@@ -354,9 +365,9 @@ def test_concurrent_duplicates_are_stored_once(http: httpx.Client, make_user, st
     entities = [wait_ready(http, u, r.json()["id"]).json() for u, r in zip(users, responses, strict=True)]
     assert {e["meta"]["original"]["size"] for e in entities} == {"600x800"}
     sha = hashlib.sha256(data).hexdigest()
-    originals = [p for p in store_files(stack) if sha in p.name and "originals" in p.parts]
-    assert len(originals) == 1 and originals[0].read_bytes() == data
-    assert not list((stack.state_dir / "media" / "tmp").iterdir())
+    originals = [key for key in media.keys() if sha in key and key.startswith("originals/")]
+    assert len(originals) == 1 and asyncio.run(media.store().get(originals[0])) == data
+    assert not media.scratch_files()
     # A later upload of the same bytes shares the finished variants and is ready at once.
     again = upload(http, make_user(), data, "same.jpg", "image/jpeg")
     assert again.status_code == 200 and again.json()["url"]
@@ -376,7 +387,8 @@ def media_worker_in_flight(patience: float) -> int:
     pytest.fail(f"no media task was seen running within {patience}s")
 
 
-def test_worker_killed_mid_task_is_retried(http: httpx.Client, make_user, stack: Stack) -> None:
+def test_worker_killed_mid_task_is_retried(media: MediaBackend, make_user) -> None:
+    http = media.http
     user = make_user()
     data = photo_jpeg(6000, 4000, orientation=1)  # large enough that processing runs for a while
     response = upload(http, user, data, "p.jpg", "image/jpeg")
@@ -390,18 +402,15 @@ def test_worker_killed_mid_task_is_retried(http: httpx.Client, make_user, stack:
     assert shapes == [("thumb", 320, 320), ("width", 320, 213), ("width", 640, 427), ("width", 1080, 720)]
     for variant in ready.json()["variants"]:
         assert open_image(download(http, variant["url"]).content).size == (variant["width"], variant["height"])
-    assert not list((stack.state_dir / "media" / "tmp").iterdir())
+    assert not media.scratch_files()
 
 
-def _stuck_record(stack: Stack, account_id: str, original: bytes) -> int:
+def _stuck_record(media: MediaBackend, account_id: str, original: bytes) -> int:
     """What a replica that crashed right after acknowledging an upload leaves: the original and a processing record."""
     sha = hashlib.sha256(original).hexdigest()
-    store = LocalObjectStore(stack.state_dir / "media")
-    target = store.path(original_key(sha))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(original)
+    asyncio.run(media.store().put_bytes(original_key(sha), original))
     media_id = int(time.time() * 1000) << 22 | 1023 << 12
-    s = stack.settings
+    s = media.settings
     record = {
         "id": media_id, "account_id": int(account_id), "kind": "image", "state": "processing", "sha256": sha,
         "size": len(original), "format": "jpeg", "content_type": "image/jpeg", "created_at": 0, "attempt_at": 0,
@@ -411,33 +420,37 @@ def _stuck_record(stack: Stack, account_id: str, original: bytes) -> int:
     return media_id
 
 
-def test_stuck_processing_is_relaunched(http: httpx.Client, make_user, stack: Stack) -> None:
+def test_stuck_processing_is_relaunched(media: MediaBackend, make_user) -> None:
+    http = media.http
     user = make_user()
-    media_id = _stuck_record(stack, user.id, photo_jpeg(500, 300, orientation=1))
+    media_id = _stuck_record(media, user.id, photo_jpeg(500, 300, orientation=1))
     ready = wait_ready(http, user, str(media_id))
     assert ready.status_code == 200, ready.text
     assert ready.json()["meta"]["original"]["size"] == "500x300"
 
 
-def test_failed_processing_has_a_reason_and_no_variants(http: httpx.Client, make_user, stack: Stack) -> None:
+def test_failed_processing_has_a_reason_and_no_variants(media: MediaBackend, make_user) -> None:
+    http = media.http
     user = make_user()
-    before = {p for p in store_files(stack) if "originals" not in p.parts}
-    media_id = _stuck_record(stack, user.id, b"\xff\xd8\xff\xe0 not really a jpeg " + os.urandom(64))
+    before = {key for key in media.keys() if not key.startswith("originals/")}
+    media_id = _stuck_record(media, user.id, b"\xff\xd8\xff\xe0 not really a jpeg " + os.urandom(64))
     failed = wait_ready(http, user, str(media_id))
     assert failed.status_code == 422 and "processing failed" in failed.json()["error"].lower()
-    assert {p for p in store_files(stack) if "originals" not in p.parts} == before
+    assert {key for key in media.keys() if not key.startswith("originals/")} == before
 
 
 # -- signed downloads ---------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def served(http: httpx.Client, make_user) -> dict:
+def served(media: MediaBackend, make_user) -> dict:
+    http = media.http
     user = make_user()
     return upload_ready(http, user, photo_jpeg(900, 600, orientation=1), "p.jpg", "image/jpeg")
 
 
-def test_tampered_and_expired_urls_are_forbidden(http: httpx.Client, stack: Stack, served: dict) -> None:
+def test_tampered_and_expired_urls_are_forbidden(media: MediaBackend, served: dict) -> None:
+    http = media.http
     url = httpx.URL(served["url"])
     good = download(http, str(url))
     params = dict(url.params)
@@ -451,17 +464,18 @@ def test_tampered_and_expired_urls_are_forbidden(http: httpx.Client, stack: Stac
     assert http.get(str(url.copy_with(params={"e": params["e"]}))).status_code == 403
     other = httpx.URL(served["preview_url"])
     assert http.get(str(other.copy_with(params=params))).status_code == 403  # another path, this signature
-    signer = UrlSigner(stack.settings)  # the secret every replica shares, from the state folder
-    key = url.path.removeprefix("/media/")
+    signer = UrlSigner(media.settings)  # the secret every replica shares: the state folder's, or configured
+    key = url.path.partition("/media/")[2]
     media_id = int(params["m"])
     assert http.get(signer.url(key, media_id)).status_code == 200
-    expired = signer.url(key, media_id, now=time.time() - 2 * stack.settings.media_url_ttl_seconds - 60)
+    expired = signer.url(key, media_id, now=time.time() - 2 * media.settings.media_url_ttl_seconds - 60)
     response = http.get(expired)
     assert response.status_code == 403 and response.json()["error"]
     assert http.get(signer.url("originals/00/" + "0" * 64, media_id)).status_code == 404  # originals are never served
 
 
-def test_conditional_and_range_requests(http: httpx.Client, served: dict) -> None:
+def test_conditional_and_range_requests(media: MediaBackend, served: dict) -> None:
+    http = media.http
     full = download(http, served["url"])
     body, etag = full.content, full.headers["etag"]
     assert full.headers["accept-ranges"] == "bytes" and int(full.headers["content-length"]) == len(body)
@@ -486,7 +500,8 @@ def test_conditional_and_range_requests(http: httpx.Client, served: dict) -> Non
 # -- statuses -----------------------------------------------------------------------------
 
 
-def test_attach_to_a_status_and_hydrate(http: httpx.Client, make_user) -> None:
+def test_attach_to_a_status_and_hydrate(media: MediaBackend, make_user) -> None:
+    http = media.http
     owner, other = make_user(), make_user()
     first = upload_ready(http, owner, photo_jpeg(400, 300, orientation=1), "a.jpg", "image/jpeg")
     second = upload_ready(http, owner, photo_jpeg(300, 400, orientation=1), "b.jpg", "image/jpeg")
@@ -507,14 +522,15 @@ def test_attach_to_a_status_and_hydrate(http: httpx.Client, make_user) -> None:
     assert again.status_code == 422
 
 
-async def test_attach_media_tx_rules(stack: Stack, http: httpx.Client, make_user) -> None:
+async def test_attach_media_tx_rules(media: MediaBackend, make_user) -> None:
+    http = media.http
     from ids import SnowflakeGenerator
     from services.errors import Unprocessable
     from services.media import MediaService
 
     owner = make_user()
     ready = upload_ready(http, owner, photo_jpeg(120, 90, orientation=1), "a.jpg", "image/jpeg")
-    s = stack.settings
+    s = media.settings
     graph = GraphClient(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database)
     service = MediaService(s, graph, SnowflakeGenerator(1022))
     try:
@@ -538,7 +554,8 @@ async def test_attach_media_tx_rules(stack: Stack, http: httpx.Client, make_user
         await graph.close()
 
 
-def test_mastodon_py_media_post_reaches_the_followers_feed(base_url: str, http: httpx.Client) -> None:
+def test_mastodon_py_media_post_reaches_the_followers_feed(media: MediaBackend) -> None:
+    http, base_url = media.http, media.base_url
     from mastodon import Mastodon
 
     from tests.conftest import unique_name

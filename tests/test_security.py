@@ -1,4 +1,7 @@
-"""Security details: media caching tied to the signed URL, deleted posts' media, process identity for pid files."""
+"""Security details: media caching tied to the signed URL, deleted posts' media, process identity for pid files.
+
+The media tests run once per object store (the ``media`` fixture: the local disk, then SeaweedFS over S3).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +17,7 @@ import pytest
 
 from launcher import ManagedProcess, ProcessIdentity, exclusive, free_port
 from media.urls import UrlSigner
-from stack import Stack
-from tests.conftest import User, UserFactory
+from tests.conftest import MediaBackend, User, UserFactory
 from tests.test_media import download, photo_jpeg, upload_ready
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +48,8 @@ def expiry(url: str) -> int:
 # -- media ------------------------------------------------------------------------------------------
 
 
-def test_media_is_cached_no_longer_than_its_signed_url_works(http: httpx.Client, make_user: UserFactory) -> None:
+def test_media_is_cached_no_longer_than_its_signed_url_works(media: MediaBackend, make_user: UserFactory) -> None:
+    http = media.http
     author = make_user()
     post = media_post(http, author, "public")
     for url in (post["media_attachments"][0]["url"], post["media_attachments"][0]["preview_url"]):
@@ -58,14 +61,16 @@ def test_media_is_cached_no_longer_than_its_signed_url_works(http: httpx.Client,
     assert not_modified.status_code == 304 and cache_control(not_modified)[0] == "public"
 
 
-def test_media_of_non_public_posts_is_private_to_the_browser(http: httpx.Client, make_user: UserFactory) -> None:
+def test_media_of_non_public_posts_is_private_to_the_browser(media: MediaBackend, make_user: UserFactory) -> None:
+    http = media.http
     author = make_user()
     for visibility, scope in (("unlisted", "public"), ("private", "private")):
         post = media_post(http, author, visibility)
         assert cache_control(download(http, post["media_attachments"][0]["url"]))[0] == scope, visibility
 
 
-def test_a_deleted_posts_media_is_not_served_even_with_a_valid_url(http: httpx.Client, make_user: UserFactory) -> None:
+def test_a_deleted_posts_media_is_not_served_even_with_a_valid_url(media: MediaBackend, make_user: UserFactory) -> None:
+    http = media.http
     author = make_user()
     post = media_post(http, author, "public")
     urls = [post["media_attachments"][0]["url"], post["media_attachments"][0]["preview_url"]]
@@ -77,15 +82,16 @@ def test_a_deleted_posts_media_is_not_served_even_with_a_valid_url(http: httpx.C
         assert gone.status_code == 404 and gone.json()["error"]
 
 
-def test_a_signature_is_for_one_upload(http: httpx.Client, make_user: UserFactory, stack: Stack) -> None:
+def test_a_signature_is_for_one_upload(media: MediaBackend, make_user: UserFactory) -> None:
     """Variants are stored by content; a URL names its upload, and another upload's id breaks the signature."""
+    http = media.http
     author = make_user()
     first, second = media_post(http, author, "public"), media_post(http, author, "private")
     url = httpx.URL(first["media_attachments"][0]["url"])
     other = second["media_attachments"][0]["id"]
     assert http.get(str(url.copy_with(params={**dict(url.params), "m": other}))).status_code == 403
-    key = url.path.removeprefix("/media/")
-    assert http.get(UrlSigner(stack.settings).url(key, int(other))).status_code == 404  # not that upload's file
+    key = url.path.partition("/media/")[2]
+    assert http.get(UrlSigner(media.settings).url(key, int(other))).status_code == 404  # not that upload's file
 
 
 # -- pid files and process identity ---------------------------------------------------------------
