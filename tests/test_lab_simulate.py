@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tomllib
 import uuid
 from pathlib import Path
 
@@ -177,3 +178,10 @@ def test_live_figures_are_read_from_the_stores(stack, hand_population: live.Popu
         assert sum(direct.zcard(timeline_key(u)) for u in ids) == push.timeline_entries
     finally:
         direct.close()
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "experiments").glob("*.toml")), ids=str)
+def test_example_experiments_are_valid(path: Path) -> None:
+    """The shipped experiments validate (their graph files live outside the repository, so paths are not checked)."""
+    experiment = Experiment.model_validate(tomllib.loads(path.read_text()))
+    assert experiment.strategies.compare
