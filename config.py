@@ -110,6 +110,12 @@ class Settings(BaseSettings):
 
     # Discovery: follow suggestions are cached per user (and the popular list for everyone) this long.
     suggestions_cache_seconds: int = 300
+    # Discovery (docs/architecture.md): tag and public timelines in Redis, trends refreshed on a timer.
+    tag_timeline_max: int = 10_000  # posts kept per tag timeline (and per tag's media timeline)
+    public_timeline_max: int = 10_000
+    trends_interval_seconds: float = 300.0
+    explore_pool: int = 500  # the newest public posts with media that the explore grid ranks
+    tag_pull_threshold: int = 0  # followers at which a tag is pulled at read time; 0: the celebrity threshold
 
     # Media (docs/architecture.md). Limits are checked before anything is stored.
     media_image_max_bytes: int = 16 * 1024 * 1024

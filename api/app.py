@@ -16,6 +16,7 @@ from api.routes import (
     accounts,
     bookmarks,
     conversations,
+    discovery,
     follows,
     instance,
     interactions,
@@ -28,6 +29,7 @@ from api.routes import (
     stories,
     streaming,
     suggestions,
+    tags,
     timelines,
 )
 from config import get_settings
@@ -63,6 +65,8 @@ def create_app() -> FastAPI:
         bookmarks,
         timelines,
         conversations,
+        tags,
+        discovery,
         notifications,
         streaming,
         instance,

@@ -3,7 +3,8 @@
 Parts: ``mix`` (raygram and the bare baseline under the open-loop mix, rate by
 rate: the headline; ``python -m bench mix --help``), ``feed`` (fan-out,
 celebrity posts and home-read cost against followed celebrities, likes;
-``python -m bench feed celebrity`` runs one of them), ``media`` (variant
+``python -m bench feed celebrity`` runs one of them), ``tags`` (tag-timeline
+reads at 100k tagged posts against the raw Redis read), ``media`` (variant
 rendering), ``import`` (``raygram import`` of a real graph against follows
 through the API; ``python -m bench import --help``), ``search`` (status
 search p99 at 100k indexed posts against the engine alone). The media
@@ -44,6 +45,12 @@ def feed(argv: list[str]) -> None:
     feed_bench.main(argv)
 
 
+def tags(argv: list[str]) -> None:
+    from bench import tags_bench
+
+    tags_bench.main(argv)
+
+
 def import_graph(argv: list[str]) -> None:
     from bench import import_bench
 
@@ -56,7 +63,7 @@ def search(argv: list[str]) -> None:
     search_bench.main(argv)
 
 
-PARTS = {"mix": mix, "feed": feed, "media": media, "import": import_graph, "search": search}
+PARTS = {"mix": mix, "feed": feed, "tags": tags, "media": media, "import": import_graph, "search": search}
 
 
 def main(argv: list[str] | None = None) -> None:

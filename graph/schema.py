@@ -22,6 +22,7 @@ STATEMENTS: tuple[str, ...] = (
     "CREATE INDEX status_account IF NOT EXISTS FOR (s:Status) ON (s.account_id)",
     "CREATE INDEX status_delivered IF NOT EXISTS FOR (s:Status) ON (s.delivered)",
     "CREATE INDEX status_reblog_of IF NOT EXISTS FOR (s:Status) ON (s.reblog_of_id)",
+    "CREATE CONSTRAINT tag_name IF NOT EXISTS FOR (t:Tag) REQUIRE t.name IS UNIQUE",
     "CREATE CONSTRAINT media_id IF NOT EXISTS FOR (m:Media) REQUIRE m.id IS UNIQUE",
     "CREATE INDEX media_account IF NOT EXISTS FOR (m:Media) ON (m.account_id)",
     "CREATE INDEX media_state IF NOT EXISTS FOR (m:Media) ON (m.state)",
