@@ -222,7 +222,7 @@ class Context(BaseModel):
 class SearchResults(BaseModel):
     accounts: list[Account]
     statuses: list[Status] = Field(description="Only for a signed-in user: the posts they may see, newest first")
-    hashtags: list[dict[str, Any]] = Field(description="Tag entities: id, name, url, history, following")
+    hashtags: list[Tag]
 
 
 class Suggestion(BaseModel):

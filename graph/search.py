@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from graph.accounts import ACCOUNT_FIELDS
 from graph.driver import GraphClient, Row
+from graph.tags import TAG_FIELDS
 
 
 class AccountSearchGraph:
@@ -48,20 +49,8 @@ class AccountSearchGraph:
     async def tags_by_prefix(self, prefix: str, candidates: int) -> list[Row]:
         """Tags (``{id, name, followers_count}``) whose normalized name starts with ``prefix``."""
         rows = await self.graph.read(
-            "MATCH (t:Tag) WHERE t.name STARTS WITH $prefix "
-            "RETURN t {.id, .name, .followers_count} AS tag LIMIT $candidates",
+            f"MATCH (t:Tag) WHERE t.name STARTS WITH $prefix RETURN {TAG_FIELDS} LIMIT $candidates",
             prefix=prefix,
             candidates=candidates,
         )
         return [r["tag"] for r in rows]
-
-    async def followed_tags_among(self, viewer: int, names: list[str]) -> set[str]:
-        """Which of the tags ``names`` the viewer follows (one query)."""
-        if not names:
-            return set()
-        rows = await self.graph.read(
-            "MATCH (:Account {id: $me})-[:FOLLOWS_TAG]->(t:Tag) WHERE t.name IN $names RETURN t.name AS name",
-            me=viewer,
-            names=names,
-        )
-        return {r["name"] for r in rows}

@@ -41,6 +41,7 @@ from config import Settings
 from graph.driver import Row
 from graph.follows import FollowGraph
 from graph.search import AccountSearchGraph
+from redis_store.discovery import TAGS_RECENT
 from redis_store.relations import Flags
 from services.availability import REDIS_DOWN, mark_degraded
 from services.hydrate import HydratedStatus, Hydrator
@@ -48,7 +49,6 @@ from services.relations import RelationService
 
 ACCOUNT_CANDIDATES = 200  # accounts read per kind of prefix before ranking
 TAG_CANDIDATES = 200  # tags read by prefix before ranking
-TAGS_RECENT = "tags:recent"  # tag → the last time (ms) a public post used it (kept by the discovery indexer)
 FOLLOWED_LIMIT = 5000  # followed authors whose private posts a search can find
 MAX_OFFSET = 10_000  # deeper pages cost the engine more for what no one reads
 
@@ -77,7 +77,7 @@ class ActorStatusIndex:
 class SearchResults:
     accounts: list[Row] = field(default_factory=list)
     statuses: list[HydratedStatus] = field(default_factory=list)
-    hashtags: list[tuple[Row, bool]] = field(default_factory=list)
+    hashtags: list[Row] = field(default_factory=list)
 
 
 def account_prefix(query: str, domain: str) -> str | None:
@@ -132,8 +132,8 @@ class SearchService:
 
         return sorted(found, key=rank)[offset : offset + limit]
 
-    async def hashtags(self, query: str, viewer_id: int | None, *, limit: int, offset: int) -> list[tuple[Row, bool]]:
-        """(tag, followed by the viewer) by name prefix: exact first, then the most recently used."""
+    async def hashtags(self, query: str, *, limit: int, offset: int) -> list[Row]:
+        """Tags by name prefix: the exact name first, then the most recently used."""
         prefix = unicodedata.normalize("NFKC", query.strip().removeprefix("#")).lower()
         if not prefix or any(c.isspace() for c in prefix):
             return []
@@ -145,11 +145,7 @@ class SearchService:
             mark_degraded("redis")
             last_used = {}
         ranked = sorted(found, key=lambda t: (t["name"] != prefix, -(last_used.get(t["name"]) or 0), t["name"]))
-        page = ranked[offset : offset + limit]
-        followed = (
-            await self.accounts_graph.followed_tags_among(viewer_id, [t["name"] for t in page]) if viewer_id else set()
-        )
-        return [(t, t["name"] in followed) for t in page]
+        return ranked[offset : offset + limit]
 
     async def statuses(
         self,

@@ -26,7 +26,7 @@ from actors.registry import SEARCH_INDEXER, host_name
 from actors.search import index_path
 from api import schemas
 from api.app import create_app
-from services.search import TAGS_RECENT
+from redis_store.discovery import TAGS_RECENT
 from stack import Stack
 from tests.conftest import User, UserFactory
 from tests.test_feed import eventually, follow, post
@@ -238,7 +238,7 @@ def test_hashtags_by_prefix_exact_first_then_most_recently_used(
     found = tags(viewer, f"#{stem.upper()}")
     assert [t["name"] for t in found] == [stem, f"{stem}new", f"{stem}old", f"{stem}never"]
     assert [t["following"] for t in found] == [False, True, False, False]
-    assert set(found[0]) == {"id", "name", "url", "history", "following"}
+    assert set(found[0]) == set(schemas.Tag.model_fields) and len(found[0]["history"]) == 7
     assert found[0]["url"].endswith(f"/tags/{stem}")
     assert [t["name"] for t in tags(None, f"{stem}n")] == [f"{stem}new", f"{stem}never"]
     assert [t["name"] for t in tags(viewer, stem, limit=1, offset=1)] == [f"{stem}new"]

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import asyncio
 from typing import Literal
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field, field_validator
 
 from api.auth import context, has_scope, optional_principal, scoped
-from api.entities import account_entity, status_entities
+from api.entities import account_entity, status_entities, tag_entity
 from api.openapi import OPTIONAL, doc
 from api.params import Id, parse
 from api.schemas import Account, SearchResults
-from config import Settings
-from graph.driver import Row
 from services.auth import Principal
 from services.errors import Forbidden, Unauthorized
 from services.search import MAX_OFFSET
@@ -66,19 +63,6 @@ class AccountSearchQuery(BaseModel):
         return min(value, 80)
 
 
-def hashtag_result(tag: Row, following: bool, settings: Settings) -> dict:
-    """A Tag entity for a search result. Its ``history`` is left empty here: the per-day counts are the
-    discovery indexer's (``GET /api/v1/tags/:name`` answers them)."""
-    name = tag["name"]
-    return {
-        "id": str(tag["id"]),
-        "name": name,
-        "url": f"{settings.base_url}/tags/{quote(name)}",
-        "history": [],
-        "following": following,
-    }
-
-
 async def searcher(request: Request) -> int | None:
     """The signed-in user searching, if any; a user token needs ``read:search``."""
     principal = await optional_principal(request)
@@ -118,8 +102,8 @@ async def search(request: Request) -> ORJSONResponse:
         results["statuses"] = status_entities(posts, ctx.settings)
 
     async def hashtags() -> None:
-        found = await ctx.search.hashtags(query.q, viewer, limit=query.limit, offset=query.offset)
-        results["hashtags"] = [hashtag_result(tag, following, ctx.settings) for tag, following in found]
+        found = await ctx.search.hashtags(query.q, limit=query.limit, offset=query.offset)
+        results["hashtags"] = [tag_entity(view, ctx.settings) for view in await ctx.tags.views(found, viewer)]
 
     kinds = [accounts()] if "accounts" in wanted else []
     if "hashtags" in wanted:
