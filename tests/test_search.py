@@ -291,9 +291,11 @@ def test_offset_needs_a_user_and_a_token_needs_the_search_scope(
 def test_mastodon_py_search_v2(http: httpx.Client, make_user: UserFactory, base_url: str) -> None:
     author = make_user()
     topic = word()
-    status = post(http, author, f"{topic} via Mastodon.py")
+    status = post(http, author, f"{topic} via Mastodon.py #{topic}tag")
     api = Mastodon(access_token=author.token, api_base_url=base_url, version_check_mode="none")
     eventually(lambda: [str(s.id) for s in api.search_v2(topic, result_type="statuses").statuses] == [status["id"]])
+    tags = api.search_v2(f"#{topic}", result_type="hashtags").hashtags
+    assert [t.name for t in tags] == [f"{topic}tag"] and len(tags[0].history) == 7
     results = api.search_v2(author.username)
     assert [str(a.id) for a in results.accounts] == [author.id]
     assert results.hashtags == []
