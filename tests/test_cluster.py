@@ -14,6 +14,7 @@ A small driver subprocess reads the cluster's actor table (the test process may 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -339,6 +340,45 @@ class Load:
                 time.sleep(0.15)
 
 
+def png() -> bytes:
+    """A small PNG no other upload shares (its pixels are random)."""
+    from PIL import Image
+
+    image = Image.frombytes("RGB", (32, 32), os.urandom(32 * 32 * 3))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def ran_media_task(node: RayNode) -> bool:
+    """Whether a worker of ``node`` ran a media task: Ray marks each task's start in its worker's log."""
+    return any(
+        b":task_name:process_media" in log.read_bytes() for log in node.temp_dir.glob("session_*/logs/worker-*.out")
+    )
+
+
+def process_media_on_both(http: httpx.Client, cluster: Cluster, uploader: Account) -> int:
+    """Upload photos, two at a time, until media tasks ran on both nodes; how many it took."""
+    uploaded = 0
+    while not (ran_media_task(cluster.head) and ran_media_task(cluster.worker)):
+        assert uploaded < 12, "media tasks ran on one node only"
+        ids = []
+        for _ in range(2):
+            response = http.post(
+                "/api/v2/media", headers=uploader.headers, files={"file": ("a.png", png(), "image/png")}
+            )
+            assert response.status_code in (200, 202), response.text
+            ids.append(response.json()["id"])
+        uploaded += 2
+        for media in ids:
+            wait_for(
+                lambda m=media: http.get(f"/api/v1/media/{m}", headers=uploader.headers).status_code == 200,
+                90,
+                f"media {media} processed",
+            )
+    return uploaded
+
+
 def home_ids(http: httpx.Client, reader: Account) -> set[str]:
     seen: set[str] = set()
     params: dict[str, str] = {"limit": "40"}
@@ -365,6 +405,7 @@ def test_losing_a_node_under_load_loses_nothing(cluster: Cluster) -> None:
         token = app_token(http)
         authors = [sign_up(http, token) for _ in range(3)]
         readers = [sign_up(http, token) for _ in range(4)]
+        uploads = process_media_on_both(http, cluster, authors[0])
         for reader in readers:  # every reader follows every author before the load: their feeds are known
             for author in authors:
                 assert http.post(f"/api/v1/accounts/{author.id}/follow", headers=reader.headers).status_code == 200
@@ -402,7 +443,9 @@ def test_losing_a_node_under_load_loses_nothing(cluster: Cluster) -> None:
         print(
             f"\nfailover {failover:.1f}s; {len(load.done)} requests, {len(load.failures)} failed "
             f"({len(load.failures) - len(early)} after the kill); acknowledged {len(load.posts)} posts, "
-            f"{len(load.likes)} likes, {len(load.follows)} follows; killed {len(killed)} processes"
+            f"{len(load.likes)} likes, {len(load.follows)} follows; killed {len(killed)} processes; "
+            f"on the worker: {on_worker}; media tasks on both nodes after {uploads} uploads; "
+            f"failures (seconds after the kill): {[(round(at - killed_at, 1), what) for at, what in load.failures]}"
         )
         assert not early, early
         assert not late, late
