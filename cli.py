@@ -1,7 +1,7 @@
 """The ``raygram`` command: ``up`` starts the stack in the foreground, ``down`` stops it, ``status`` prints its
 figures (``ops_status``), ``serve apply`` changes its Serve config live (replicas, settings), ``events`` lists
 (``dead``) or puts back (``replay``) the events the background consumers gave up on, ``import`` loads a
-social graph into it (``lab.import_command``)."""
+social graph into it (``lab.import_command``), ``simulate`` runs a lab experiment (docs/lab.md)."""
 
 from __future__ import annotations
 
@@ -122,6 +122,19 @@ def events(settings: Settings, action: str, group: str | None, limit: int) -> in
     return asyncio.run(run())
 
 
+def run_simulation(experiment: Path, results: Path) -> int:
+    """``raygram simulate``: the lab's run (``lab.simulate``), its report in a new folder under ``results``."""
+    from lab.experiment import ExperimentError
+    from lab.simulate import simulate
+
+    try:
+        simulate(experiment, results)
+    except ExperimentError as exc:
+        print(f"raygram simulate: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def serve_apply(settings: Settings, config_file: Path) -> int:
     """Apply a Serve config (``deploy/serve.yaml``'s format) to the running stack's Serve, as ``serve deploy``
     would through the dashboard; returns once its applications run."""
@@ -180,7 +193,12 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--group", help="one consumer group (default: every group)")
         sub.add_argument("--limit", type=int, default=1000, help="at most this many per group, oldest first")
     import_command.add_arguments(commands.add_parser("import", help="load a social graph as accounts and follows"))
+    simulate = commands.add_parser("simulate", help="run a simulation experiment (docs/lab.md)")
+    simulate.add_argument("experiment", type=Path, help="the experiment file (TOML), e.g. experiments/quick.toml")
+    simulate.add_argument("--results", type=Path, default=Path("results"), help="where the run's folder goes")
     args = parser.parse_args(argv)
+    if args.command == "simulate":
+        return run_simulation(args.experiment, args.results)
     settings = Settings()
     if getattr(args, "state_dir", None) is not None:
         settings.state_dir = args.state_dir

@@ -113,6 +113,15 @@ class Settings(BaseSettings):
     redis_wait_fsync: bool = True
     redis_fsync_timeout_ms: int = 2000
 
+    # Discovery: follow suggestions are cached per user (and the popular list for everyone) this long.
+    suggestions_cache_seconds: int = 300
+    # Discovery (docs/architecture.md): tag and public timelines in Redis, trends refreshed on a timer.
+    tag_timeline_max: int = 10_000  # posts kept per tag timeline (and per tag's media timeline)
+    public_timeline_max: int = 10_000
+    trends_interval_seconds: float = 300.0
+    explore_pool: int = 500  # the newest public posts with media that the explore grid ranks
+    tag_pull_threshold: int = 0  # followers at which a tag is pulled at read time; 0: the celebrity threshold
+
     # Media (docs/architecture.md). Limits are checked before anything is stored.
     media_image_max_bytes: int = 16 * 1024 * 1024
     media_video_max_bytes: int = 99 * 1024 * 1024

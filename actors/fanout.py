@@ -26,6 +26,7 @@ from graph.driver import GraphClient
 from graph.follows import FollowGraph
 from graph.relations import RelationGraph
 from graph.statuses import StatusGraph
+from graph.tags import TagGraph
 from ids import min_id_at_ms
 from redis_store.client import connect
 from redis_store.durability import Durability
@@ -60,6 +61,7 @@ class FanoutWorker:
             ActorDirectory(settings),
             RelationService(RelationGraph(graph), RelationCache(redis)),
             StoryStore(redis, settings.story_tray_max, Durability.configured(settings)),
+            TagGraph(graph),
         )
 
     async def run(self) -> None:

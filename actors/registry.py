@@ -14,8 +14,10 @@ Python, Ray core worker and imports (about 60-100 MB each, measured by
   * ``CelebrityOutboxes`` actors (``OUTBOX_HOSTS``) hold the outbox shards;
   * ``StreamConsumers`` actors (``CONSUMER_HOSTS``, 1 by default) run the
     stream's consumers, each loop a task of its own: fan-out consumer ``i``
-    on host ``i % CONSUMER_HOSTS``, the notifier and the like persister (one
-    of each: both consume in order) on host 0.
+    on host ``i % CONSUMER_HOSTS``; on host 0 the notifier, the like persister,
+    the discovery indexer and the search indexer (which owns the status search
+    index, ``actors.search``), one of each since each consumes in order, and the
+    trends refresh timer.
 
 A host is the unit of failure: killing its process kills every shard or
 consumer it holds, and Ray restarts the actor (``max_restarts=-1``), which
@@ -40,6 +42,8 @@ from config import Settings
 
 NOTIFIER = "notify-0"  # the notifier's consumer name in the ``notify`` group
 LIKE_PERSISTER = "likes-0"  # the like persister's consumer name in the ``likes`` group
+SEARCH_INDEXER = "search-0"  # the search indexer's consumer name in the ``search`` group
+DISCOVERY = "discovery-0"  # the discovery indexer's consumer name in the ``discovery`` group (and the trends timer)
 
 
 def shard_of(key: int, shards: int) -> int:
@@ -94,7 +98,7 @@ def hosting(settings: Settings) -> dict[str, str]:
         hosts |= {outbox_name(k): outbox_host_name(host) for k in shards}
     for host, consumers in enumerate(_spread(settings.fanout_workers, settings.consumer_hosts)):
         hosts |= {fanout_name(i): consumer_host_name(host) for i in consumers}
-    return hosts | {NOTIFIER: consumer_host_name(0), LIKE_PERSISTER: consumer_host_name(0)}
+    return hosts | {name: consumer_host_name(0) for name in (NOTIFIER, LIKE_PERSISTER, SEARCH_INDEXER, DISCOVERY)}
 
 
 def host_name(name: str, settings: Settings) -> str:

@@ -16,6 +16,7 @@ from api.routes import (
     accounts,
     bookmarks,
     conversations,
+    discovery,
     follows,
     instance,
     interactions,
@@ -23,9 +24,12 @@ from api.routes import (
     notifications,
     oauth,
     safety,
+    search,
     statuses,
     stories,
     streaming,
+    suggestions,
+    tags,
     timelines,
 )
 from config import get_settings
@@ -61,11 +65,15 @@ def create_app() -> FastAPI:
         bookmarks,
         timelines,
         conversations,
+        tags,
+        discovery,
         notifications,
         streaming,
         instance,
         media,
         stories,
+        search,
+        suggestions,
     ):
         app.include_router(module.router)
     return app

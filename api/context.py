@@ -14,12 +14,16 @@ from graph.driver import GraphClient, async_wait_for_graph
 from graph.follows import FollowGraph
 from graph.likes import LikeGraph
 from graph.relations import RelationGraph
+from graph.search import AccountSearchGraph
 from graph.statuses import StatusGraph
 from graph.stories import StoryGraph
+from graph.suggestions import SuggestionGraph
+from graph.tags import TagGraph
 from redis_store.bookmarks import BookmarkCache
 from redis_store.cache import RecordCache
 from redis_store.client import claim_id_generator, connect
 from redis_store.conversations import ConversationStore
+from redis_store.discovery import DiscoveryStore
 from redis_store.durability import Durability
 from redis_store.events import EventStream
 from redis_store.followers import FollowerLists
@@ -38,6 +42,7 @@ from services.auth import AuthService
 from services.bookmarks import BookmarkService
 from services.clock import SYSTEM_CLOCK, Clock
 from services.conversations import ConversationService
+from services.discovery import DiscoveryService
 from services.feed import FeedManager, HomeFeed
 from services.follows import FollowService
 from services.hydrate import Hydrator
@@ -47,8 +52,11 @@ from services.notifications import NotificationService
 from services.passwords import Passwords
 from services.relations import RelationService
 from services.safety import SafetyService
+from services.search import ActorStatusIndex, SearchService
 from services.statuses import StatusService
 from services.stories import StoryService
+from services.suggestions import SuggestionService
+from services.tags import TagService
 
 
 @dataclass
@@ -74,6 +82,10 @@ class AppContext:
     safety: SafetyService
     conversations: ConversationService
     bookmarks: BookmarkService
+    search: SearchService
+    suggestions: SuggestionService
+    tags: TagService
+    discovery: DiscoveryService
 
     @classmethod
     async def create(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> AppContext:
@@ -113,6 +125,7 @@ class AppContext:
         story_store = StoryStore(redis, settings.story_tray_max, Durability.configured(settings))
         relation_graph = RelationGraph(graph)
         relations = RelationService(relation_graph, RelationCache(redis))
+        tag_graph = TagGraph(graph)
         feed = FeedManager(
             settings,
             timelines,
@@ -122,13 +135,28 @@ class AppContext:
             actors,
             relations,
             story_store,
+            tag_graph,
         )
         follows = FollowService(
             follow_graph, account_graph, feed, events, account_cache, ids, abuse, locks, relations, relation_graph
         )
         statuses = StatusService(
-            settings, status_graph, follow_graph, hydrator, events, redis, ids, feed, abuse, likes, locks, relations
+            settings,
+            status_graph,
+            follow_graph,
+            hydrator,
+            events,
+            redis,
+            ids,
+            feed,
+            abuse,
+            likes,
+            locks,
+            relations,
+            tag_graph,
         )
+        discovery_store = DiscoveryStore(redis, settings.tag_timeline_max, settings.public_timeline_max)
+        tags = TagService(tag_graph, discovery_store, ids, feed, locks)
         media.start()
         ctx = cls(
             settings=settings,
@@ -172,6 +200,18 @@ class AppContext:
             conversations=ConversationService(ConversationStore(redis), hydrator),
             bookmarks=bookmarks,
             media=media,
+            search=SearchService(
+                settings,
+                AccountSearchGraph(graph),
+                follow_graph,
+                hydrator,
+                ActorStatusIndex(settings),
+                relations,
+                redis,
+            ),
+            suggestions=SuggestionService(settings, SuggestionGraph(graph), redis),
+            tags=tags,
+            discovery=DiscoveryService(discovery_store, hydrator, follow_graph, tag_graph, tags, relations),
         )
         ctx.statuses.media_attacher = media.attach_media_tx
         await ctx.live.start()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import html
 from datetime import UTC, datetime
 from functools import lru_cache
+from urllib.parse import quote
 
 from config import Settings
 from services.conversations import HydratedConversation
 from services.hydrate import HydratedStatus
 from services.notifications import HydratedNotification
 from services.safety import Relationship
+from services.tags import TagView
 
 
 def iso_time(unix_ms: int | None) -> str | None:
@@ -151,10 +153,26 @@ def status_entity(post: HydratedStatus, settings: Settings, accounts: dict[int, 
             {"id": str(i), "username": name, "acct": name, "url": f"{base}/@{name}"}
             for i, name in zip(status.get("mentions") or (), status.get("mention_names") or (), strict=False)
         ],
-        "tags": [],
+        "tags": [{"name": name, "url": tag_url(name, settings)} for name in status.get("tags") or ()],
         "emojis": [],
         "card": None,
         "poll": None,
+    }
+
+
+def tag_url(name: str, settings: Settings) -> str:
+    return f"{settings.base_url}/tags/{quote(name)}"
+
+
+def tag_entity(view: TagView, settings: Settings) -> dict:
+    """A Tag: its history of uses and distinct accounts per day (seven days, today first), as strings."""
+    name = view.tag["name"]
+    return {
+        "id": str(view.tag["id"]),
+        "name": name,
+        "url": tag_url(name, settings),
+        "history": [{"day": str(d.day), "uses": str(d.uses), "accounts": str(d.accounts)} for d in view.history],
+        "following": view.following,
     }
 
 

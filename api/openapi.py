@@ -44,7 +44,17 @@ SCOPES = {
     "profile": "Read the account's own profile only",
     **{
         f"read:{s}": f"Read {s}"
-        for s in ("accounts", "blocks", "bookmarks", "favourites", "follows", "mutes", "notifications", "statuses")
+        for s in (
+            "accounts",
+            "blocks",
+            "bookmarks",
+            "favourites",
+            "follows",
+            "mutes",
+            "notifications",
+            "search",
+            "statuses",
+        )
     },
     **{
         f"write:{s}": f"Change {s}"

@@ -154,6 +154,25 @@ class MediaAttachment(BaseModel):
     variants: list[MediaVariant]
 
 
+class StatusTag(BaseModel):
+    name: str = Field(description="Normalized: lower case")
+    url: str
+
+
+class TagHistory(BaseModel):
+    day: str = Field(description="UNIX seconds of the UTC day's start")
+    uses: str
+    accounts: str
+
+
+class Tag(BaseModel):
+    id: str
+    name: str = Field(description="Normalized: lower case")
+    url: str
+    history: list[TagHistory] = Field(description="Seven days, today first")
+    following: bool
+
+
 class Mention(BaseModel):
     id: str
     username: str
@@ -189,7 +208,7 @@ class Status(BaseModel):
     account: Account
     media_attachments: list[MediaAttachment]
     mentions: list[Mention] = Field(description="Accounts the text mentions; a direct message's audience")
-    tags: list[dict[str, Any]]
+    tags: list[StatusTag]
     emojis: list[dict[str, Any]]
     card: dict[str, Any] | None
     poll: dict[str, Any] | None
@@ -198,6 +217,20 @@ class Status(BaseModel):
 class Context(BaseModel):
     ancestors: list[Status]
     descendants: list[Status]
+
+
+class SearchResults(BaseModel):
+    accounts: list[Account]
+    statuses: list[Status] = Field(description="Only for a signed-in user: the posts they may see, newest first")
+    hashtags: list[dict[str, Any]] = Field(description="Tag entities: id, name, url, history, following")
+
+
+class Suggestion(BaseModel):
+    source: Literal["staff", "past_interactions", "global"] = Field(description="Deprecated: use sources")
+    sources: list[
+        Literal["featured", "most_followed", "most_interactions", "similar_to_recently_followed", "friends_of_friends"]
+    ]
+    account: Account
 
 
 class Conversation(BaseModel):
@@ -352,9 +385,21 @@ class Translation(BaseModel):
     enabled: bool
 
 
+class FeedAccess(BaseModel):
+    local: Literal["public", "authenticated", "disabled"]
+    remote: Literal["public", "authenticated", "disabled"]
+
+
+class TimelinesAccess(BaseModel):
+    live_feeds: FeedAccess
+    hashtag_feeds: FeedAccess
+    trending_link_feeds: FeedAccess
+
+
 class InstanceV2Configuration(InstanceConfiguration):
     urls: InstanceV2Urls
     translation: Translation
+    timelines_access: TimelinesAccess
 
 
 class InstanceUsageUsers(BaseModel):

@@ -3,10 +3,13 @@
 Parts: ``mix`` (raygram and the bare baseline under the open-loop mix, rate by
 rate: the headline; ``python -m bench mix --help``), ``feed`` (fan-out,
 celebrity posts and home-read cost against followed celebrities, likes;
-``python -m bench feed celebrity`` runs one of them), ``media`` (variant
+``python -m bench feed celebrity`` runs one of them), ``tags`` (tag-timeline
+reads at 100k tagged posts against the raw Redis read), ``media`` (variant
 rendering), ``import`` (``raygram import`` of a real graph against follows
-through the API; ``python -m bench import --help``). The media benchmark is owned separately and may be missing; it
-is imported lazily so the others run either way. Missed goals are printed,
+through the API; ``python -m bench import --help``), ``search`` (status
+search p99 at 100k indexed posts against the engine alone). The media
+benchmark is owned separately and may be missing; it is imported lazily so
+the others run either way. Missed goals are printed,
 not turned into a failing exit status: a benchmark reports, the tests judge.
 A part that crashes is reported and the next one runs; then the exit status
 is 1.
@@ -42,13 +45,25 @@ def feed(argv: list[str]) -> None:
     feed_bench.main(argv)
 
 
+def tags(argv: list[str]) -> None:
+    from bench import tags_bench
+
+    tags_bench.main(argv)
+
+
 def import_graph(argv: list[str]) -> None:
     from bench import import_bench
 
     import_bench.main(argv)
 
 
-PARTS = {"mix": mix, "feed": feed, "media": media, "import": import_graph}
+def search(argv: list[str]) -> None:
+    from bench import search_bench
+
+    search_bench.main(argv)
+
+
+PARTS = {"mix": mix, "feed": feed, "tags": tags, "media": media, "import": import_graph, "search": search}
 
 
 def main(argv: list[str] | None = None) -> None:

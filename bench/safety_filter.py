@@ -27,9 +27,12 @@ from graph.follows import FollowGraph
 from graph.relations import RelationGraph
 from graph.schema import apply_schema
 from graph.statuses import StatusGraph, new_status
+from graph.tags import TagGraph
 from redis_store.client import connect
+from redis_store.durability import Durability
 from redis_store.followers import FollowerLists
 from redis_store.relations import RelationCache
+from redis_store.stories import StoryStore
 from redis_store.timelines import TimelineStore
 from services.feed import FeedManager, dedupe_reblogs
 from services.hydrate import HydratedStatus
@@ -77,6 +80,8 @@ async def measure(stack: Stack, relations_count: int, rounds: int) -> dict[str, 
             StatusGraph(graph),
             ActorDirectory(settings),
             relations,
+            StoryStore(redis, settings.story_tray_max, Durability.configured(settings)),
+            TagGraph(graph),
         )
         page = [
             HydratedStatus(new_status(next(ids), authors[i % len(authors)], 0), {"id": authors[i % len(authors)]})

@@ -115,6 +115,8 @@ class AccountGraph:
         return {r["key"]: (r["id"], r["name"]) for r in rows}
 
     async def update_profile(self, account_id: int, changes: dict[str, Any]) -> Row | None:
+        if "display_name" in changes:  # account search looks display names up by prefix (``graph.search``)
+            changes = {**changes, "display_name_key": (changes["display_name"] or "").lower()}
         rows = await self.graph.write(
             f"MATCH (a:Account {{id: $id}}) SET a += $changes RETURN a {{ {ACCOUNT_FIELDS} }} AS account",
             id=account_id,

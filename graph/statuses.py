@@ -3,9 +3,12 @@
 A status carries its author's id (indexed) rather than an edge, so that an
 author's posts page by id with one index range. A direct message
 (``visibility: 'direct'``) carries the ids of its audience in ``mentions``;
-the queries that feed timelines and profiles leave direct messages out.
-``delivered`` turns true once fan-out has been acknowledged; the sweeper
-re-emits posts that stay false.
+the queries that feed timelines and profiles leave direct messages out. Its
+hashtags are both ``(:Status)-[:TAGGED]->(:Tag)`` edges (``graph.tags``),
+written in the same transaction, and a ``tags`` list of normalized names on
+the status, so that a post's record (cached as it is) renders its tags
+without another query. ``delivered`` turns true once fan-out has been
+acknowledged; the sweeper re-emits posts that stay false.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 from neo4j import AsyncManagedTransaction
 
 from graph.driver import GraphClient, Row
+from graph.tags import link_tags
 
 STATUS_FIELDS = "s {.*} AS status"
 MAX_ID = 2**63 - 1
@@ -35,6 +39,7 @@ def new_status(status_id: int, account_id: int, created_at: int, **fields: Any) 
         "in_reply_to_account_id": None,
         "reblog_of_id": None,
         "media_ids": [],
+        "tags": [],
         "created_at": created_at,
         "delivered": False,
         "replies_count": 0,
@@ -61,7 +66,8 @@ class StatusGraph:
         status: dict[str, Any],
         before_commit: Callable[[AsyncManagedTransaction], Awaitable[None]] | None = None,
     ) -> Row:
-        """Create the status, bump the author's counters (and the parent's replies) in one transaction.
+        """Create the status, bump the author's counters (and the parent's replies), link its ``tags`` (which
+        must exist: ``TagGraph.ensure``) in one transaction.
 
         ``before_commit`` runs inside the same transaction (attaching media, say);
         if it raises, nothing is written.
@@ -99,6 +105,7 @@ class StatusGraph:
                     id=status["id"],
                     pid=status["in_reply_to_id"],
                 )
+            await link_tags(tx, status["id"], status.get("tags") or [])
             if before_commit is not None:
                 await before_commit(tx)
             return rows[0]["status"]

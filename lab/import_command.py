@@ -148,6 +148,8 @@ async def import_into_stack(
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    import neo4j
+    import redis
     from rich.console import Console
 
     from lab.graphs import EdgeListError
@@ -161,6 +163,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         report = asyncio.run(import_into_stack(settings, edges, prefix, passwords, args.batch, console))
     except (EdgeListError, ImportFailed, OSError) as exc:
         print(f"raygram import: {exc}", file=sys.stderr)
+        return 1
+    except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError, redis.exceptions.RedisError) as exc:
+        print(f"raygram import: stopped by {exc!r}; run the same command again to finish", file=sys.stderr)
         return 1
     resumed = f", resumed after {report.batches_skipped} batches written before" if report.batches_skipped else ""
     console.print(

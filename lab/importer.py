@@ -123,7 +123,7 @@ def read_passwords(path: Path, settings: Settings) -> dict[int, str]:
             raise ImportFailed(
                 f"{path}, line {number}: a password has {settings.password_min} to {settings.password_max} characters"
             )
-        passwords[int(match.group(1))] = match.group(2)
+        passwords[int(match.group(1))] = password
     return passwords
 
 
@@ -150,7 +150,9 @@ class GraphImport:
     ) -> ImportReport:
         if not USERNAME_RE.match(prefix):
             raise ImportFailed("the prefix may hold only letters, numbers and underscores")
-        longest = len(prefix) + max(len(str(int(edges.ids.min()))), len(str(int(edges.ids.max()))))
+        if edges.ids.min() < 0:
+            raise ImportFailed("negative node ids cannot be part of a username")
+        longest = len(prefix) + len(str(int(edges.ids.max())))
         if longest > self.settings.username_max:
             raise ImportFailed(f"usernames would have {longest} characters, over {self.settings.username_max}")
         key = job_key(edges, prefix)
@@ -194,9 +196,10 @@ class GraphImport:
         self, edges: EdgeList, prefix: str, key: str, passwords: dict[int, str], report: ImportReport
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """MERGE every node's account; (element ids, created by this job?, account ids), by node."""
-        unknown = set(passwords) - set(edges.ids.tolist()) if passwords else set()
-        if unknown:
-            raise ImportFailed(f"the passwords file names ids that are not in the graph: {sorted(unknown)[:5]}")
+        listed = np.fromiter(passwords, dtype=np.int64, count=len(passwords))
+        unknown = listed[~np.isin(listed, edges.ids)]
+        if len(unknown):
+            raise ImportFailed(f"the passwords file names ids not in the graph: {sorted(unknown.tolist())[:5]}")
         hashes = await self._hashes(passwords)
         elements = np.empty(edges.nodes, dtype=object)
         ours = np.zeros(edges.nodes, dtype=bool)

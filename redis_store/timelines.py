@@ -21,6 +21,12 @@ Keys (each capped or expiring; a user's keys expire ``inactive_days`` after thei
                       outbox only while it exists: one per celebrity, deleted on demotion
   ``unfollowed:{author}:{user}`` a recent unfollow, for ``UNFOLLOW_GUARD_SECONDS``: late fan-out
                       writes for the pair are dropped
+  ``tagfollows:{user}`` set, the hashtags the user follows (read-time merge of pulled tags): at most
+                      the tags they follow; refilled on rebuild, expires with the inbox
+  ``tagfollowers:{tag}`` how many accounts follow the tag: one per followed tag
+  ``tagpull:{tag}``   the tag has so many followers that its posts are pulled at read time from its
+                      tag timeline (``tagtl:{tag}``, kept by ``redis_store.discovery``) rather than
+                      pushed: one per such tag, deleted when its followers fall back under the line
   ``streaming:online`` presence of open streams (``redis_store.live``); ``stream:{user}`` and
                       ``stream:celebrity:{author}`` are pub/sub channels, which store nothing
 """
@@ -82,6 +88,27 @@ def entry_args(entries: list[Entry]) -> list[str]:
     for status_id, reblog_of in entries:
         args += (member(status_id), member(reblog_of) if reblog_of is not None else "")
     return args
+
+
+TAG_TIMELINE_PREFIX = "tagtl:"  # + tag: a tag's timeline (``redis_store.discovery`` keeps it)
+TAG_PULL_PREFIX = "tagpull:"  # + tag: the tag is pulled at read time
+
+
+def tag_timeline_key(tag: str, only_media: bool = False) -> str:
+    return f"{TAG_TIMELINE_PREFIX}{tag}:media" if only_media else f"{TAG_TIMELINE_PREFIX}{tag}"
+
+
+def tag_follows_key(user_id: int) -> str:
+    return f"tagfollows:{user_id}"
+
+
+def tag_pull_key(tag: str) -> str:
+    return f"{TAG_PULL_PREFIX}{tag}"
+
+
+def tag_followers_key(tag: str) -> str:
+    """String, how many accounts follow the tag (mirrored from the graph at each follow and unfollow)."""
+    return f"tagfollowers:{tag}"
 
 
 def active_key(user_id: int) -> str:
@@ -186,10 +213,11 @@ end
 return 1
 """
 
-# KEYS: tl:{u}, celebs:{u}, active:{u}, tl:{u}:rb; ARGV = lo, hi, limit, ascending ("1"/"0"), active seconds,
-# rebuild grace seconds.
+# KEYS: tl:{u}, celebs:{u}, active:{u}, tl:{u}:rb, tagfollows:{u}; ARGV = lo, hi, limit, ascending ("1"/"0"),
+# active seconds, rebuild grace seconds, the tag-pull prefix, the tag-timeline prefix.
 # One round trip per feed read: returns whether the user's inbox is kept (``active:`` is "1"), keeping
-# their keys alive, then the inbox page and the same page of every followed celebrity's outbox.
+# their keys alive, then the inbox page, the same page of every followed celebrity's outbox and the same
+# page of every followed tag that is pulled (rule: a tag with very many followers is pulled, like a celebrity).
 # A user whose inbox is not kept is marked "rebuilding" for a short grace: fan-out delivers to them
 # from now on (so nothing posted during the rebuild is missed), but only a finished rebuild
 # (``finish_rebuild``) makes the inbox count as kept. A rebuild that died half-way is redone by
@@ -202,7 +230,7 @@ if was_active == 1 then
 else
   redis.call('SET', KEYS[3], 'rebuilding', 'EX', ARGV[6])
 end
-for i = 1, 4 do if i ~= 3 then redis.call('EXPIRE', KEYS[i], ttl) end end
+for i = 1, 5 do if i ~= 3 then redis.call('EXPIRE', KEYS[i], ttl) end end
 local function page(key)
   if asc then return redis.call('ZRANGEBYLEX', key, lo, hi, 'LIMIT', 0, limit) end
   return redis.call('ZREVRANGEBYLEX', key, hi, lo, 'LIMIT', 0, limit)
@@ -211,6 +239,11 @@ local out = {tostring(was_active)}
 for _, m in ipairs(page(KEYS[1])) do out[#out + 1] = m end
 for _, author in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   for _, m in ipairs(page('outbox:' .. author)) do out[#out + 1] = m end
+end
+for _, tag in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+  if redis.call('EXISTS', ARGV[7] .. tag) == 1 then
+    for _, m in ipairs(page(ARGV[8] .. tag)) do out[#out + 1] = m end
+  end
 end
 return out
 """
@@ -330,9 +363,10 @@ class TimelineStore:
     async def read_page(self, user_id: int, bounds: PageBounds, limit: int) -> tuple[bool, list[int]]:
         """(whether the user's inbox is kept, the page): inbox plus followed celebrities' outboxes, merged,
         deduplicated, newest first. Reading keeps an active user active; see ``_READ_PAGE``."""
+        keys = [timeline_key(user_id), celebs_key(user_id), active_key(user_id), reblogs_key(user_id)]
+        args = [bounds.lo, bounds.hi, limit, "1" if bounds.ascending else "0", self.active_seconds, REBUILD_GRACE]
         raw = await self._read_page(
-            keys=[timeline_key(user_id), celebs_key(user_id), active_key(user_id), reblogs_key(user_id)],
-            args=[bounds.lo, bounds.hi, limit, "1" if bounds.ascending else "0", self.active_seconds, REBUILD_GRACE],
+            keys=[*keys, tag_follows_key(user_id)], args=[*args, TAG_PULL_PREFIX, TAG_TIMELINE_PREFIX]
         )
         ids = sorted({int(m) for m in raw[1:]}, reverse=not bounds.ascending)[:limit]
         return raw[0] == "1", sorted(ids, reverse=True)
@@ -349,6 +383,60 @@ class TimelineStore:
             for author_id in author_ids:
                 pipe.exists(celeb_ready_key(author_id))
             return [bool(found) for found in await pipe.execute()]
+
+    # -- followed tags ---------------------------------------------------------
+
+    async def follow_tag(self, user_id: int, tag: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(tag_follows_key(user_id), tag)
+            pipe.expire(tag_follows_key(user_id), self.active_seconds)
+            await pipe.execute()
+
+    async def unfollow_tag(self, user_id: int, tag: str) -> None:
+        await self.redis.srem(tag_follows_key(user_id), tag)
+
+    async def set_followed_tags(self, user_id: int, tags: list[str]) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(tag_follows_key(user_id))
+            if tags:
+                pipe.sadd(tag_follows_key(user_id), *tags)
+                pipe.expire(tag_follows_key(user_id), self.active_seconds)
+            await pipe.execute()
+
+    async def followed_tags(self, user_id: int) -> set[str]:
+        return set(await self.redis.smembers(tag_follows_key(user_id)))
+
+    async def tags_pulled(self, tags: list[str]) -> list[bool]:
+        """For each tag, whether its posts are pulled at read time (one round trip)."""
+        if not tags:
+            return []
+        return [bool(n) for n in await self.redis.mget([tag_pull_key(t) for t in tags])]
+
+    async def pushed_tags(self, tags: list[str]) -> list[str]:
+        """The tags whose posts are pushed to someone: followed, and not pulled (one round trip)."""
+        if not tags:
+            return []
+        found = await self.redis.mget([*(tag_followers_key(t) for t in tags), *(tag_pull_key(t) for t in tags)])
+        counts, pulled = found[: len(tags)], found[len(tags) :]
+        return [t for t, n, p in zip(tags, counts, pulled, strict=True) if int(n or 0) > 0 and not p]
+
+    async def set_tag_pulled(self, tag: str, pulled: bool) -> None:
+        if pulled:
+            await self.redis.set(tag_pull_key(tag), 1)
+        else:
+            await self.redis.delete(tag_pull_key(tag))
+
+    async def tag_entries(self, tags: list[str], limit: int) -> list[Entry]:
+        """The newest ``limit`` posts of each tag's timeline (one round trip), as inbox entries."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for tag in tags:
+                pipe.zrevrangebylex(tag_timeline_key(tag), "+", "-", 0, limit)
+            pages = await pipe.execute()
+        return [(int(m), None) for page in pages for m in page]
+
+    async def inbox_entries_in(self, user_id: int, key: str) -> list[int]:
+        """The posts of the user's inbox that are also in the sorted set ``key`` (bounded by the inbox)."""
+        return [int(m) for m in await self.redis.zinter([timeline_key(user_id), key])]
 
     async def forget_active(self, user_id: int) -> None:
         await self.redis.delete(active_key(user_id))

@@ -49,6 +49,22 @@ Who gets a story (``services.stories``)
     every read with one follow query and one relations look-up per page: a
     locked account's pending requests are no follows.
 
+Followed hashtags
+  * A public post (not a reblog) has one more audience: the followers of its
+    tags, pushed like the author's followers, a page of tag followers at a
+    time from the graph (one query per page, one call per inbox shard). Who
+    follows both the author and a tag gets it once: an inbox holds a post once.
+  * A tag with ``tag_pull_threshold`` followers (the celebrity threshold
+    unless set) is pulled instead: its tag timeline, which the discovery
+    indexer keeps anyway, is merged into the pages of its followers at read
+    time (``tagfollows:{user}``). Under ``tag_push_below`` followers its new
+    posts are pushed again; those of the pulled period then leave the home
+    pages (they stay in the tag timeline).
+  * Following a tag backfills its newest posts; unfollowing it takes out of
+    the inbox the posts it brought, those by accounts not followed and with no
+    other followed tag (bounded by the inbox). A fan-out already paging the
+    tag's followers as the unfollow happens may still add one later post.
+
 Dedupe and filters
   * A post shows once per page: a reblog is not delivered where its original
     (or another reblog of it) is already in the inbox, and ``filter_home``
@@ -80,16 +96,18 @@ from actors.registry import ActorDirectory, group_by_shard
 from config import Settings
 from graph.follows import FollowGraph
 from graph.statuses import StatusGraph
+from graph.tags import TagGraph
 from ids import id_to_ms, min_id_at_ms
 from redis_store.followers import FollowerLists, FollowerPages
 from redis_store.relations import Flags
 from redis_store.stories import StoryStore
-from redis_store.timelines import Entry, PageBounds, TimelineStore
+from redis_store.timelines import Entry, PageBounds, TimelineStore, tag_timeline_key
 from services.availability import REDIS_DOWN, mark_degraded
 from services.hydrate import HydratedStatus, Hydrator
 from services.relations import RelationService
 
 REBUILD_FOLLOWING_LIMIT = 5000
+REBUILD_TAGS_LIMIT = 500  # followed tags whose recent posts a rebuilt inbox gets
 PerShard = Callable[[ActorHandle, list[int]], Awaitable[object]]
 
 
@@ -106,6 +124,7 @@ class FeedManager:
         actors: ActorDirectory,
         relations: RelationService,
         stories: StoryStore,
+        tags: TagGraph,
     ) -> None:
         self.relations = relations
         self.settings = settings
@@ -115,6 +134,7 @@ class FeedManager:
         self.statuses = statuses
         self.actors = actors
         self.stories = stories
+        self.tags = tags
 
     @property
     def celebrity_threshold(self) -> int:
@@ -125,6 +145,18 @@ class FeedManager:
     def demote_below(self) -> int:
         """Followers under which a celebrity is pushed again."""
         return self.settings.demote_below
+
+    @property
+    def tag_pull_threshold(self) -> int:
+        """Followers at which a tag's posts are pulled at read time."""
+        return self.settings.tag_pull_threshold or self.celebrity_threshold
+
+    @property
+    def tag_push_below(self) -> int:
+        """Followers under which a pulled tag is pushed again (the same gap as for celebrities)."""
+        if not self.settings.tag_pull_threshold:
+            return self.demote_below
+        return max(1, int(self.settings.tag_pull_threshold * 0.8))
 
     # -- who gets a post ---------------------------------------------------------
 
@@ -148,6 +180,7 @@ class FeedManager:
                 author_id, lambda inbox, users: inbox.deliver.remote([entry], users, author_id)
             )
         await self.push_to_own_home(author_id, entry)
+        await self._push_to_tag_followers(status, entry)
         await self.statuses.mark_delivered(status_id)
         metrics.observe(metrics.FANOUT_LAG, time.time() * 1000 - id_to_ms(status_id))
 
@@ -162,6 +195,24 @@ class FeedManager:
         if not await self.timelines.is_celebrity_ready(author_id):
             await self._each_follower_page(author_id, lambda inbox, users: inbox.remove.remote([entry], users))
         await self.actors.inbox_for(author_id).remove.remote([entry], [author_id])
+
+    async def _push_to_tag_followers(self, status: dict, entry: Entry) -> None:
+        """A public post to the followers of its pushed tags, a page of them at a time."""
+        tags = status.get("tags") or []
+        if not tags or status["visibility"] != "public" or status.get("reblog_of_id") is not None:
+            return
+        pushed = await self.timelines.pushed_tags(tags)  # followed by someone, and not pulled
+        size, after = self.settings.follower_page_size, 0
+        while pushed:
+            users = await self.tags.follower_ids(pushed, after, size)
+            groups = group_by_shard(users, self.settings.inbox_shards)
+            author = status["account_id"]
+            await asyncio.gather(
+                *(self.actors.inboxes[k].deliver.remote([entry], members, author) for k, members in groups.items())
+            )
+            if len(users) < size:
+                return
+            after = users[-1]
 
     async def _each_follower_page(self, author_id: int, per_shard: PerShard) -> None:
         """``per_shard(inbox shard, its users)`` for every page of the author's followers."""
@@ -270,6 +321,43 @@ class FeedManager:
         if entries:
             await self.actors.inbox_for(user_id).remove.remote(entries, [user_id])
 
+    # -- followed hashtags ---------------------------------------------------------------
+
+    async def merge_tag_into_home(self, user_id: int, tag: str, followers_count: int) -> None:
+        """A tag followed: into the read merge; its newest posts into the inbox unless it is pulled."""
+        await self.timelines.follow_tag(user_id, tag)
+        if followers_count >= self.tag_pull_threshold:
+            await self.timelines.set_tag_pulled(tag, True)
+            return
+        if (await self.timelines.tags_pulled([tag]))[0]:
+            return
+        recent = await self.timelines.tag_entries([tag], self.settings.backfill_count)
+        if recent:
+            await self.actors.inbox_for(user_id).deliver.remote(recent[::-1], [user_id])
+
+    async def unmerge_tag_from_home(self, user_id: int, tag: str, followers_count: int) -> None:
+        """A tag unfollowed: out of the merge, and its posts out of the inbox unless something else brought
+        them (their author is followed or is the user, or they carry another followed tag)."""
+        await self.timelines.unfollow_tag(user_id, tag)
+        if followers_count < self.tag_push_below:
+            await self.timelines.set_tag_pulled(tag, False)
+        candidates = await self.timelines.inbox_entries_in(user_id, tag_timeline_key(tag))
+        if not candidates:
+            return
+        records = await self.statuses.get_many(candidates)
+        authors = sorted({r["account_id"] for r in records.values()} - {user_id})
+        following, _ = await self.follows.relationships(user_id, authors) if authors else (set(), set())
+        still_followed = await self.timelines.followed_tags(user_id)
+        unwanted = [
+            (status_id, None)
+            for status_id, record in records.items()
+            if record["account_id"] != user_id
+            and record["account_id"] not in following
+            and not still_followed & set(record.get("tags") or ())
+        ]
+        if unwanted:
+            await self.actors.inbox_for(user_id).remove.remote(unwanted, [user_id])
+
     # -- reading a home feed ---------------------------------------------------------
 
     async def home_entries(self, user_id: int, bounds: PageBounds, limit: int) -> tuple[str, list[int]]:
@@ -301,6 +389,11 @@ class FeedManager:
         ordinary = [a for a, is_celebrity in zip(authors, ready, strict=True) if not is_celebrity]
         window_start = min_id_at_ms(int(time.time() * 1000) - self.settings.rebuild_window_days * 86_400_000)
         entries = await self.statuses.recent_entries([*ordinary, user_id], window_start, self.settings.timeline_max)
+        tags = await self.tags.followed_names(user_id, REBUILD_TAGS_LIMIT)
+        await self.timelines.set_followed_tags(user_id, tags)
+        pushed = [t for t, pulled in zip(tags, await self.timelines.tags_pulled(tags), strict=True) if not pulled]
+        tagged = await self.timelines.tag_entries(pushed, self.settings.backfill_count)
+        entries = sorted(set(entries) | set(tagged), key=lambda e: e[0], reverse=True)[: self.settings.timeline_max]
         await self.actors.inbox_for(user_id).rebuild.remote(user_id, entries[::-1], celebrities)
 
     async def filter_home(self, viewer_id: int, posts: list[HydratedStatus]) -> list[HydratedStatus]:

@@ -33,6 +33,7 @@ from services.abuse import AbuseGuard
 from services.errors import Forbidden, NotFound
 from services.feed import FeedManager
 from services.relations import RelationService
+from services.suggestions import forget_suggestions
 
 UNLOCK_PAGE = 100  # pending requests authorized per graph read when an account unlocks
 
@@ -107,6 +108,7 @@ class FollowService:
             )
         if change.changed:
             await self.account_cache.invalidate(me, target)
+            await forget_suggestions(self.locks.redis, me)
             await self.feed.merge_into_home(me, target)
             await self.events.publish("follow", account_id=me, target_id=target)
         if change.promoted:

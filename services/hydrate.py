@@ -16,6 +16,12 @@ need no invalidation of their own: a media record changes only before it is
 attached (``PUT /api/v1/media/:id`` and processing are refused for attached
 media, and a status is written with its media in one transaction), and the
 post's own invalidation (deletion) takes them along.
+
+A status's hashtags come with its record: the graph keeps a ``tags`` list of
+normalized names on the status beside its ``TAGGED`` edges, written in the
+same transaction and never changed (``graph.statuses``), so they are cached
+with the post and a page's tags cost no query at all. The Status entity
+renders them as ``[{name, url}]`` (``api.entities``).
 """
 
 from __future__ import annotations

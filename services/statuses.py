@@ -19,6 +19,7 @@ import metrics
 from config import Settings
 from graph.follows import FollowGraph
 from graph.statuses import AuthorNotFound, ParentNotFound, StatusGraph, new_status
+from graph.tags import TagGraph
 from ids import SnowflakeGenerator
 from redis_store.events import EventStream
 from redis_store.locks import Locks
@@ -26,6 +27,7 @@ from services.abuse import AbuseGuard
 from services.availability import REDIS_DOWN
 from services.errors import Forbidden, NotFound, Unprocessable
 from services.feed import FeedManager
+from services.hashtags import extract_tags
 from services.hydrate import HydratedStatus, Hydrator
 from services.likes import LikeService
 from services.mentions import mentioned_usernames
@@ -53,9 +55,11 @@ class StatusService:
         likes: LikeService,
         locks: Locks,
         relations: RelationService,
+        tags: TagGraph,
     ) -> None:
         self.relations = relations
         self.settings = settings
+        self.tags = tags
         self.statuses = statuses
         self.follows = follows
         self.hydrator = hydrator
@@ -124,6 +128,7 @@ class StatusService:
             media_ids=media_ids,
             mentions=mentions,
             mention_names=mention_names,
+            tags=extract_tags(text),
         )
         attach = self.media_attacher
 
@@ -132,6 +137,7 @@ class StatusService:
                 await attach(tx, account_id, status_id, media_ids)
 
         try:
+            await self.tags.ensure(record["tags"], [self.ids.next_id() for _ in record["tags"]])
             row = await self.statuses.create(record, before_commit=attach_media)
         except ParentNotFound:
             await self._forget(idem_key)
@@ -259,6 +265,7 @@ class StatusService:
                 status_id=record["id"],
                 account_id=record["account_id"],
                 reblog_of_id=record.get("reblog_of_id"),
+                tags=record.get("tags") or [],
             )
         return post
 

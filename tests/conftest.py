@@ -49,6 +49,7 @@ TEST_ENV = {
     # Metrics reach the endpoint within a second or two (tests/test_metrics.py waits for them).
     "METRICS_REPORT_INTERVAL_MS": "1000",
     "METRICS_SAMPLE_SECONDS": "1",
+    "TRENDS_INTERVAL_SECONDS": "2",  # trends and explore refresh often enough for tests to wait on them
 }
 
 

@@ -104,6 +104,8 @@ def test_a_file_without_edges_or_a_missing_choice_is_refused(tmp_path: Path, cap
     assert "--directed" in capsys.readouterr().err
     assert cli.main(["import", str(empty), "--directed", "--strict"]) == 1
     assert "line 2" in capsys.readouterr().err
+    assert cli.main(["import", "--synthetic", "1"]) == 1
+    assert "at least two accounts" in capsys.readouterr().err
 
 
 def test_the_shared_data_sets_read_as_their_readme_says() -> None:

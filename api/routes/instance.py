@@ -1,4 +1,12 @@
-"""Instance metadata (``/api/v1/instance``, ``/api/v2/instance``) and the health check."""
+"""Instance metadata (``/api/v1/instance``, ``/api/v2/instance``) and the health check.
+
+Clients choose endpoints from this: Mastodon.py checks the version before
+calling a method (4.0 for followed tags, 3.5 for trends) and, for the public
+and hashtag timelines, ``configuration.timelines_access`` (Mastodon 4.5's key;
+every post here is local, so remote feeds are "disabled"). Mastodon.py asks
+for both documents with a trailing slash, which is served as is rather than
+redirected; unknown query parameters (``lang``) are ignored.
+"""
 
 from __future__ import annotations
 
@@ -40,6 +48,14 @@ def configuration(ctx_settings) -> dict:
     }
 
 
+TIMELINES_ACCESS = {
+    "live_feeds": {"local": "public", "remote": "disabled"},
+    "hashtag_feeds": {"local": "public", "remote": "disabled"},
+    "trending_link_feeds": {"local": "disabled", "remote": "disabled"},
+}
+
+
+@router.get("/api/v1/instance/", include_in_schema=False)
 @router.get("/api/v1/instance", **doc(InstanceV1, stores=False))
 async def instance_v1(request: Request) -> ORJSONResponse:
     s = context(request).settings
@@ -65,6 +81,7 @@ async def instance_v1(request: Request) -> ORJSONResponse:
     )
 
 
+@router.get("/api/v2/instance/", include_in_schema=False)
 @router.get("/api/v2/instance", **doc(InstanceV2, stores=False))
 async def instance_v2(request: Request) -> ORJSONResponse:
     s = context(request).settings
@@ -82,6 +99,7 @@ async def instance_v2(request: Request) -> ORJSONResponse:
                 "urls": {"streaming": s.base_url.replace("http", "ws", 1)},
                 **configuration(s),
                 "translation": {"enabled": False},
+                "timelines_access": TIMELINES_ACCESS,
             },
             "registrations": {"enabled": True, "approval_required": False, "message": None},
             "api_versions": {"mastodon": 2},
