@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -85,6 +86,10 @@ class Settings(BaseSettings):
     inbox_hosts: int = 1
     outbox_hosts: int = 1
     consumer_hosts: int = 1  # stream consumers: fan-out spread over them, notifier and like persister on the first
+    # Where Ray places the host actors and media tasks (docs/operations.md, "Running on a Ray cluster"). DEFAULT:
+    # Ray's own choice, which fills the node it is asked on first (one machine: the same either way). SPREAD: over
+    # the nodes alive, so a cluster shares the work, and a host of a lost node restarts on a surviving one.
+    ray_scheduling: Literal["DEFAULT", "SPREAD"] = "DEFAULT"
     timeline_max: int = 800
     outbox_max: int = 800
     inactive_days: int = 30

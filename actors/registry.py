@@ -22,7 +22,10 @@ Python, Ray core worker and imports (about 60-100 MB each, measured by
 A host is the unit of failure: killing its process kills every shard or
 consumer it holds, and Ray restarts the actor (``max_restarts=-1``), which
 brings them all back (timelines are in Redis; a consumer first finishes
-its own pending events). ``host_name`` says which actor hosts a given shard
+its own pending events). On a Ray cluster, ``RAY_SCHEDULING=SPREAD`` places
+the hosts over the nodes, and a host whose node is lost restarts on a
+surviving one (with ``INBOX_HOSTS`` etc. at least the node count, every node
+holds some). ``host_name`` says which actor hosts a given shard
 or consumer: that is the process to kill to crash it.
 """
 
@@ -145,7 +148,12 @@ def create_actors(settings: Settings) -> list[ActorHandle]:
     from actors.outbox import CelebrityOutboxes
     from actors.stream import StreamConsumers
 
-    common = {"namespace": settings.ray_namespace, "lifetime": "detached", "get_if_exists": True}
+    common = {
+        "namespace": settings.ray_namespace,
+        "lifetime": "detached",
+        "get_if_exists": True,
+        "scheduling_strategy": settings.ray_scheduling,  # also where Ray restarts one whose node died
+    }
     handles = [
         InboxShards.options(name=inbox_host_name(host), **common).remote(shards)
         for host, shards in enumerate(_spread(settings.inbox_shards, settings.inbox_hosts))

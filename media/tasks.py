@@ -7,7 +7,8 @@ configured store (``media.store.object_store``), writes every variant to that st
 cannot process leaves the record ``failed`` with a reason. Re-running it is
 harmless — the variant keys depend only on the original's hash and the
 pipeline version, and a record no longer processing is left alone — so Ray
-may retry it after a worker crash (``max_retries``) and a replica may
+may retry it after a worker or node crash (``max_retries``; with
+``RAY_SCHEDULING=SPREAD`` tasks go to every node and a retry to a surviving one) and a replica may
 re-launch it for a record left behind by a crashed replica.
 """
 
@@ -155,4 +156,6 @@ def process_media(media_id: int) -> str:
 
 def launch(media_id: int, settings: Settings) -> ray.ObjectRef:
     """Start processing ``media_id`` in the cluster without waiting for it."""
-    return process_media.options(max_retries=settings.media_task_max_retries).remote(media_id)
+    return process_media.options(
+        max_retries=settings.media_task_max_retries, scheduling_strategy=settings.ray_scheduling
+    ).remote(media_id)
