@@ -208,7 +208,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     }
     # Ray's token authentication, with a token of this cluster's own (not the user's ~/.ray/auth_token).
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex + uuid.uuid4().hex}
-    base_env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")} | auth
+    # Not what the session's own local stack exported (its Serve ports and files, and the switch that keeps a
+    # local Ray on 127.0.0.1, which would keep the worker node from joining): this cluster is a stack of its own.
+    session_only = ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    base_env = {k: v for k, v in os.environ.items() if k not in session_only and not k.startswith("RAY_SERVE_")} | auth
     node_env = {**base_env, **settings}
     node_env.pop("RAY_ADDRESS")
     started: list[RayNode] = []

@@ -159,14 +159,18 @@ def test_status_shows_the_seed_figures_after_a_load(
 ) -> None:
     traffic(http, make_user, likes=2, comments=1)
     done = threading.Event()
-    fan = make_user()
     target = post(http, make_user(), "liked over and over")
 
-    def keep_liking() -> None:  # likes during the status command's window, so that its rate is not zero
+    def keep_liking() -> None:
+        """Likes during the status command's window, so that its rate is not zero; a fan whose likes reach
+        the rate limit (FAVOURITE_RATE_LIMIT in the test settings) hands over to a new one."""
         with httpx.Client(base_url=stack.settings.base_url, timeout=30) as client:
+            fan = make_user()
             while not done.is_set():
-                client.post(f"/api/v1/statuses/{target['id']}/favourite", headers=fan.headers)
+                liked = client.post(f"/api/v1/statuses/{target['id']}/favourite", headers=fan.headers)
                 client.post(f"/api/v1/statuses/{target['id']}/unfavourite", headers=fan.headers)
+                if liked.status_code == 429:
+                    fan = make_user()
 
     liker = threading.Thread(target=keep_liking)
     liker.start()
