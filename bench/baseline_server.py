@@ -83,10 +83,11 @@ Row = dict[str, Any]
 PAGE_LIMIT, PAGE_MAX = 20, 40
 # Where raygram's work differs from this server's, besides the framework (keep in step with raygram's code).
 DIFFERENCES = (
-    "raygram's profile read takes the author from the graph uncached, asks the graph who follows the viewer "
-    "(unused), and reads back from the cache the page it has just cached; the baseline does none of these",
-    "raygram's post reads the new status back from the graph and the like view of a post nobody can have liked "
-    "yet; the baseline caches the record the create returned, with its attachments",
+    "raygram's profile read asks whether the viewer follows the author (the author's follower list in Redis, "
+    "the graph without one); the baseline does not",
+    "raygram's post reads the like view of a post nobody can have liked yet, and parses its tags and mentions; "
+    "the baseline does neither",
+    "raygram's pages look up the viewer's blocks and mutes and bookmarks (Redis, once a page); the baseline does not",
     "raygram writes the author's own inbox, and an inactive reader's rebuilt inbox, through the inbox actor "
     "(one Ray call); the baseline makes the actor's Redis calls itself",
     "raygram checks the token's scopes; the baseline only that it acts for a user",
