@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ import pytest
 
 from launcher import free_port
 from tests.conftest import TEST_ENV
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -87,17 +88,6 @@ def kill_pids(pids: list[int], sig: int) -> None:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f}s: {what}")
-        time.sleep(interval)
 
 
 @dataclass
@@ -181,7 +171,7 @@ def _wait_http(url: str, timeout: float) -> None:
         except httpx.HTTPError:
             return False
 
-    wait_for(up, timeout, f"{url} answers")
+    wait_for(up, bool, f"{url} answers", timeout)
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +211,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         head = start_node("head", ["--head", f"--port={gcs_port}", "--include-dashboard=false"], node_env,
                           state_dir / "ray-head.log")  # fmt: skip
         started.append(head)
-        wait_for(lambda: (head.temp_dir / "ray_current_cluster").exists(), 90, "the head node is up")
+        wait_for(lambda: (head.temp_dir / "ray_current_cluster").exists(), bool, "the head node is up", 90)
         # Serve runs a proxy on every node, bound to HTTP_PORT: on one machine the worker's needs a port of its own.
         worker_env = {**node_env, "RAY_SERVE_WORKER_PROXY_HTTP_PORT": str(free_port())}
         worker = start_node("worker", [f"--address={address}"], worker_env, state_dir / "ray-worker.log")
@@ -237,7 +227,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 start_new_session=True,
             )  # fmt: skip
         running = Cluster(head, worker, address, f"http://127.0.0.1:{http_port}", probe, state_dir)
-        wait_for(lambda: len(running.node_ids()) == 2, 90, "both nodes joined")
+        wait_for(lambda: len(running.node_ids()) == 2, bool, "both nodes joined", 90)
         _wait_http(f"{running.base_url}/health", 180)
         yield running
     finally:
@@ -376,8 +366,9 @@ def process_media_on_both(http: httpx.Client, cluster: Cluster, uploader: Accoun
         for media in ids:
             wait_for(
                 lambda m=media: http.get(f"/api/v1/media/{m}", headers=uploader.headers).status_code == 200,
-                90,
+                bool,
                 f"media {media} processed",
+                90,
             )
     return uploaded
 
@@ -398,8 +389,9 @@ def test_losing_a_node_under_load_loses_nothing(cluster: Cluster) -> None:
     nodes = cluster.node_ids()
     placed = wait_for(
         lambda: (p := cluster.placement()) and {node for _, node in p.values()} == set(nodes.values()) and p,
-        60,
+        bool,
         "the actors on both nodes",
+        60,
     )
     on_worker = sorted(name for name, (_, node) in placed.items() if node == nodes["worker"])
     assert any(name.startswith(HOST_ACTORS) for name in on_worker), placed
@@ -418,7 +410,7 @@ def test_losing_a_node_under_load_loses_nothing(cluster: Cluster) -> None:
         for thread in threads:
             thread.start()
         try:
-            wait_for(lambda: len(load.posts) >= 5 and load.likes, 60, "the load is under way")
+            wait_for(lambda: len(load.posts) >= 5 and load.likes, bool, "the load is under way", 60)
             before = len(load.done)
             killed_at = time.monotonic()
             killed = cluster.worker.kill()
@@ -431,11 +423,11 @@ def test_losing_a_node_under_load_loses_nothing(cluster: Cluster) -> None:
                     state == "ALIVE" and node == alive["head"] for name, (state, node) in placement.items()
                 ) and all(name in placement for name in on_worker if name.startswith(HOST_ACTORS))  # fmt: skip
 
-            wait_for(restarted_on_head, 120, "the worker node's actors restarted on the head")
+            wait_for(restarted_on_head, bool, "the worker node's actors restarted on the head", 120)
             failover = time.monotonic() - killed_at
             acknowledged_at_failover = (len(load.posts), len(load.likes), len(load.follows))
             # The load goes on past the failover: writes acknowledged after it count as much.
-            wait_for(lambda: len(load.posts) >= acknowledged_at_failover[0] + 5, 60, "posts after the failover")
+            wait_for(lambda: len(load.posts) >= acknowledged_at_failover[0] + 5, bool, "posts after the failover", 60)
         finally:
             load.stop.set()
             for thread in threads:
@@ -464,4 +456,6 @@ def test_losing_a_node_under_load_loses_nothing(cluster: Cluster) -> None:
         # Feeds converge: every reader's home holds every acknowledged post of the authors they follow.
         expected = {status for _, status in load.posts}
         for reader in readers:
-            wait_for(lambda r=reader: expected <= home_ids(http, r), 60, f"{reader.id}'s home feed converged", 1.0)
+            wait_for(
+                lambda r=reader: expected <= home_ids(http, r), bool, f"{reader.id}'s home feed converged", 60, 1.0
+            )

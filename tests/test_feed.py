@@ -14,6 +14,7 @@ import redis
 from redis_store.timelines import celeb_ready_key, member, outbox_key, timeline_key
 from stack import Stack
 from tests.conftest import User, UserFactory
+from tests.waiting import wait_for
 
 
 def post(http: httpx.Client, user: User, text: str, **fields: object) -> dict:
@@ -50,16 +51,14 @@ def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "co
     A check that raises because a server is still coming up (refusing connections, or Redis still loading
     its append-only file) counts as "not yet".
     """
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def settled() -> bool:
         try:
-            if check():
-                return
+            return bool(check())
         except (httpx.TransportError, redis.exceptions.ConnectionError):
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+            return False
+
+    wait_for(settled, bool, what, timeout)
 
 
 def account(http: httpx.Client, user: User) -> dict:

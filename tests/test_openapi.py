@@ -26,6 +26,7 @@ from api.app import create_app
 from api.params import ID_PATTERN
 from redis_store.notifications import marker_key
 from tests.conftest import OAuthApp, User, UserFactory
+from tests.waiting import wait_for
 
 ERROR_REF = "#/components/schemas/Error"
 TOO_BIG = str(2**63)
@@ -183,14 +184,6 @@ def test_entities_carry_exactly_the_documented_fields(
     assert set(app_view.json()) == fields(schemas.Application)
     assert set(http.get("/api/v1/instance").json()) == fields(schemas.InstanceV1)
     assert set(http.get("/api/v2/instance").json()) == fields(schemas.InstanceV2)
-
-
-def wait_for(read, condition, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition(value := read()):
-        assert time.monotonic() < deadline, f"condition not met: {value!r}"
-        time.sleep(0.2)
-    return value
 
 
 @pytest.mark.parametrize(

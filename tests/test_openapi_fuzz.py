@@ -38,16 +38,14 @@ import os
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
 from tests.conftest import User, UserFactory, unique_name
+from tests.waiting import wait_for
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
 SEED = int(os.environ.get("FUZZ_SEED", "20261130"))
@@ -69,15 +67,6 @@ def png() -> bytes:
     return buffer.getvalue()
 
 
-def poll(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
-    return result
-
-
 def seed_records(http: httpx.Client, fuzz_user: User, friend: User) -> dict[str, list[str]]:
     """Real records the fuzzer can name, by parameter (``location.name``)."""
 
@@ -85,7 +74,9 @@ def seed_records(http: httpx.Client, fuzz_user: User, friend: User) -> dict[str,
         media = http.post("/api/v2/media", headers=fuzz_user.headers, files={"file": ("a.png", png(), "image/png")})
         assert media.status_code in (200, 202), media.text
         media_id = media.json()["id"]
-        poll(lambda: http.get(f"/api/v1/media/{media_id}", headers=fuzz_user.headers).status_code == 200, "media")
+        wait_for(
+            lambda: http.get(f"/api/v1/media/{media_id}", headers=fuzz_user.headers).status_code == 200, bool, "media"
+        )
         return media_id
 
     def post(user: User, **fields: str) -> str:
@@ -101,8 +92,9 @@ def seed_records(http: httpx.Client, fuzz_user: User, friend: User) -> dict[str,
     for user, target in ((friend, fuzz_user), (fuzz_user, friend)):
         assert http.post(f"/api/v1/accounts/{target.id}/follow", headers=user.headers).status_code == 200
     assert http.post(f"/api/v1/statuses/{photo}/favourite", headers=friend.headers).status_code == 200
-    notifications = poll(
+    notifications = wait_for(
         lambda: len(found := http.get("/api/v1/notifications", headers=fuzz_user.headers).json()) >= 3 and found,
+        bool,
         "the fuzz user's notifications",
     )
     return {

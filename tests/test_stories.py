@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 import httpx
 import imageio_ffmpeg
 import neo4j
-import pytest
 import redis
 from PIL import Image
 
@@ -38,6 +37,7 @@ from redis_store.stories import DUE, tray_key
 from redis_store.timelines import celeb_ready_key
 from services.errors import NotFound
 from stack import Stack
+from tests import waiting
 from tests.conftest import User, UserFactory
 
 T = TypeVar("T")
@@ -69,13 +69,8 @@ def in_process(stack: Stack, clock: ManualClock, work: Callable[[AppContext], Aw
     return asyncio.run(run())
 
 
-def wait_for(read: Callable[[], T], condition: Callable[[T], bool], what: str, timeout: float = PATIENCE) -> T:
-    deadline = time.monotonic() + timeout
-    while not condition(value := read()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}: last saw {value!r}")
-        time.sleep(0.2)
-    return value
+def wait_for(read: Callable[[], T], condition: Callable[[T], object], what: str) -> T:
+    return waiting.wait_for(read, condition, what, PATIENCE)
 
 
 def photo(width: int = 64, height: int = 48, fmt: str = "PNG") -> bytes:
