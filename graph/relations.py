@@ -13,6 +13,7 @@ caches each viewer's relations, loaded from here once (``relations_of``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from neo4j import AsyncManagedTransaction
 
@@ -20,7 +21,8 @@ from graph.accounts import ACCOUNT_FIELDS
 from graph.driver import GraphClient, Row
 
 MAX_ID = 2**63 - 1
-EDGE_TYPES = ("BLOCKS", "MUTES", "REQUESTED")
+EdgeType = Literal["BLOCKS", "MUTES", "REQUESTED"]
+EDGE_TYPES: tuple[EdgeType, ...] = ("BLOCKS", "MUTES", "REQUESTED")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,26 @@ class Relations:
     complete: bool  # False when the viewer has more relations than were loaded
 
 
+async def _create_once(
+    tx: AsyncManagedTransaction, edge_type: EdgeType, a: int, b: int, edge_id: int, now_ms: int
+) -> bool:
+    """Inside ``tx``: create ``a``'s edge of ``edge_type`` to ``b`` unless there is one; True if created now."""
+    existing = await (
+        await tx.run(f"MATCH (:Account {{id: $a}})-[r:{edge_type}]->(:Account {{id: $b}}) RETURN r.id AS id", a=a, b=b)
+    ).data()
+    if existing:
+        return False
+    await tx.run(
+        f"MATCH (a:Account {{id: $a}}), (b:Account {{id: $b}}) "
+        f"CREATE (a)-[:{edge_type} {{id: $edge, created_at: $now}}]->(b)",
+        a=a,
+        b=b,
+        edge=edge_id,
+        now=now_ms,
+    )
+    return True
+
+
 class RelationGraph:
     def __init__(self, graph: GraphClient) -> None:
         self.graph = graph
@@ -43,35 +65,13 @@ class RelationGraph:
         """Create the block once (True if created now), dropping follow requests between the two."""
 
         async def work(tx: AsyncManagedTransaction) -> bool:
-            await tx.run(
-                "MATCH (a:Account {id: $a})-[r:REQUESTED]-(b:Account {id: $b}) DELETE r",
-                a=me,
-                b=target,
-            )
-            existing = await (
-                await tx.run(
-                    "MATCH (:Account {id: $a})-[r:BLOCKS]->(:Account {id: $b}) RETURN r.id AS id", a=me, b=target
-                )
-            ).data()
-            if existing:
-                return False
-            await tx.run(
-                "MATCH (a:Account {id: $a}), (b:Account {id: $b}) "
-                "CREATE (a)-[:BLOCKS {id: $edge, created_at: $now}]->(b)",
-                a=me,
-                b=target,
-                edge=edge_id,
-                now=now_ms,
-            )
-            return True
+            await tx.run("MATCH (a:Account {id: $a})-[r:REQUESTED]-(b:Account {id: $b}) DELETE r", a=me, b=target)
+            return await _create_once(tx, "BLOCKS", me, target, edge_id, now_ms)
 
         return await self.graph.write_transaction(work)
 
     async def unblock(self, me: int, target: int) -> bool:
-        rows = await self.graph.write(
-            "MATCH (:Account {id: $a})-[r:BLOCKS]->(:Account {id: $b}) DELETE r RETURN count(*) AS n", a=me, b=target
-        )
-        return bool(rows and rows[0]["n"])
+        return await self._delete("BLOCKS", me, target)
 
     # -- mutes ----------------------------------------------------------------------
 
@@ -104,10 +104,7 @@ class RelationGraph:
         await self.graph.write_transaction(work)
 
     async def unmute(self, me: int, target: int) -> bool:
-        rows = await self.graph.write(
-            "MATCH (:Account {id: $a})-[r:MUTES]->(:Account {id: $b}) DELETE r RETURN count(*) AS n", a=me, b=target
-        )
-        return bool(rows and rows[0]["n"])
+        return await self._delete("MUTES", me, target)
 
     # -- follow requests ------------------------------------------------------------
 
@@ -115,31 +112,20 @@ class RelationGraph:
         """Record a pending follow once (True if created now)."""
 
         async def work(tx: AsyncManagedTransaction) -> bool:
-            existing = await (
-                await tx.run(
-                    "MATCH (:Account {id: $a})-[r:REQUESTED]->(:Account {id: $b}) RETURN r.id AS id", a=me, b=target
-                )
-            ).data()
-            if existing:
-                return False
-            await tx.run(
-                "MATCH (a:Account {id: $a}), (b:Account {id: $b}) "
-                "CREATE (a)-[:REQUESTED {id: $edge, created_at: $now}]->(b)",
-                a=me,
-                b=target,
-                edge=edge_id,
-                now=now_ms,
-            )
-            return True
+            return await _create_once(tx, "REQUESTED", me, target, edge_id, now_ms)
 
         return await self.graph.write_transaction(work)
 
     async def withdraw_request(self, requester: int, target: int) -> bool:
         """Remove a pending request (authorized, rejected or withdrawn); True if there was one."""
+        return await self._delete("REQUESTED", requester, target)
+
+    async def _delete(self, edge_type: EdgeType, a: int, b: int) -> bool:
+        """Delete ``a``'s edge of ``edge_type`` to ``b``; True if there was one."""
         rows = await self.graph.write(
-            "MATCH (:Account {id: $a})-[r:REQUESTED]->(:Account {id: $b}) DELETE r RETURN count(*) AS n",
-            a=requester,
-            b=target,
+            f"MATCH (:Account {{id: $a}})-[r:{edge_type}]->(:Account {{id: $b}}) DELETE r RETURN count(*) AS n",
+            a=a,
+            b=b,
         )
         return bool(rows and rows[0]["n"])
 
