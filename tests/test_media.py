@@ -34,6 +34,7 @@ from media.store import original_key
 from media.urls import UrlSigner
 from tests.conftest import MediaBackend, User
 from tests.test_streaming_limits import descendants
+from tests.waiting import wait_for
 
 RED, BLUE = (220, 20, 20), (20, 20, 220)
 GPS = {1: "N", 2: (40.0, 26.0, 46.0), 3: "W", 4: (79.0, 58.0, 56.0)}
@@ -375,16 +376,18 @@ def test_concurrent_duplicates_are_stored_once(media: MediaBackend, make_user) -
 
 def media_worker_in_flight(patience: float) -> int:
     """The pid of a Ray worker of this session while it runs a media task (Ray titles it ``ray::process_media``)."""
-    deadline = time.monotonic() + patience
-    while time.monotonic() < deadline:
+
+    def running() -> int | None:
         for pid in descendants(os.getpid()):
             try:
                 if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::process_media"):
                     return pid
             except OSError:
                 continue
-        time.sleep(0.01)
-    pytest.fail(f"no media task was seen running within {patience}s")
+        return None
+
+    # Polled often: the task runs for a second or two, and the kill must land while it does.
+    return wait_for(running, lambda pid: pid is not None, "a media task running", patience, interval=0.01)
 
 
 def test_worker_killed_mid_task_is_retried(media: MediaBackend, make_user) -> None:

@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -23,16 +22,14 @@ from media.urls import MissingSecret, UrlSigner
 from stack import Stack
 from tests.conftest import MediaBackend, UserFactory
 from tests.test_media import download, media_count, photo_jpeg, upload, upload_ready
+from tests.waiting import wait_for
 
 
 def _kill_store(media: MediaBackend) -> None:
     identity = ProcessIdentity.read(media.settings.state_dir / "seaweedfs.pid")
     assert identity is not None and identity.alive()
     assert identity.signal(signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while identity.alive():
-        assert time.monotonic() < deadline, "weed did not die"
-        time.sleep(0.05)
+    wait_for(identity.alive, lambda alive: not alive, "weed to die", 30)
 
 
 def test_an_acknowledged_upload_survives_a_crash_of_the_store(
