@@ -36,7 +36,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -236,9 +237,22 @@ class Bench:
             return sum(score is not None for score in await pipe.execute())
 
 
-def bench_stack(state_dir: Path) -> Stack:
-    """The stack the tests use, on free loopback ports, with the benchmark's settings in the environment."""
-    return Stack.isolated(state_dir, "bench", BENCH_ENV)
+@contextmanager
+def running_bench_stack() -> Iterator[Stack]:
+    """The stack the tests use, on free loopback ports and in a temporary state folder, with the benchmark's
+    settings in the environment: started, and stopped afterwards (only what it started, even half-started)."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="raygram-bench-") as state_dir:
+        stack = Stack.isolated(Path(state_dir), "bench", BENCH_ENV)
+        try:
+            stack.start_services()
+            stack.start_ray(dashboard=False, num_cpus=4)
+            stack.deploy()
+            wait_for_http(f"{stack.settings.base_url}/health")
+            print(f"  (stack up in {time.perf_counter() - started:.0f}s at {stack.settings.base_url})", flush=True)
+            yield stack
+        finally:
+            stack.stop()
 
 
 # -- 1. fan-out ----------------------------------------------------------------
@@ -446,9 +460,8 @@ async def celebrity_bench(bench: Bench) -> None:
 # -- 3. home-read cost against followed celebrities ----------------------------------
 
 
-async def authors_in_graph(bench: Bench, count: int, posts_each: int) -> list[int]:
-    """``count`` accounts written straight into the graph, each with ``posts_each`` posts (already delivered),
-    with the counters ``StatusService.create`` keeps."""
+async def accounts_in_graph(bench: Bench, count: int) -> list[int]:
+    """``count`` accounts written straight into the graph, with every property sign-up gives one; their ids."""
     authors = [bench.ids.next_id() for _ in range(count)]
     now = int(time.time() * 1000)
     await bench.graph.write(
@@ -463,6 +476,13 @@ async def authors_in_graph(bench: Bench, count: int, posts_each: int) -> list[in
         ids=authors,
         now=now,
     )
+    return authors
+
+
+async def authors_in_graph(bench: Bench, count: int, posts_each: int) -> list[int]:
+    """``count`` accounts written straight into the graph, each with ``posts_each`` posts (already delivered),
+    with the counters ``StatusService.create`` keeps."""
+    authors = await accounts_in_graph(bench, count)
     posts = [
         new_status(
             bench.ids.next_id(),
@@ -696,17 +716,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     print(f"feed benchmarks: {os.cpu_count()} CPUs, Ray {ray.__version__}", flush=True)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="raygram-bench-") as state_dir:
-        stack = bench_stack(Path(state_dir))
-        try:  # ``stop`` also stops a half-started stack: only what it started
-            stack.start_services()
-            stack.start_ray(dashboard=False, num_cpus=4)
-            stack.deploy()
-            wait_for_http(f"{stack.settings.base_url}/health")
-            print(f"  (stack up in {time.perf_counter() - started:.0f}s at {stack.settings.base_url})", flush=True)
-            asyncio.run(run_all(stack, names))
-        finally:
-            stack.stop()
+    with running_bench_stack() as stack:
+        asyncio.run(run_all(stack, names))
     print(f"\nfeed benchmarks done in {time.perf_counter() - started:.0f}s", flush=True)
 
 

@@ -28,9 +28,7 @@ import asyncio
 import itertools
 import os
 import random
-import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
 import ray
@@ -38,13 +36,13 @@ import ray
 from actors.post_index import PostIndex, StatusQuery
 from actors.registry import SEARCH_INDEXER, host_name
 from actors.search import index_path
-from bench.feed_bench import Account, Bench, bench_stack, heading, percentile, row, run_load
+from bench.feed_bench import Account, Bench, accounts_in_graph, heading, percentile, row, run_load, running_bench_stack
 from graph.driver import GraphClient
 from graph.follows import FollowGraph
 from graph.statuses import new_status
 from redis_store.client import claim_id_generator, connect
 from services.search import FOLLOWED_LIMIT
-from stack import Stack, wait_for_http
+from stack import Stack
 
 POSTS = 100_000
 AUTHORS = 200
@@ -82,19 +80,7 @@ async def seed_graph(bench: Bench, words: list[str]) -> tuple[list[int], float]:
     """The authors and ``POSTS`` posts, in bulk; (author ids, seconds spent)."""
     started = time.perf_counter()
     now = int(time.time() * 1000)
-    authors = [bench.ids.next_id() for _ in range(AUTHORS)]
-    await bench.graph.write(
-        """
-        UNWIND $ids AS aid
-        CREATE (:Account {id: aid, username: 'author' + toString(aid), username_key: 'author' + toString(aid),
-                          email_key: toString(aid) + '@author.example', display_name: 'An Author', note: 'bench',
-                          locked: false, bot: false, discoverable: true, created_at: $now, last_active_at: $now,
-                          last_status_at: $now, followers_count: 0, following_count: 0, statuses_count: 0,
-                          celebrity: false})
-        """,
-        ids=authors,
-        now=now,
-    )
+    authors = await accounts_in_graph(bench, AUTHORS)
     chooser = random.Random(SEED)
     weights = [1 / (rank + 1) for rank in range(VOCABULARY)]
     visibilities = ["public"] * 8 + ["unlisted", "private"]
@@ -208,17 +194,8 @@ async def search_bench(bench: Bench) -> None:
 def main(argv: list[str] | None = None) -> None:
     print(f"search benchmark: {os.cpu_count()} CPUs, Ray {ray.__version__}", flush=True)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="raygram-bench-") as state_dir:
-        stack = bench_stack(Path(state_dir))
-        try:  # ``stop`` also stops a half-started stack: only what it started
-            stack.start_services()
-            stack.start_ray(dashboard=False, num_cpus=4)
-            stack.deploy()
-            wait_for_http(f"{stack.settings.base_url}/health")
-            print(f"  (stack up in {time.perf_counter() - started:.0f}s at {stack.settings.base_url})", flush=True)
-            asyncio.run(_run(stack))
-        finally:
-            stack.stop()
+    with running_bench_stack() as stack:
+        asyncio.run(_run(stack))
     print(f"\nsearch benchmark done in {time.perf_counter() - started:.0f}s", flush=True)
 
 

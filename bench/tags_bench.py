@@ -28,22 +28,20 @@ import asyncio
 import os
 import random
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import aiohttp
 import ray
 import redis.asyncio as aioredis
 
-from bench.feed_bench import SEED_BATCH, Bench, authors_in_graph, bench_stack, heading, percentile, row, verdict
+from bench.feed_bench import SEED_BATCH, Bench, authors_in_graph, heading, percentile, row, running_bench_stack, verdict
 from graph.driver import GraphClient
 from graph.statuses import new_status
 from redis_store.client import claim_id_generator, connect
 from redis_store.discovery import DiscoveryStore, PublicPost
 from redis_store.timelines import member, tag_timeline_key
-from stack import Stack, wait_for_http
+from stack import Stack
 
 POSTS = 100_000
 AUTHORS = 500
@@ -209,16 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     del argv  # no options
     print(f"tag-timeline benchmark: {os.cpu_count()} CPUs, Ray {ray.__version__}", flush=True)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="raygram-bench-") as state_dir:
-        stack = bench_stack(Path(state_dir))
-        try:  # ``stop`` also stops a half-started stack: only what it started
-            stack.start_services()
-            stack.start_ray(dashboard=False, num_cpus=4)
-            stack.deploy()
-            wait_for_http(f"{stack.settings.base_url}/health")
-            asyncio.run(run(stack))
-        finally:
-            stack.stop()
+    with running_bench_stack() as stack:
+        asyncio.run(run(stack))
     print(f"\ntag-timeline benchmark done in {time.perf_counter() - started:.0f}s", flush=True)
 
 
