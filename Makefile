@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench chaos lint down clean
+.PHONY: test-cluster run test bench chaos lint down clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ down: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# The feed, interaction and safety tests again, against a three-master Redis Cluster the fixtures build.
+CLUSTER_TESTS ?= tests/test_feed.py tests/test_interactions.py tests/test_follower_lists.py
+test-cluster: $(STAMP)
+	TEST_REDIS_CLUSTER=1 $(BIN)/pytest $(CLUSTER_TESTS)
 
 # Every benchmark (about 15 minutes on two quiet cores); one part: make bench BENCH="mix --rates 25,50".
 bench: $(STAMP)

@@ -101,12 +101,12 @@ def events(settings: Settings, action: str, group: str | None, limit: int) -> in
     """``events dead`` lists dead-lettered events; ``events replay`` puts them back for their group."""
     import asyncio
 
-    from redis_store.client import connect
+    from redis_store.client import redis_from
     from redis_store.durability import Durability
     from redis_store.events import EventStream
 
     async def run() -> int:
-        redis = connect(settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0")
+        redis = redis_from(settings)
         stream = EventStream(redis, maxlen=settings.event_stream_max, durability=Durability.configured(settings))
         try:
             for name in [group] if group else await stream.groups():

@@ -24,6 +24,11 @@ class Settings(BaseSettings):
 
     # External services; empty means "start the embedded one".
     redis_url: str = ""
+    # A Redis Cluster instead (redis_store.client.redis_from): its nodes' URLs, comma-separated (any few of them;
+    # the client discovers the rest). REDIS_CLUSTER_NODES > 0 with no URLs starts an embedded cluster of that many
+    # masters (redis_store.server.start_redis_cluster), on ports from REDIS_PORT up.
+    redis_cluster_urls: str = ""
+    redis_cluster_nodes: int = 0
     neo4j_uri: str = ""
     neo4j_user: str = "root"
     neo4j_password: str = "raygram-local-graph"

@@ -101,7 +101,9 @@ class Stack:
         start_graph = not s.neo4j_uri
         if s.media_store == "seaweedfs" and not s.media_store_url:
             self._start_seaweedfs()
-        if not s.redis_url:
+        if s.redis_cluster_nodes and not s.redis_cluster_urls:
+            self._start_redis_cluster()
+        elif not s.redis_url and not s.redis_cluster_urls:
             started = len(self.started)
             self._reuse_or_start(
                 "redis", "redis.pid", s.redis_port, lambda: start_redis_server(self.state_dir, port=s.redis_port)
@@ -133,6 +135,23 @@ class Stack:
                 ),
             )
             starter.shutdown(wait=False)  # its thread ends with the start
+
+    def _start_redis_cluster(self) -> None:
+        """Start the embedded Redis Cluster (``REDIS_CLUSTER_NODES`` masters from ``REDIS_PORT`` up), reusing one
+        that runs already, and point the settings at it."""
+        from redis_store.server import cluster_ports, start_redis_cluster
+
+        s = self.settings
+        ports = cluster_ports(s.redis_port, s.redis_cluster_nodes)
+        pid_files = [self.state_dir / f"redis-cluster-{i}" / "redis.pid" for i in range(len(ports))]
+        running = [ManagedProcess("redis node", pid, pid.with_suffix(".log")).running_pid() for pid in pid_files]
+        s.redis_cluster_urls = ",".join(f"redis://127.0.0.1:{port}" for port in ports)
+        if all(running) and all(port_is_open("127.0.0.1", port) for port in ports):
+            print(f"  reusing the running Redis Cluster on 127.0.0.1:{ports[0]}-{ports[-1]}")
+        else:
+            print(f"  starting a Redis Cluster of {len(ports)} masters on 127.0.0.1:{ports[0]}-{ports[-1]} …")
+            self.started.extend(start_redis_cluster(self.state_dir, first_port=ports[0], masters=len(ports)))
+            self._start_id_epoch()
 
     def _start_seaweedfs(self) -> None:
         """Start the embedded SeaweedFS in the background (reusing a running one) and point the media store at it."""
@@ -170,7 +189,9 @@ class Stack:
 
         from redis_store.worker_lease import EPOCH
 
-        with redis.Redis.from_url(self.settings.redis_url) as client:
+        s = self.settings
+        first_node = s.redis_cluster_urls.split(",")[0]
+        with redis.RedisCluster.from_url(first_node) if first_node else redis.Redis.from_url(s.redis_url) as client:
             client.eval(
                 "local t = redis.call('TIME') "
                 "return redis.call('SET', KEYS[1], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), 'NX')",

@@ -24,7 +24,7 @@ from actors.consumer import consume_forever
 from config import get_settings
 from graph.driver import GraphClient
 from graph.statuses import StatusGraph
-from redis_store.client import connect
+from redis_store.client import redis_from
 from redis_store.discovery import DiscoveryStore, PublicPost
 from redis_store.events import Event, EventStream
 
@@ -51,7 +51,7 @@ class DiscoveryIndexer:
     def __init__(self, name: str) -> None:
         settings = get_settings()
         self.name = name
-        redis = connect(settings.redis_url)
+        redis = redis_from(settings)
         self.events = EventStream(redis, maxlen=settings.event_stream_max)
         self.store = DiscoveryStore(redis, settings.tag_timeline_max, settings.public_timeline_max)
         graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)

@@ -28,7 +28,7 @@ from graph.relations import RelationGraph
 from graph.statuses import StatusGraph
 from graph.tags import TagGraph
 from ids import min_id_at_ms
-from redis_store.client import connect
+from redis_store.client import redis_from
 from redis_store.durability import Durability
 from redis_store.events import Event, EventStream
 from redis_store.followers import FollowerLists
@@ -48,7 +48,7 @@ class FanoutWorker:
     def __init__(self, consumers: list[int]) -> None:
         self.settings = settings = get_settings()
         self.consumers = consumers
-        redis = connect(settings.redis_url)
+        redis = redis_from(settings)
         graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
         self.statuses = StatusGraph(graph)
         self.events = EventStream(redis, maxlen=settings.event_stream_max)

@@ -32,7 +32,7 @@ from redis.asyncio import Redis
 import metrics
 from actors.consumer import consume_forever
 from config import get_settings
-from redis_store.client import claim_id_generator, connect
+from redis_store.client import claim_id_generator, redis_from
 from redis_store.conversations import ConversationStore
 from redis_store.events import Event, EventStream
 from redis_store.notifications import NotificationStore
@@ -78,7 +78,7 @@ class Notifier:
     @classmethod
     async def create(cls, name: str) -> Notifier:
         """A notifier holding a snowflake worker-id lease (it mints the notifications' ids)."""
-        redis = connect(get_settings().redis_url)
+        redis = redis_from(get_settings())
         return cls(redis, await claim_id_generator(redis), name)
 
     async def run(self) -> None:

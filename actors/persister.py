@@ -16,7 +16,7 @@ from actors.consumer import consume_forever
 from config import get_settings
 from graph.driver import GraphClient
 from graph.likes import LikeGraph
-from redis_store.client import connect
+from redis_store.client import redis_from
 from redis_store.events import Event, EventStream
 
 GROUP = "likes"
@@ -37,7 +37,7 @@ class LikePersister:
     def __init__(self, name: str) -> None:
         settings = get_settings()
         self.name = name
-        self.events = EventStream(connect(settings.redis_url), maxlen=settings.event_stream_max)
+        self.events = EventStream(redis_from(settings), maxlen=settings.event_stream_max)
         graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
         self.likes = LikeGraph(graph)
         self.claim_idle_ms = settings.fanout_claim_idle_ms

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 import metrics
 from config import get_settings
-from redis_store.client import connect
+from redis_store.client import redis_from
 from redis_store.events import EventStream
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class StoreSampler:
     @classmethod
     def create(cls) -> StoreSampler:
         settings = get_settings()
-        return cls(connect(settings.redis_url), settings.metrics_sample_seconds)
+        return cls(redis_from(settings), settings.metrics_sample_seconds)
 
     async def run(self) -> None:
         """Sample every period until cancelled."""

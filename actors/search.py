@@ -36,7 +36,7 @@ from actors.post_index import IndexedPost, PostIndex, StatusQuery
 from config import Settings, get_settings
 from graph.driver import GraphClient, Row
 from graph.statuses import StatusGraph
-from redis_store.client import connect
+from redis_store.client import redis_from
 from redis_store.events import STREAM, Event, EventStream
 
 log = logging.getLogger("raygram.search")
@@ -68,7 +68,7 @@ class SearchIndexer:
     def __init__(self, name: str) -> None:
         settings = get_settings()
         self.name = name
-        self.redis = connect(settings.redis_url)
+        self.redis = redis_from(settings)
         self.events = EventStream(self.redis, maxlen=settings.event_stream_max)
         self.graph = GraphClient(
             settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database

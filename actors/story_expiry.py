@@ -34,7 +34,7 @@ from graph.driver import GraphClient
 from graph.media import MediaGraph
 from graph.stories import StoryGraph
 from media.store import ObjectStore, object_store, original_key
-from redis_store.client import connect
+from redis_store.client import redis_from
 from redis_store.durability import Durability
 from redis_store.events import EventStream
 from redis_store.stories import StoryStore
@@ -58,7 +58,7 @@ class StoryExpirer:
     @classmethod
     def create(cls, settings: Settings) -> StoryExpirer:
         graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
-        redis = connect(settings.redis_url)
+        redis = redis_from(settings)
         store = StoryStore(redis, settings.story_tray_max, Durability.configured(settings))
         events = EventStream(redis, maxlen=settings.event_stream_max)
         return cls(settings, graph, store, events, object_store(settings))

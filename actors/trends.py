@@ -25,7 +25,7 @@ import time
 from config import get_settings
 from graph.driver import GraphClient
 from graph.statuses import StatusGraph
-from redis_store.client import connect
+from redis_store.client import redis_from
 from redis_store.discovery import TRENDING_STATUSES, TRENDING_TAGS, DiscoveryStore
 from services import trends
 
@@ -39,7 +39,7 @@ class TrendsRefresher:
         settings = get_settings()
         self.interval = settings.trends_interval_seconds
         self.explore_pool = settings.explore_pool
-        redis = connect(settings.redis_url)
+        redis = redis_from(settings)
         self.store = DiscoveryStore(redis, settings.tag_timeline_max, settings.public_timeline_max)
         graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
         self.statuses = StatusGraph(graph)

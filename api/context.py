@@ -21,7 +21,7 @@ from graph.suggestions import SuggestionGraph
 from graph.tags import TagGraph
 from redis_store.bookmarks import BookmarkCache
 from redis_store.cache import RecordCache
-from redis_store.client import claim_id_generator, connect
+from redis_store.client import claim_id_generator, redis_from
 from redis_store.conversations import ConversationStore
 from redis_store.discovery import DiscoveryStore
 from redis_store.durability import Durability
@@ -92,7 +92,7 @@ class AppContext:
         """Every service, wired; ``clock`` is the time the time-bound rules read (``services.clock``)."""
         if not settings.redis_url or not settings.neo4j_uri:
             raise RuntimeError("REDIS_URL and NEO4J_URI must be set (`raygram up` sets them for the embedded services)")
-        redis = connect(settings.redis_url, fail_fast=True)
+        redis = redis_from(settings, fail_fast=True)
         graph = GraphClient(
             settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database, fail_fast=True
         )

@@ -68,7 +68,7 @@ from graph.likes import LikeGraph
 from graph.statuses import StatusGraph, new_status
 from ids import SnowflakeGenerator, min_id_at_ms
 from redis_store.cache import RecordCache
-from redis_store.client import claim_id_generator, connect
+from redis_store.client import claim_id_generator, redis_from
 from redis_store.events import EventStream
 from redis_store.likes import LikeStore, PageView
 from redis_store.ratelimit import OverLimit, RateLimit, RateLimiter
@@ -132,7 +132,7 @@ class Baseline:
 
     def __init__(self, settings: Settings, ids: SnowflakeGenerator) -> None:
         self.settings = s = settings
-        self.redis = connect(s.redis_url)
+        self.redis = redis_from(s)
         self.graph = GraphClient(s.neo4j_uri, s.neo4j_user, s.neo4j_password, s.neo4j_database)
         self.ids = ids
         self.accounts = AccountGraph(self.graph)
@@ -399,7 +399,7 @@ async def errors(request: web.Request, handler: Callable[[web.Request], Awaitabl
 
 async def make_app(settings: Settings) -> web.Application:
     """The app; async because ids need a snowflake worker id leased from Redis, as a replica leases one."""
-    ids = await claim_id_generator(connect(settings.redis_url))
+    ids = await claim_id_generator(redis_from(settings))
     baseline = Baseline(settings, ids)
     app = web.Application(middlewares=[errors])
     app.router.add_get("/api/v1/timelines/home", baseline.home)

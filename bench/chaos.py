@@ -77,7 +77,7 @@ from bench.load import (
 from graph.driver import wait_for_graph
 from graph.server import start_graph_server
 from launcher import ManagedProcess
-from redis_store.client import connect
+from redis_store.client import redis_from
 from redis_store.events import STREAM
 from redis_store.server import start_redis_server
 from stack import Stack, wait_for_http
@@ -456,7 +456,7 @@ class Suite:
             photos = await upload_photos(population, http, settings.base_url, photos_needed(photo_ops))
             self.log(f"  uploaded a pool of {photos} photos in {time.perf_counter() - started:.0f}s")
             acks = AckLog(self.out_dir / "acks.jsonl")
-            redis = connect(settings.redis_url)
+            redis = redis_from(settings)
             try:
                 async with OpenLoop(settings.base_url, population, acks) as loop:
                     self.loop, self.t0 = loop, time.time()

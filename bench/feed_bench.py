@@ -53,7 +53,7 @@ from graph.driver import GraphClient
 from graph.follows import FollowGraph
 from graph.statuses import new_status
 from ids import SnowflakeGenerator
-from redis_store.client import claim_id_generator, connect
+from redis_store.client import claim_id_generator, redis_from
 from redis_store.followers import COMPLETE, FollowerLists, followers_key
 from redis_store.timelines import active_key, celeb_ready_key, celebs_key, member, outbox_key, timeline_key
 from stack import Stack, wait_for_http
@@ -681,7 +681,7 @@ async def run_load(send: Send, connections: int, warmup: float, seconds: float) 
 
 async def run_all(stack: Stack, names: list[str]) -> None:
     settings = stack.settings
-    redis = connect(settings.redis_url)
+    redis = redis_from(settings)
     graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:

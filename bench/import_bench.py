@@ -46,7 +46,7 @@ from graph.driver import GraphClient, wait_for_graph
 from graph.schema import apply_schema
 from lab.graphs import EdgeList, read_edge_list, synthetic
 from lab.importer import FOLLOW_BATCH, GraphImport, ImportReport
-from redis_store.client import claim_id_generator, connect
+from redis_store.client import claim_id_generator, redis_from
 from services.auth import AuthService
 from services.passwords import Passwords
 from stack import Stack, wait_for_http
@@ -79,7 +79,7 @@ def hold_out(edges: EdgeList, sample: int, seed: int) -> tuple[EdgeList, list[tu
 
 async def import_once(settings: Settings, edges: EdgeList, prefix: str, batch: int) -> Figures:
     graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
-    redis = connect(settings.redis_url)
+    redis = redis_from(settings)
     ids = await claim_id_generator(redis)
     marks: dict[str, tuple[dict[str, float], float]] = {}
 
@@ -102,7 +102,7 @@ async def import_once(settings: Settings, edges: EdgeList, prefix: str, batch: i
 async def follow_over_http(settings: Settings, edges: EdgeList, prefix: str, follows: list[tuple[int, int]]) -> float:
     """The held-out follows through the API; follows per second (tokens are issued before the clock starts)."""
     graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
-    redis = connect(settings.redis_url)
+    redis = redis_from(settings)
     ids = await claim_id_generator(redis)
     try:
         accounts = AccountGraph(graph)

@@ -87,7 +87,7 @@ from graph.driver import GraphClient
 from graph.media import MediaGraph
 from ids import id_to_ms
 from launcher import free_port
-from redis_store.client import claim_id_generator, connect
+from redis_store.client import claim_id_generator, redis_from
 from redis_store.events import STREAM
 from stack import Stack, wait_for_http
 
@@ -198,7 +198,7 @@ async def seed_photos(
     await upload_photos(population, http, settings.base_url, {uploader: DISTINCT_PHOTOS})
     templates_ids = population.media_pool.pop(uploader)
     graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
-    redis = connect(settings.redis_url)
+    redis = redis_from(settings)
     try:
         ids = await claim_id_generator(redis)
         templates = list((await MediaGraph(graph).get_many(templates_ids)).values())
@@ -383,7 +383,7 @@ async def sweep(stack: Stack, plan: PopulationPlan, config: MixConfig, report: R
             + (f" ({failed} FAILED)" if failed else "")
         )
         process, baseline_url = await start_baseline(out_dir / "baseline.log")
-        redis = connect(settings.redis_url)
+        redis = redis_from(settings)
         try:
             urls = {"raygram": settings.base_url, "baseline": baseline_url}
             await compare_bodies(http, population, urls, report)

@@ -28,7 +28,7 @@ from graph.relations import RelationGraph
 from graph.schema import apply_schema
 from graph.statuses import StatusGraph, new_status
 from graph.tags import TagGraph
-from redis_store.client import connect
+from redis_store.client import redis_from
 from redis_store.durability import Durability
 from redis_store.followers import FollowerLists
 from redis_store.relations import RelationCache
@@ -56,7 +56,7 @@ async def timed(run, rounds: int) -> float:
 
 async def measure(stack: Stack, relations_count: int, rounds: int) -> dict[str, float]:
     settings = stack.settings
-    redis = connect(settings.redis_url)
+    redis = redis_from(settings)
     graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
     try:
         ids = iter(range(10**15, 10**16))

@@ -40,7 +40,7 @@ from bench.feed_bench import Account, Bench, accounts_in_graph, heading, percent
 from graph.driver import GraphClient
 from graph.follows import FollowGraph
 from graph.statuses import new_status
-from redis_store.client import claim_id_generator, connect
+from redis_store.client import claim_id_generator, redis_from
 from services.search import FOLLOWED_LIMIT
 from stack import Stack
 
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
 
 async def _run(stack: Stack) -> None:
     settings = stack.settings
-    redis = connect(settings.redis_url)
+    redis = redis_from(settings)
     graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:

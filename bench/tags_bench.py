@@ -38,7 +38,7 @@ import redis.asyncio as aioredis
 from bench.feed_bench import SEED_BATCH, Bench, authors_in_graph, heading, percentile, row, running_bench_stack, verdict
 from graph.driver import GraphClient
 from graph.statuses import new_status
-from redis_store.client import claim_id_generator, connect
+from redis_store.client import claim_id_generator, redis_from
 from redis_store.discovery import DiscoveryStore, PublicPost
 from redis_store.timelines import member, tag_timeline_key
 from stack import Stack
@@ -188,7 +188,7 @@ async def measure(bench: Bench, rng: random.Random) -> None:
 
 async def run(stack: Stack) -> None:
     settings = stack.settings
-    redis = connect(settings.redis_url)
+    redis = redis_from(settings)
     graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
     rng = random.Random(20261130)
     try:

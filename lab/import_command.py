@@ -104,11 +104,11 @@ async def import_into_stack(
 
     from graph.driver import GraphClient
     from lab.importer import FOLLOW_BATCH, GraphImport, ImportFailed
-    from redis_store.client import claim_id_generator, connect
+    from redis_store.client import claim_id_generator, redis_from
 
     graph_uri = settings.neo4j_uri or f"bolt://127.0.0.1:{settings.graph_bolt_port}"
     graph = GraphClient(graph_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
-    redis = connect(settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0")
+    redis = redis_from(settings)
     ids = None
     try:
         try:

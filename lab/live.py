@@ -60,7 +60,7 @@ from lab.graphs import EdgeList
 from lab.model import Outcome, sample
 from lab.strategies import Strategy
 from lab.trace import HOME, POST, USER, Trace
-from redis_store.client import connect
+from redis_store.client import redis_from
 from redis_store.timelines import (
     TimelineStore,
     celeb_ready_key,
@@ -124,7 +124,7 @@ class LiveRun:
         self.trace = trace
         self.rate = rate
         self.settle = settle
-        self.redis = connect(settings.redis_url)
+        self.redis = redis_from(settings)
         self.timelines = TimelineStore.from_settings(settings, self.redis)
         self.followers = np.bincount(population.dst, minlength=len(population.account_ids))
         order = np.argsort(population.dst, kind="stable")  # followers of each author, contiguous
@@ -524,7 +524,7 @@ async def issue_tokens(settings: Settings, account_ids: np.ndarray, users: Itera
     from services.auth import AuthService
     from services.passwords import Passwords
 
-    redis = connect(settings.redis_url)
+    redis = redis_from(settings)
     graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
     try:
         async with aiohttp.ClientSession(settings.base_url) as http:
@@ -585,7 +585,7 @@ async def import_population(settings: Settings, edges: EdgeList, prefix: str) ->
     from lab.importer import GraphImport
     from redis_store.client import claim_id_generator
 
-    redis = connect(settings.redis_url)
+    redis = redis_from(settings)
     graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
     ids = await claim_id_generator(redis)
     try:

@@ -24,6 +24,11 @@ the same connection as the write: a non-transactional pipeline (inside
 ``MULTI`` it would not wait). A Redis without an append-only file cannot
 honour it: set ``REDIS_WAIT_FSYNC=false`` there, and accept that a Redis crash
 can lose acknowledged likes.
+
+On a Redis Cluster each write lands on the primary that owns its key's slot,
+so the callers name the keys they wrote and a ``WAITAOF`` goes to each of
+those primaries, in the pipeline's batch for that node (one connection per
+node), right behind the writes it covers.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -61,16 +67,30 @@ class Durability:
         """A pipeline whose writes ``execute`` makes durable (non-transactional: see the module docstring)."""
         return redis.pipeline(transaction=False)
 
-    async def execute(self, pipe: Pipeline) -> list[Any]:
-        """Run the queued writes, then wait for their fsync; returns the writes' replies."""
-        if self.wait:
-            pipe.execute_command("WAITAOF", 1, 0, self.timeout_ms)
+    async def execute(self, pipe: Pipeline, written: Sequence[str]) -> list[Any]:
+        """Run the queued writes, then wait for their fsync; returns the writes' replies.
+
+        ``written`` names the keys the writes touch (one per slot is enough): on a cluster, their primaries
+        are the ones that must fsync."""
+        waits = await self._queue_waits(pipe, written) if self.wait else 0
         replies = await pipe.execute()
-        if self.wait:
+        for _ in range(waits):
             fsynced_locally, _replicas = replies.pop()
             if int(fsynced_locally) < 1:
                 raise NotDurable(f"Redis did not fsync its append-only file within {self.timeout_ms} ms")
         return replies
+
+    async def _queue_waits(self, pipe: Pipeline, written: Sequence[str]) -> int:
+        """Queue one ``WAITAOF`` per server the written keys live on; returns how many."""
+        if not isinstance(pipe, ClusterPipeline):  # one server: the pipeline's own connection
+            pipe.execute_command("WAITAOF", 1, 0, self.timeout_ms)
+            return 1
+        redis = pipe.cluster_client
+        await redis.initialize()  # the slot map, if no command has fetched it yet
+        nodes = {node.name: node for node in (redis.get_node_from_key(key) for key in written)}
+        for node in nodes.values():
+            pipe.execute_command("WAITAOF", 1, 0, self.timeout_ms, target_nodes=node)
+        return len(nodes)
 
     async def run_script(self, redis: aioredis.Redis, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]):
         """Run a Lua script and wait for its fsync in one round trip; returns the script's reply.
@@ -87,5 +107,5 @@ class Durability:
     async def _evalsha(self, redis: aioredis.Redis, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]):
         pipe = self.pipeline(redis)
         pipe.evalsha(script.sha, len(keys), *keys, *args)
-        (reply,) = await self.execute(pipe)
+        (reply,) = await self.execute(pipe, keys[:1])  # a script's keys share one slot
         return reply

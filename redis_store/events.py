@@ -117,7 +117,7 @@ class EventStream:
     async def publish(self, event_type: str, **data: Any) -> str:
         pipe = self.durability.pipeline(self.redis)
         pipe.xadd(self.stream, {"type": event_type, "data": orjson.dumps(data)}, maxlen=self.maxlen, approximate=True)
-        (entry_id,) = await self.durability.execute(pipe)
+        (entry_id,) = await self.durability.execute(pipe, [self.stream])
         return entry_id
 
     async def ensure_group(self, group: str) -> None:

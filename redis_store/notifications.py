@@ -105,7 +105,7 @@ class NotificationStore:
         async with self.durability.pipeline(self.redis) as pipe:
             pipe.zrem(list_key(user_id), member(notification_id))
             pipe.delete(record_key(notification_id))
-            removed, _ = await self.durability.execute(pipe)
+            removed, _ = await self.durability.execute(pipe, [list_key(user_id), record_key(notification_id)])
         return bool(removed)
 
     async def clear(self, user_id: int) -> None:
@@ -114,7 +114,7 @@ class NotificationStore:
             pipe.delete(list_key(user_id))
             if ids:
                 pipe.delete(*(record_key(int(i)) for i in ids))
-            await self.durability.execute(pipe)
+            await self.durability.execute(pipe, [list_key(user_id), *(record_key(int(i)) for i in ids)])
 
     async def count_after(self, user_id: int, after_id: int | None) -> int:
         low = f"({member(after_id)}" if after_id else "-"
@@ -128,4 +128,4 @@ class NotificationStore:
         """Store the user's markers (timeline → marker), durably."""
         async with self.durability.pipeline(self.redis) as pipe:
             pipe.hset(marker_key(user_id), mapping={t: orjson.dumps(m) for t, m in markers.items()})
-            await self.durability.execute(pipe)
+            await self.durability.execute(pipe, [marker_key(user_id)])

@@ -150,7 +150,7 @@ class StoryStore:
         pipe.pexpireat(views_key(story_id), deadline)
         pipe.evalsha(self._add.sha, 2, DUE, seen_key(viewer_id), now_ms, self.tray_max, story_id, deadline)
         try:
-            replies = await self.durability.execute(pipe)
+            replies = await self.durability.execute(pipe, [views_key(story_id), seen_key(viewer_id)])
         except NoScriptError:  # a restarted Redis lost the script: load it and write again (all idempotent)
             self._add.sha = await self.redis.script_load(self._add.script)
             return await self.mark_seen(story_id, deadline, viewer_id, now_ms)

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from config import Settings
-from redis_store.client import connect
+from redis_store.client import redis_from
 
 WIDTH = 19
 
@@ -279,9 +279,7 @@ class TimelineStore:
 
     @classmethod
     def from_settings(cls, settings: Settings, redis: aioredis.Redis | None = None) -> TimelineStore:
-        return cls(
-            redis or connect(settings.redis_url), settings.timeline_max, settings.outbox_max, settings.inactive_days
-        )
+        return cls(redis or redis_from(settings), settings.timeline_max, settings.outbox_max, settings.inactive_days)
 
     def __init__(self, redis: aioredis.Redis, timeline_max: int, outbox_max: int, inactive_days: int) -> None:
         self.redis = redis

@@ -1,13 +1,14 @@
 """Snowflake worker ids leased from Redis, so that no two live processes mint with the same one.
 
 Keys:
-  ``ids:worker:{n}`` string, the owner token of worker id ``n`` (0..1023); expires one lease after the
+  ``ids:{workers}:n`` string, the owner token of worker id ``n`` (0..1023); expires one lease after the
                      holder's last renewal (``PX``), renewed every quarter lease; deleted on release
-  ``ids:epoch``      string, Redis' clock (ms) when the lease table was first written after it was
+  ``ids:{workers}``  string, Redis' clock (ms) when the lease table was first written after it was
                      last empty (a fresh or flushed Redis); one key, no TTL
 
-A process claims the first free id from a random start with ``SET NX PX`` (one Lua call over the
-1,024 ids) and renews it from an asyncio task. The rules that keep ids unique:
+All of them share one hash tag, so that on a Redis Cluster they live in one slot. A process claims
+the first free id from a random start with ``SET NX PX`` (one Lua call over the 1,024 ids, all in
+its ``KEYS``) and renews it from an asyncio task. The rules that keep ids unique:
 
 * **A holder mints only inside its lease.** After each renewal that Redis confirmed, and that is on
   disk (``WAITAOF``, see ``redis_store.durability``), the generator may mint until the moment the
@@ -18,7 +19,7 @@ A process claims the first free id from a random start with ``SET NX PX`` (one L
   renewal succeeds.
 * **A flush is waited out.** When Redis loses the keys (``FLUSHALL``, a restart without its data), a
   holder may still mint for up to one lease. The first claim or renewal after that writes
-  ``ids:epoch``; a claim made while the epoch is younger than one lease is usable only once the
+  the epoch; a claim made while the epoch is younger than one lease is usable only once the
   epoch is one lease old, so it cannot overlap any holder from before the flush. A holder whose key
   vanished takes the same id back at its next renewal (nobody else minted with it: a new claimer
   would own the key, and then the holder moves to another id). So a fresh Redis delays the very
@@ -44,28 +45,27 @@ from ids import MAX_WORKER, SnowflakeGenerator
 from redis_store.durability import Durability
 
 log = logging.getLogger("raygram.ids")
-WORKER_PREFIX = "ids:worker:"
-EPOCH = "ids:epoch"
+EPOCH = "ids:{workers}"
 LEASE_SECONDS = 10.0
 SAFE_FRACTION = 0.9  # of a lease, measured from the renewal's send time, during which the holder may mint
 
 _NOW_MS = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)"
 
-# KEYS[1] = ids:epoch; ARGV: owner, lease ms, first id to try, how many ids, key prefix.
+# KEYS[1] = the epoch, KEYS[2..] = the worker ids' keys in id order; ARGV: owner, lease ms, first id to try.
 # Returns {worker id, ms to wait before minting} or {-1, 0} when every id is taken.
 _CLAIM = f"""
 {_NOW_MS}
 redis.call('SET', KEYS[1], now, 'NX')
 local wait = math.max(tonumber(redis.call('GET', KEYS[1])) + tonumber(ARGV[2]) - now, 0)
-local count = tonumber(ARGV[4])
+local count = #KEYS - 1
 for i = 0, count - 1 do
   local id = (tonumber(ARGV[3]) + i) % count
-  if redis.call('SET', ARGV[5] .. id, ARGV[1], 'NX', 'PX', ARGV[2]) then return {{id, wait}} end
+  if redis.call('SET', KEYS[id + 2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {{id, wait}} end
 end
 return {{-1, 0}}
 """
 
-# KEYS[1] = ids:worker:{n}, KEYS[2] = ids:epoch; ARGV: owner, lease ms. 1 = renewed (or taken back after the
+# KEYS[1] = the worker id's key, KEYS[2] = the epoch; ARGV: owner, lease ms. 1 = renewed (or taken back after the
 # key vanished), 0 = another process holds the id now.
 _RENEW = f"""
 local holder = redis.call('GET', KEYS[1])
@@ -76,6 +76,11 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SET', KEYS[2], now, 'NX')
 return 1
 """
+
+
+def worker_key(worker_id: int) -> str:
+    return f"{EPOCH}:{worker_id}"
+
 
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
@@ -114,8 +119,8 @@ class LeasedGenerator(SnowflakeGenerator):
         worker, wait_ms = await self.durability.run_script(
             self.redis,
             self._claim_script,
-            [EPOCH],
-            [self.owner, self.lease_ms, random.randrange(MAX_WORKER + 1), MAX_WORKER + 1, WORKER_PREFIX],
+            [EPOCH, *(worker_key(n) for n in range(MAX_WORKER + 1))],
+            [self.owner, self.lease_ms, random.randrange(MAX_WORKER + 1)],
         )
         if worker < 0:
             raise WorkerIdsExhausted(f"all {MAX_WORKER + 1} worker ids are leased")
@@ -128,7 +133,7 @@ class LeasedGenerator(SnowflakeGenerator):
         """Extend the lease, or take a new id if another process holds ours now."""
         sent = time.monotonic()
         held = await self.durability.run_script(
-            self.redis, self._renew_script, [WORKER_PREFIX + str(self.worker_id), EPOCH], [self.owner, self.lease_ms]
+            self.redis, self._renew_script, [worker_key(self.worker_id), EPOCH], [self.owner, self.lease_ms]
         )
         if held:
             self.extend(sent + SAFE_FRACTION * self.lease_seconds)
@@ -151,7 +156,7 @@ class LeasedGenerator(SnowflakeGenerator):
         if self._keeper is not None:
             self._keeper.cancel()
             await asyncio.gather(self._keeper, return_exceptions=True)
-        await self._release_script(keys=[WORKER_PREFIX + str(self.worker_id)], args=[self.owner])
+        await self._release_script(keys=[worker_key(self.worker_id)], args=[self.owner])
 
 
 async def lease_generator(redis: aioredis.Redis, lease_seconds: float = LEASE_SECONDS) -> LeasedGenerator:

@@ -53,6 +53,11 @@ TEST_ENV = {
 }
 
 
+# ``make test-cluster``: the same tests against a three-master Redis Cluster (Valkey in cluster mode) that the
+# stack builds from the pinned binary (redis_store.server.start_redis_cluster), instead of one Redis server.
+REDIS_CLUSTER = os.environ.get("TEST_REDIS_CLUSTER") == "1"
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = Stack.isolated(
@@ -61,6 +66,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         TEST_ENV,
         redis_url=os.environ.get("TEST_REDIS_URL", ""),
         neo4j_uri=os.environ.get("TEST_NEO4J_URI", ""),
+        **({"redis_cluster_nodes": "3"} if REDIS_CLUSTER else {}),
     )
     settings = running.settings
     try:
@@ -232,7 +238,11 @@ def make_user(http: httpx.Client, oauth_app: OAuthApp) -> UserFactory:
 @pytest.fixture(scope="session")
 def redis_client(stack: Stack) -> Iterator[redis.Redis]:
     """Direct access to the real Redis, for white-box checks and for simulating failures."""
-    client = redis.Redis.from_url(stack.settings.redis_url, decode_responses=True)
+    s = stack.settings
+    if s.redis_cluster_urls:
+        client = redis.RedisCluster.from_url(s.redis_cluster_urls.split(",")[0], decode_responses=True)
+    else:
+        client = redis.Redis.from_url(s.redis_url, decode_responses=True)
     yield client
     client.close()
 

@@ -25,7 +25,7 @@ from redis_store.durability import Durability
 from redis_store.likes import count_key, favs_key
 from redis_store.server import start_redis_server
 from redis_store.timelines import PageBounds, TimelineStore, active_key, reblogs_key, timeline_key
-from redis_store.worker_lease import EPOCH, WORKER_PREFIX, LeasedGenerator, WorkerIdsExhausted
+from redis_store.worker_lease import EPOCH, LeasedGenerator, WorkerIdsExhausted, worker_key
 from stack import Stack
 from tests.conftest import User, UserFactory
 from tests.test_feed import post
@@ -136,16 +136,16 @@ async def test_a_lost_lease_is_claimed_again_and_a_flush_is_waited_out(private_r
     assert newcomer.worker_id != holder.worker_id
     # Another process now holds the holder's id (as after a flush that it slept through): it moves on.
     stolen = holder.worker_id
-    await client.set(WORKER_PREFIX + str(stolen), "someone else", px=60_000)
+    await client.set(worker_key(stolen), "someone else", px=60_000)
     await until(lambda: _moved(holder, stolen))
-    assert await client.get(WORKER_PREFIX + str(stolen)) == "someone else"
+    assert await client.get(worker_key(stolen)) == "someone else"
     assert holder.next_id() > before
     await holder.release()
     await newcomer.release()
 
 
 async def _holds(client: aioredis.Redis, generator: LeasedGenerator) -> bool:
-    return await client.get(WORKER_PREFIX + str(generator.worker_id)) == generator.owner
+    return await client.get(worker_key(generator.worker_id)) == generator.owner
 
 
 async def _moved(generator: LeasedGenerator, old_worker: int) -> bool:

@@ -51,7 +51,7 @@ from graph.accounts import AccountGraph
 from graph.driver import GraphClient
 from graph.statuses import new_status
 from ids import SnowflakeGenerator, id_to_ms
-from redis_store.client import claim_id_generator, connect
+from redis_store.client import claim_id_generator, redis_from
 from redis_store.events import EventStream
 from redis_store.timelines import celeb_ready_key
 from services.auth import AuthService
@@ -259,7 +259,7 @@ async def _create_app(http: aiohttp.ClientSession, base_url: str) -> str:
 
 async def seed_population(plan: PopulationPlan, settings: Settings, http: aiohttp.ClientSession) -> Population:
     """Write ``plan`` into the running stack that ``settings`` describes; returns members with tokens."""
-    redis = connect(settings.redis_url)
+    redis = redis_from(settings)
     graph = GraphClient(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database)
     try:
         ids = await claim_id_generator(redis)
