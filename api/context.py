@@ -90,8 +90,11 @@ class AppContext:
     @classmethod
     async def create(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> AppContext:
         """Every service, wired; ``clock`` is the time the time-bound rules read (``services.clock``)."""
-        if not settings.redis_url or not settings.neo4j_uri:
-            raise RuntimeError("REDIS_URL and NEO4J_URI must be set (`raygram up` sets them for the embedded services)")
+        if not (settings.redis_url or settings.redis_cluster_urls) or not settings.neo4j_uri:
+            raise RuntimeError(
+                "REDIS_URL (or REDIS_CLUSTER_URLS) and NEO4J_URI must be set (`raygram up` sets them for the embedded"
+                " services)"
+            )
         redis = redis_from(settings, fail_fast=True)
         graph = GraphClient(
             settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database, fail_fast=True

@@ -45,6 +45,7 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config import Settings, get_settings
+from redis_store.slots import queue_script
 
 
 class NotDurable(RedisTimeoutError):
@@ -95,8 +96,7 @@ class Durability:
     async def run_script(self, redis: aioredis.Redis, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]):
         """Run a Lua script and wait for its fsync in one round trip; returns the script's reply.
 
-        ``EVALSHA`` straight on the pipeline: a ``Script`` called on a pipeline costs a ``SCRIPT EXISTS``
-        round trip each time. A server that lost the script (restarted) gets it loaded, then a retry.
+        A server that lost the script (restarted) gets it loaded, then a retry.
         """
         try:
             return await self._evalsha(redis, script, keys, args)
@@ -106,6 +106,6 @@ class Durability:
 
     async def _evalsha(self, redis: aioredis.Redis, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]):
         pipe = self.pipeline(redis)
-        pipe.evalsha(script.sha, len(keys), *keys, *args)
+        queue_script(pipe, script, keys, args)
         (reply,) = await self.execute(pipe, keys[:1])  # a script's keys share one slot
         return reply

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.commands.core import AsyncScript
 from redis.crc import key_slot
 
 T = TypeVar("T")
@@ -65,3 +68,42 @@ async def mget(redis: aioredis.Redis, keys: Sequence[str]) -> list[str | None]:
     if is_cluster(redis):
         return await redis.mget_nonatomic(list(keys))  # type: ignore[attr-defined]
     return await redis.mget(list(keys))
+
+
+def queue_script(pipe: Pipeline, script: AsyncScript, keys: Sequence[str], args: Sequence[object]) -> None:
+    """Queue the script's ``EVALSHA`` on a pipeline; a cluster pipeline sends it to the node of its keys.
+
+    ``EVALSHA`` itself: a ``Script`` called on a pipeline costs a ``SCRIPT EXISTS`` round trip each time, and
+    redis-py's cluster pipeline refuses ``pipe.evalsha`` (the raw command it routes by its keys). A server that
+    lost its scripts answers ``NoScriptError``: load the script (``redis.script_load``) and run the pipeline again.
+    """
+    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
+@dataclass(frozen=True)
+class QueuedMget:
+    """Where the replies of a ``queue_mget`` are among its pipeline's replies."""
+
+    first: int  # the index of its first reply
+    count: int  # how many replies it queued
+    per_key: bool  # one reply per key (a cluster), else one MGET reply
+
+    def values(self, replies: Sequence[Any]) -> list[str | None]:
+        """The keys' values, in the keys' order, from the pipeline's replies."""
+        if self.per_key:
+            return list(replies[self.first : self.first + self.count])
+        return list(replies[self.first]) if self.count else []
+
+
+def queue_mget(pipe: Pipeline, keys: Sequence[str]) -> QueuedMget:
+    """Queue a read of the keys' values on a pipeline: one ``MGET`` on a single server, one ``GET`` per key on a
+    cluster (its pipeline sends them in one batch per node; a cluster pipeline refuses a cross-slot ``MGET``)."""
+    first = len(pipe)
+    if not keys:
+        return QueuedMget(first, 0, False)
+    if isinstance(pipe, ClusterPipeline):
+        for key in keys:
+            pipe.get(key)
+        return QueuedMget(first, len(keys), True)
+    pipe.mget(list(keys))
+    return QueuedMget(first, 1, False)
