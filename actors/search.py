@@ -37,7 +37,7 @@ from config import Settings, get_settings
 from graph.driver import GraphClient, Row
 from graph.statuses import StatusGraph
 from redis_store.client import redis_from
-from redis_store.events import STREAM, Event, EventStream
+from redis_store.events import Event, EventStream
 
 log = logging.getLogger("raygram.search")
 GROUP = "search"
@@ -126,11 +126,11 @@ class SearchIndexer:
     async def _group_from_now(self) -> None:
         """The group reads only what is published from now on (its pending entries stay pending)."""
         try:
-            await self.redis.xgroup_create(STREAM, GROUP, id="$", mkstream=True)
+            await self.redis.xgroup_create(self.events.stream, GROUP, id="$", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-            await self.redis.xgroup_setid(STREAM, GROUP, "$")
+            await self.redis.xgroup_setid(self.events.stream, GROUP, "$")
 
     async def handle_batch(self, batch: list[Event]) -> None:
         created = [e.data["status_id"] for e in batch if e.type == "status.created" and _is_id(e.data.get("status_id"))]

@@ -5,7 +5,7 @@ ranged lexicographically, like home inboxes (``redis_store.timelines``
 explains why). Only public posts that are not reblogs go in; everything is
 local, so the local public timeline is the public one.
 
-Keys (all capped or expiring):
+Keys (all capped or expiring; ``{discovery}`` is a literal hash tag, other braces name a variable part):
   ``tagtl:{tag}``, ``tagtl:{tag}:media``  a tag's posts (those with media): capped at ``tag_timeline_max``,
                                           expire ``TAG_TIMELINE_DAYS`` after the tag's last use;
                                           the home feed pulls from the first for a tag with very many
@@ -15,15 +15,22 @@ Keys (all capped or expiring):
   ``tagday:{tag}:{day}:accounts``         set of the accounts that used it that day; both expire
                                           after ``HISTORY_DAYS`` + 1 days (Mastodon keeps a count and
                                           a HyperLogLog; sets make a redelivered event count once)
-  ``tags:recent``                         sorted set, tag → the last time (ms) a public post used it:
+  ``tagfollowers:{tag}``                  string, how many accounts follow the tag (``redis_store.timelines``)
+  ``tags:{discovery}:recent``             sorted set, tag → the last time (ms) a public post used it:
                                           the trend candidates, and what hashtag search ranks by;
                                           trimmed to ``RECENT_TAG_DAYS`` by the trends refresh
-  ``tagfollowers:{tag}``                  string, how many accounts follow the tag (``redis_store.timelines``)
-  ``trends:statuses:candidates``          sorted set, status id → last interaction (ms); trimmed to two days
-  ``trends:tags:max``                     hash, tag → ``"score:at_ms"``, each tag's peak (Mastodon's max_score)
-  ``trends:tags``, ``trends:statuses``    sorted sets, the current trends by score (replaced by each refresh)
-  ``explore:ranked``                      sorted set, the explore pool: recent public posts with media by
+  ``trends:{discovery}:statuses:candidates``  sorted set, status id → last interaction (ms); trimmed to two days
+  ``trends:{discovery}:tags:max``         hash, tag → ``"score:at_ms"``, each tag's peak (Mastodon's max_score)
+  ``trends:{discovery}:tags``,            sorted sets, the current trends by score (replaced by each refresh)
+  ``trends:{discovery}:statuses``
+  ``explore:{discovery}:ranked``          sorted set, the explore pool: recent public posts with media by
                                           engagement score (replaced by each refresh)
+
+On a Redis Cluster: the keys of the trends refresh share the hash tag ``{discovery}`` (one slot), because
+the refresh replaces them in one transaction, so that a reader never sees a ranking deleted and not yet
+refilled. Everything else here is written and read one key per command (non-transactional pipelines,
+which a cluster client splits per node), and the live like counters of many posts are read per slot
+(``slots.mget``).
 """
 
 from __future__ import annotations
@@ -33,15 +40,17 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from redis_store.likes import count_key
+from redis_store.slots import mget, tagged
 from redis_store.timelines import PageBounds, member, tag_followers_key, tag_timeline_key
 
 PUBLIC = "publictl"
-TAGS_RECENT = "tags:recent"
-STATUS_CANDIDATES = "trends:statuses:candidates"
-TAG_PEAKS = "trends:tags:max"
-TRENDING_TAGS = "trends:tags"
-TRENDING_STATUSES = "trends:statuses"
-EXPLORE = "explore:ranked"
+TRENDS_TAG = "discovery"  # the hash tag of the keys the trends refresh replaces in one transaction
+TAGS_RECENT = tagged("tags", TRENDS_TAG, "recent")
+STATUS_CANDIDATES = tagged("trends", TRENDS_TAG, "statuses", "candidates")
+TAG_PEAKS = tagged("trends", TRENDS_TAG, "tags", "max")
+TRENDING_TAGS = tagged("trends", TRENDS_TAG, "tags")
+TRENDING_STATUSES = tagged("trends", TRENDS_TAG, "statuses")
+EXPLORE = tagged("explore", TRENDS_TAG, "ranked")
 HISTORY_DAYS = 7
 DAY_SECONDS = 86_400
 RECENT_TAG_DAYS = 7
@@ -214,7 +223,7 @@ class DiscoveryStore:
         """The live like counters there are (``redis_store.likes``); the graph's count stands in for the rest."""
         if not status_ids:
             return {}
-        values = await self.redis.mget([count_key(i) for i in status_ids])
+        values = await mget(self.redis, [count_key(i) for i in status_ids])
         return {i: int(v) for i, v in zip(status_ids, values, strict=True) if v is not None}
 
     async def recent_media_posts(self, limit: int) -> list[int]:
@@ -228,7 +237,8 @@ class DiscoveryStore:
         explore: dict[int, float],
         forget_before_ms: int,
     ) -> None:
-        """Replace the trends and the explore pool in one transaction; forget old candidates."""
+        """Replace the trends and the explore pool in one transaction (its keys share one slot); forget old
+        candidates."""
         async with self.redis.pipeline(transaction=True) as pipe:
             for key, scores in ((TRENDING_TAGS, tags), (TRENDING_STATUSES, statuses), (EXPLORE, explore)):
                 pipe.delete(key)

@@ -6,34 +6,54 @@ double), so "still active" is a score range from ``now``, pruning is one
 Reads range from ``now`` and never return an entry past its deadline, however
 late the clean-up runs.
 
-Keys (each capped or expiring):
+Keys (each capped or expiring; the part in braces is the hash tag, see ``redis_store.slots``):
   ``story:{id}``          JSON record of an active story (author, media keys, deadline, options);
                           expires at the deadline; deleted when the author ends the story early
+  ``story:{id}:views``    viewer → time of their first view (each viewer once); expires at the deadline
   ``stories:by:{author}`` the author's active stories: at most ``story_max_active`` live entries;
                           expires with its last deadline
   ``stories:tray:{user}`` stories fanned out to the user (authors they follow): capped at
                           ``story_tray_max``, pruned by deadline, expires with its last deadline
   ``stories:seen:{user}`` stories the user has seen, scored by the story's deadline: capped like the
                           tray, pruned by deadline, expires with its last deadline
-  ``story:views:{id}``    viewer → time of their first view (each viewer once); expires at the deadline
-  ``stories:due``         key of every set above that holds entries → its earliest deadline, so the
-                          expiry actor (``actors.story_expiry``) prunes exactly the sets that need it:
-                          one entry per non-empty set, removed when the set empties
+  ``stories:due``         key of every set above that holds entries → a deadline no later than its
+                          earliest one, so the expiry actor (``actors.story_expiry``) prunes exactly the
+                          sets that need it: one entry per non-empty set, removed when the set empties
 
-The scripts take every key they touch in ``KEYS``; ``stories:due`` makes them
-cross-slot, so on Redis Cluster they would need a due index per slot (not done).
+On a Redis Cluster the sets of different users live in different slots and
+``stories:due`` in yet another, so no script touches the due index and a set:
+the scripts work on sets of one slot (``_ADD``, ``_PRUNE``: all of a batch's
+sets at once on one server, one call per slot on a cluster, ``slots.by_slot``)
+and the due index is written on its own, in the same pipeline:
+
+* Adding writes the due entries first (``ZADD LT`` the earliest new deadline),
+  then the entries. The due index is housekeeping, never what a read relies
+  on: a due entry for a set that is empty or due later only costs the
+  expiry actor a look. On one server the pipeline keeps that order; a
+  cluster sends its per-node batches concurrently, so a crash in between may
+  leave an entry with no due entry, which then goes when the set's next
+  write re-indexes it or when the whole set expires with its last deadline.
+* Pruning takes the due sets (with the score each was due at), prunes them,
+  and then moves each due entry to the set's new earliest deadline, or drops
+  it, only if it still has the score the pruning started from (``_SETTLE``):
+  an entry an add lowered meanwhile stays. An add that lands between the
+  prune and the settle without lowering the due score may leave its entry
+  to be pruned at the set's next due time instead: late, never visible.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from redis_store.durability import Durability
+from redis_store.slots import by_slot, queue_mget, queue_script, tagged
 
 DUE = "stories:due"
 AUTHOR_MAX = 1000  # entries kept in an author's set: far above ``story_max_active`` live ones
@@ -41,55 +61,63 @@ StoryEntry = tuple[int, int]  # (story id, deadline in Unix ms)
 
 
 def record_key(story_id: int) -> str:
-    return f"story:{story_id}"
-
-
-def author_key(author_id: int) -> str:
-    return f"stories:by:{author_id}"
-
-
-def tray_key(user_id: int) -> str:
-    return f"stories:tray:{user_id}"
-
-
-def seen_key(user_id: int) -> str:
-    return f"stories:seen:{user_id}"
+    return tagged("story", story_id)
 
 
 def views_key(story_id: int) -> str:
-    return f"story:views:{story_id}"
+    return tagged("story", story_id, "views")
 
 
-# KEYS[1] = stories:due, KEYS[2..] = deadline-scored sets; ARGV = now, cap, then pairs (member, deadline).
-# Adds the entries to every set, drops what is past its deadline, trims each set to ``cap`` (the entries
-# that expire soonest go first), makes it expire with its last entry, and records its earliest deadline
-# in the due index (``LT``: an earlier deadline already there stays).
+def author_key(author_id: int) -> str:
+    return tagged("stories:by", author_id)
+
+
+def tray_key(user_id: int) -> str:
+    return tagged("stories:tray", user_id)
+
+
+def seen_key(user_id: int) -> str:
+    return tagged("stories:seen", user_id)
+
+
+# KEYS = deadline-scored sets (one slot); ARGV = now, cap, then pairs (member, deadline). Adds the entries to
+# every set, drops what is past its deadline, trims each set to ``cap`` (the entries that expire soonest go
+# first) and makes it expire with its last entry.
 _ADD = """
 local now, cap = ARGV[1], tonumber(ARGV[2])
-for i = 2, #KEYS do
-  local key = KEYS[i]
+for _, key in ipairs(KEYS) do
   for j = 3, #ARGV, 2 do redis.call('ZADD', key, ARGV[j + 1], ARGV[j]) end
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
   local size = redis.call('ZCARD', key)
   if size > cap then redis.call('ZREMRANGEBYRANK', key, 0, size - cap - 1) end
   local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  if last[2] then
-    redis.call('PEXPIREAT', key, last[2])
-    redis.call('ZADD', KEYS[1], 'LT', first[2], key)
-  end
+  if last[2] then redis.call('PEXPIREAT', key, last[2]) end
 end
 return 1
 """
 
-# KEYS[1] = stories:due, KEYS[2..] = sets; ARGV[1] = now. Drops expired entries of each set and keeps its
-# due entry right: the new earliest deadline, or none once the set is empty.
+# KEYS = sets (one slot); ARGV[1] = now. Drops the expired entries of each set; returns, per set, its earliest
+# deadline left, or '' once it is empty.
 _PRUNE = """
-for i = 2, #KEYS do
-  local key = KEYS[i]
+local firsts = {}
+for i, key in ipairs(KEYS) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
   local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  if first[2] then redis.call('ZADD', KEYS[1], first[2], key) else redis.call('ZREM', KEYS[1], key) end
+  firsts[i] = first[2] or ''
+end
+return firsts
+"""
+
+# KEYS[1] = stories:due; ARGV = triples (set key, the score it was due at, its earliest deadline now or '').
+# Moves each set's due entry to its earliest deadline, or drops it when the set is empty, unless an add
+# changed the entry since the set was pruned (the set keys are members here, never keys the script opens).
+_SETTLE = """
+for i = 1, #ARGV, 3 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    if ARGV[i + 2] == '' then redis.call('ZREM', KEYS[1], ARGV[i])
+    else redis.call('ZADD', KEYS[1], ARGV[i + 2], ARGV[i]) end
+  end
 end
 return 1
 """
@@ -111,30 +139,60 @@ class StoryStore:
         self.durability = durability
         self._add = redis.register_script(_ADD)
         self._prune = redis.register_script(_PRUNE)
+        self._settle = redis.register_script(_SETTLE)
+
+    async def _send(self, queue: Callable[[Pipeline], None], written: Sequence[str] | None = None) -> list[Any]:
+        """One pipeline of what ``queue`` puts on it; durable (``WAITAOF`` on the primaries of ``written``) when
+        ``written`` is given. A server that lost the scripts (restarted) gets them loaded and the pipeline sent
+        again: everything queued here is idempotent."""
+        try:
+            return await self._send_once(queue, written)
+        except NoScriptError:
+            for script in (self._add, self._prune):
+                script.sha = await self.redis.script_load(script.script)
+            return await self._send_once(queue, written)
+
+    async def _send_once(self, queue: Callable[[Pipeline], None], written: Sequence[str] | None) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        queue(pipe)
+        return await (pipe.execute() if written is None else self.durability.execute(pipe, written))
+
+    def _queue_add(self, pipe: Pipeline, keys: list[str], entries: list[StoryEntry], now_ms: int, cap: int) -> None:
+        """The due entries of ``keys``, then the entries themselves: one ``_ADD`` per slot of the sets."""
+        pipe.zadd(DUE, dict.fromkeys(keys, min(deadline for _, deadline in entries)), lt=True)
+        args: list[int] = [now_ms, cap]
+        for story_id, deadline in entries:
+            args += (story_id, deadline)
+        for group in by_slot(self.redis, keys, str):
+            queue_script(pipe, self._add, group, args)
 
     # -- writes --------------------------------------------------------------
 
     async def publish(self, story: dict[str, Any], now_ms: int) -> None:
         """An active story: its record (expiring at its deadline) and its entry among the author's stories."""
         deadline = story["expires_at"]
-        await self.redis.set(record_key(story["id"]), orjson.dumps(story), pxat=deadline)
-        keys = [DUE, author_key(story["account_id"])]
-        await self._add(keys=keys, args=[now_ms, AUTHOR_MAX, story["id"], deadline])
+
+        def queue(pipe: Pipeline) -> None:
+            pipe.set(record_key(story["id"]), orjson.dumps(story), pxat=deadline)
+            self._queue_add(pipe, [author_key(story["account_id"])], [(story["id"], deadline)], now_ms, AUTHOR_MAX)
+
+        await self._send(queue)
 
     async def end(self, story_id: int, author_id: int) -> None:
-        """The author ended the story: it is no longer anyone's to read (trays are cleaned by fan-out)."""
-        async with self.redis.pipeline(transaction=True) as pipe:
+        """The author ended the story: it is no longer anyone's to read (trays are cleaned by fan-out).
+
+        The record first (its absence is what hides the story), then the author's entry; two slots, so no
+        transaction: a crash in between leaves an entry whose record is gone, which every read skips."""
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(record_key(story_id), views_key(story_id))
             pipe.zrem(author_key(author_id), story_id)
             await pipe.execute()
 
     async def deliver(self, entries: list[StoryEntry], user_ids: list[int], now_ms: int) -> None:
-        """Add stories (id, deadline) to the trays of ``user_ids`` (one round trip)."""
+        """Add stories (id, deadline) to the trays of ``user_ids``: one round trip (one script per slot)."""
         if entries and user_ids:
-            args: list[int] = [now_ms, self.tray_max]
-            for story_id, deadline in entries:
-                args += (story_id, deadline)
-            await self._add(keys=[DUE, *(tray_key(u) for u in user_ids)], args=args)
+            keys = [tray_key(u) for u in user_ids]
+            await self._send(lambda pipe: self._queue_add(pipe, keys, entries, now_ms, self.tray_max))
 
     async def remove(self, story_ids: list[int], user_ids: list[int]) -> None:
         if story_ids and user_ids:
@@ -145,23 +203,33 @@ class StoryStore:
 
     async def mark_seen(self, story_id: int, deadline: int, viewer_id: int, now_ms: int) -> bool:
         """Record a view, durably: the viewer's first view of the story counts; True if this was it."""
-        pipe = self.durability.pipeline(self.redis)
-        pipe.zadd(views_key(story_id), {str(viewer_id): now_ms}, nx=True)
-        pipe.pexpireat(views_key(story_id), deadline)
-        pipe.evalsha(self._add.sha, 2, DUE, seen_key(viewer_id), now_ms, self.tray_max, story_id, deadline)
-        try:
-            replies = await self.durability.execute(pipe, [views_key(story_id), seen_key(viewer_id)])
-        except NoScriptError:  # a restarted Redis lost the script: load it and write again (all idempotent)
-            self._add.sha = await self.redis.script_load(self._add.script)
-            return await self.mark_seen(story_id, deadline, viewer_id, now_ms)
+        views, seen = views_key(story_id), seen_key(viewer_id)
+
+        def queue(pipe: Pipeline) -> None:
+            pipe.zadd(views, {str(viewer_id): now_ms}, nx=True)
+            pipe.pexpireat(views, deadline)
+            self._queue_add(pipe, [seen], [(story_id, deadline)], now_ms, self.tray_max)
+
+        replies = await self._send(queue, [views, seen, DUE])
         return bool(replies[0])
 
     async def prune_due(self, now_ms: int, batch: int) -> int:
         """Prune up to ``batch`` sets whose earliest entry has expired; returns how many were pruned."""
-        keys = await self.redis.zrangebyscore(DUE, "-inf", now_ms, start=0, num=batch)
-        if keys:
-            await self._prune(keys=[DUE, *keys], args=[now_ms])
-        return len(keys)
+        due = await self.redis.zrangebyscore(DUE, "-inf", now_ms, start=0, num=batch, withscores=True)
+        if not due:
+            return 0
+        groups = by_slot(self.redis, due, lambda entry: entry[0])
+
+        def queue(pipe: Pipeline) -> None:
+            for group in groups:
+                queue_script(pipe, self._prune, [key for key, _ in group], [now_ms])
+
+        settle: list[str | int] = []
+        for group, firsts in zip(groups, await self._send(queue), strict=True):
+            for (key, score), first in zip(group, firsts, strict=True):
+                settle += (key, int(score), first)
+        await self._settle(keys=[DUE], args=settle)
+        return len(due)
 
     # -- reads ---------------------------------------------------------------
 
@@ -200,9 +268,10 @@ class StoryStore:
         if not story_ids:
             return {}, set()
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.mget([record_key(s) for s in story_ids])
+            stored = queue_mget(pipe, [record_key(s) for s in story_ids])
             pipe.zmscore(seen_key(viewer_id), story_ids)
-            raw, seen_scores = await pipe.execute()
+            replies = await pipe.execute()
+        raw, seen_scores = stored.values(replies), replies[-1]
         records = {s: orjson.loads(r) for s, r in zip(story_ids, raw, strict=True) if r is not None}
         seen = {s for s, score in zip(story_ids, seen_scores, strict=True) if score is not None}
         return records, seen

@@ -17,7 +17,8 @@ suggestion); every read re-checks the exclusions for the page's accounts in
 the same graph query that loads them, so a follow, block or dismissal made
 meanwhile never shows.
 
-Keys: ``suggestions:{user}`` and ``suggestions:popular``, JSON, with ``EX``.
+Keys: ``suggestions:{user}`` (the user's hash tag, ``redis_store.slots``) and ``suggestions:popular``, JSON,
+with ``EX``; each is read and written alone, so they need nothing more on a Redis Cluster.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import redis.asyncio as aioredis
 from config import Settings
 from graph.driver import Row
 from graph.suggestions import SuggestionGraph
+from redis_store.slots import tagged
 from services.availability import REDIS_DOWN, mark_degraded
 from services.errors import NotFound
 
@@ -43,7 +45,7 @@ POPULAR_KEY = "suggestions:popular"
 
 
 def suggestions_key(user_id: int) -> str:
-    return f"suggestions:{user_id}"
+    return tagged("suggestions", user_id)
 
 
 async def forget_suggestions(redis: aioredis.Redis, user_id: int) -> None:

@@ -33,7 +33,10 @@ from PIL import Image
 from api.context import AppContext
 from graph.stories import story_keys
 from media.store import local_store, original_key
-from redis_store.stories import DUE, tray_key
+from redis_store.client import redis_from
+from redis_store.durability import Durability
+from redis_store.slots import slot_of
+from redis_store.stories import DUE, StoryStore, author_key, tray_key
 from redis_store.timelines import celeb_ready_key
 from services.errors import NotFound
 from stack import Stack
@@ -384,7 +387,8 @@ def test_the_expiry_actor_cleans_up_after_the_deadline(
 
     wait_for(lambda: redis_client.zscore(tray, story["id"]), lambda s: s is None, "the actor to prune the tray")
     assert redis_client.zscore(tray, lasting["id"]) is not None
-    assert redis_client.zscore(DUE, tray) == ms(lasting["expires_at"])  # due next when the lasting story ends
+    # Due next when the lasting story ends (the due index is settled right after the prune, in its own call).
+    wait_for(lambda: redis_client.zscore(DUE, tray), lambda due: due == ms(lasting["expires_at"]), "the tray due next")
     assert story_ids(carousel(http, follower))[author.id] == [lasting["id"]]
     record = wait_for(
         lambda: graph_session.run(
@@ -398,6 +402,51 @@ def test_the_expiry_actor_cleans_up_after_the_deadline(
     # Media is deleted by default (story_keep_media=false): the record says so and the files are gone.
     assert record["state"] == "deleted" and not stack.settings.story_keep_media
     assert not local_store(stack.settings).path(original_key(record["sha256"])).exists()
+
+
+def test_trays_in_many_slots_are_filled_in_one_call_and_each_is_pruned(stack: Stack, redis_client: redis.Redis) -> None:
+    """The store across users: on a cluster their trays lie in many slots (``slots.by_slot`` splits the work)."""
+    base = uuid.uuid4().int % 10**12  # users and stories no other test has
+    users = [base + i for i in range(40)]
+    trays = [tray_key(u) for u in users]
+    assert len({slot_of(tray) for tray in trays}) > 10
+    now = int(time.time() * 1000)
+    brief, lasting = (base, now + 5_000), (base + 1, now + DAY_MS)
+
+    async def write() -> tuple[dict[int, dict], set[int]]:
+        client = redis_from(stack.settings)
+        try:
+            store = StoryStore(client, stack.settings.story_tray_max, Durability.configured(stack.settings))
+            for (story_id, deadline), author in ((brief, users[1]), (lasting, users[2])):
+                await store.publish({"id": story_id, "account_id": author, "expires_at": deadline}, now)
+            await store.deliver([brief, lasting], users, now)
+            assert await store.mark_seen(lasting[0], lasting[1], users[0], now)
+            assert not await store.mark_seen(lasting[0], lasting[1], users[0], now)  # each viewer once
+            return await store.records([brief[0], lasting[0]], users[0])
+        finally:
+            await client.aclose()
+
+    records, seen = asyncio.run(write())
+    assert sorted(records) == [brief[0], lasting[0]] and seen == {lasting[0]}
+    for tray in trays:
+        assert redis_client.zrange(tray, 0, -1, withscores=True) == [
+            (str(brief[0]), brief[1]),
+            (str(lasting[0]), lasting[1]),
+        ]
+        assert redis_client.zscore(DUE, tray) == brief[1]
+
+    wait_for(
+        lambda: [redis_client.zrange(t, 0, -1) for t in trays],
+        lambda found: found == [[str(lasting[0])]] * 40,
+        "the prune",
+    )
+    # Each tray is due when the lasting story ends; the author's set emptied, so it is no longer due at all.
+    due_sets = [*trays, author_key(users[1])]
+    wait_for(
+        lambda: [redis_client.zscore(DUE, key) for key in due_sets],
+        lambda due: due == [lasting[1]] * 40 + [None],
+        "the due index",
+    )
 
 
 def test_a_story_whose_delivery_was_cut_short_is_delivered_by_the_actor(
