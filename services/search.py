@@ -15,7 +15,7 @@
 * Hashtags: by name prefix (``#`` and case ignored, names compared in the
   stored form: NFKC, lower case), at most ``TAG_CANDIDATES`` from the graph's
   unique index on ``Tag.name``, ranked: the exact name first, then by the
-  last time a public post used the tag (``tags:recent``, the sorted set the
+  last time a public post used the tag (``tags:{discovery}:recent``, the sorted set the
   discovery indexer keeps in Redis), then by name.
 
 Posts and accounts are hydrated as everywhere else (``services.hydrate``),
