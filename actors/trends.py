@@ -5,9 +5,11 @@ scores, with the pure functions of ``services.trends``:
   * the tags used by a public post in the last two days, plus those trending
     now: distinct accounts today and yesterday, one Redis round trip for all;
   * the posts liked or shared in the last two days, plus those trending now:
-    their records in one graph query, their live like counts in one ``MGET``;
+    their records in one graph query, their live like counts in one ``MGET``
+    (one per slot on a Redis Cluster, where the posts' counters lie in many slots);
   * the newest ``explore_pool`` public posts with media, the same way;
-and replaces the three rankings in Redis in one transaction. Requests only
+and replaces the three rankings in Redis in one transaction (their keys share
+the ``{discovery}`` hash tag, so a cluster keeps them in one slot). Requests only
 read them (``services.explore``), so a trend costs nothing per request.
 
 Work per refresh grows with the recent activity (candidates are capped at
