@@ -31,8 +31,10 @@ and the due index is written on its own, in the same pipeline:
   on: a due entry for a set that is empty or due later only costs the
   expiry actor a look. On one server the pipeline keeps that order; a
   cluster sends its per-node batches concurrently, so a crash in between may
-  leave an entry with no due entry, which then goes when the set's next
-  write re-indexes it or when the whole set expires with its last deadline.
+  leave a new entry without its due entry: it is pruned once the set's next
+  write indexes the set again, or goes with the whole set at its last
+  deadline. Either way no read shows it, and the entries themselves (a
+  tray's story, a view) are written, and acknowledged, as before.
 * Pruning takes the due sets (with the score each was due at), prunes them,
   and then moves each due entry to the set's new earliest deadline, or drops
   it, only if it still has the score the pruning started from (``_SETTLE``):
