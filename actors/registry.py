@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import ray
 from ray.actor import ActorHandle
@@ -69,6 +69,13 @@ def outbox_name(shard: int) -> str:
 def fanout_name(index: int) -> str:
     """A fan-out consumer: its name in the ``fanout`` group."""
     return f"fanout-{index}"
+
+
+def retired_fanout(settings: Settings) -> Callable[[str], bool]:
+    """Whether a consumer name of the ``fanout`` group is none of the ``FANOUT_WORKERS`` now configured: one left by
+    a start with more (``actors.consumer.adopt_retired`` hands its pending events on)."""
+    current = {fanout_name(i) for i in range(settings.fanout_workers)}
+    return lambda name: name not in current
 
 
 def inbox_host_name(host: int) -> str:
