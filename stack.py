@@ -341,6 +341,7 @@ class Stack:
         endpoints = {
             "base_url": self.settings.base_url,
             "redis_url": self.settings.redis_url,
+            "redis_cluster_urls": self.settings.redis_cluster_urls,
             "ray_address": ray.get_runtime_context().gcs_address,
             "ray_namespace": self.settings.ray_namespace,
             "metrics_urls": self.metrics_urls(),
