@@ -37,6 +37,7 @@ previous start the hosts it left with other counts are replaced
 
 from __future__ import annotations
 
+import logging
 import time
 import zlib
 from collections import defaultdict
@@ -47,12 +48,14 @@ from ray.actor import ActorHandle
 
 from config import Settings
 
+log = logging.getLogger("raygram.registry")
 NOTIFIER = "notify-0"  # the notifier's consumer name in the ``notify`` group
 LIKE_PERSISTER = "likes-0"  # the like persister's consumer name in the ``likes`` group
 SEARCH_INDEXER = "search-0"  # the search indexer's consumer name in the ``search`` group
 DISCOVERY = "discovery-0"  # the discovery indexer's consumer name in the ``discovery`` group (and the trends timer)
 
 
+ASK_SECONDS = 15.0  # how long a host actor found at start has to say which counts it was started with
 HOST_PREFIXES = ("inbox-shards-", "celebrity-outboxes-", "stream-consumers-")  # the host actors' names, up to the index
 
 
@@ -229,10 +232,10 @@ def replace_stale_hosts(settings: Settings, wanted: set[str], timeout: float = 6
         handle = ray.get_actor(name, namespace=namespace)
         if name in wanted:
             try:
-                if ray.get(handle.layout.remote(), timeout=timeout) == layout:
+                if ray.get(handle.layout.remote(), timeout=ASK_SECONDS) == layout:
                     continue
-            except (ray.exceptions.RayError, TimeoutError):
-                pass  # not answering: replaced like a stale one
+            except Exception:  # not answering (hung, or restarting), or a version without layout(): replaced
+                log.warning("the host actor %s did not say its counts; replacing it", name)
         ray.kill(handle, no_restart=True)
         stale.append(name)
     deadline = time.monotonic() + timeout

@@ -8,17 +8,22 @@ events the retired names had taken and not acknowledged
 (``actors.consumer.adopt_retired``), and remove the names.
 
 The test runs ``raygram up`` three times on one state folder, as an operator
-would (its own Redis, graph, Ray and Serve each time, so it does not use the
-session stack), with different counts: inbox 2 → 5 → 3, outbox 1 → 3 → 2,
-fan-out consumers 3 → 1 → 4 (on two hosts at the end). Before the first stop,
-the stream consumers' process is frozen from outside (SIGSTOP, then killed with
-the stack) while posts are fanned out, until the consumers that the second
-start retires hold events they took and never acknowledged; posts, likes and
-follows made meanwhile were acknowledged. ``FANOUT_CLAIM_IDLE_MS`` is ten
-minutes, so only the adoption, not the re-claim of idle events, can deliver
-those. After each restart every acknowledged post, like and follow is there,
-every home feed becomes exactly the posts of the authors its reader follows,
-and the group holds only the configured consumers.
+would (its own Redis and graph each time, so it does not use the session
+stack), with different counts: inbox 2 → 5 → 3, outbox 1 → 3 → 2, fan-out
+consumers 3 → 1 → 4 (on two hosts at the end). It joins a Ray of its own
+(``ray start --head``, ``RAY_ADDRESS``) that keeps running across the starts, as
+a cluster does: the detached host actors of one start are still there at the
+next, and the next must replace those of other counts
+(``actors.registry.replace_stale_hosts``). Before the first stop, the stream
+consumers' process is frozen from outside (SIGSTOP) while posts are fanned
+out, until the consumers that the second start retires hold events they took
+and never acknowledged; posts, likes and follows made meanwhile were
+acknowledged. The frozen process is killed only when the second start replaces
+it. ``FANOUT_CLAIM_IDLE_MS`` is ten minutes, so only the adoption, not the
+re-claim of idle events, can deliver those. After each restart every
+acknowledged post, like and follow is there, every home feed becomes exactly
+the posts of the authors its reader follows, and the group holds only the
+configured consumers.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import redis
 from config import Settings
 from launcher import free_port
 from tests.conftest import TEST_ENV
-from tests.test_cluster import Account, app_token, kill_pids, process_tree, sign_up
+from tests.test_cluster import Account, RayNode, app_token, kill_pids, process_tree, sign_up, start_node
 from tests.test_feed import follow, post
 from tests.waiting import wait_for
 
@@ -73,35 +78,44 @@ class World:
 
 
 class Deployment:
-    """``raygram up`` on one state folder and fixed ports, started and stopped as a process from outside."""
+    """``raygram up`` on one state folder, fixed ports and a Ray of its own, started and stopped from outside."""
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
-        self.http_port, self.redis_port = free_port(), free_port()
+        self.http_port, self.redis_port, gcs_port = free_port(), free_port(), free_port()
         self.settings = {
             **TEST_ENV,
             "STATE_DIR": str(state_dir),
+            "RAY_ADDRESS": f"127.0.0.1:{gcs_port}",
             "REDIS_PORT": str(self.redis_port),
             "GRAPH_BOLT_PORT": str(free_port()),
             "GRAPH_HTTP_PORT": str(free_port()),
             "HTTP_PORT": str(self.http_port),
-            "METRICS_EXPORT_PORT": str(free_port()),
             "RAY_NAMESPACE": f"raygram-reshard-{uuid.uuid4().hex[:8]}",
             "SERVE_REPLICAS": "1",
             "FANOUT_CLAIM_IDLE_MS": "600000",  # only adoption may hand on a retired consumer's events
         }
-        # Not the session stack's settings or Serve ports, which a stack of the session exported to this process.
+        # Not the session stack's settings or Serve ports, which a stack of the session exported to this process;
+        # Ray's token authentication with a token of this Ray's own.
         self.env = {
             k: v
             for k, v in os.environ.items()
             if k.lower() not in Settings.model_fields
-            and k not in ("RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+            and k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
             and not k.startswith("RAY_SERVE_")
-        }
+        } | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex + uuid.uuid4().hex}
+        node_env = {**self.env, **self.settings}
+        node_env.pop("RAY_ADDRESS")
+        self.ray: RayNode = start_node(
+            "reshard", ["--head", f"--port={gcs_port}", "--include-dashboard=false"], node_env,
+            state_dir.parent / "ray-head.log",
+        )  # fmt: skip
         self.process: subprocess.Popen | None = None
         self.base_url = f"http://127.0.0.1:{self.http_port}"
 
     def start(self, counts: dict[str, str]) -> None:
+        wait_for(lambda: (self.ray.temp_dir / "ray_current_cluster").exists(), bool, "Ray's head node is up", 90)
+        (self.state_dir / "stack.json").unlink(missing_ok=True)
         with (self.state_dir.parent / "raygram.log").open("ab") as out:
             self.process = subprocess.Popen(
                 [str(BIN / "raygram"), "up"],
@@ -111,17 +125,19 @@ class Deployment:
                 start_new_session=True,
             )
 
-        def healthy() -> bool:
+        def deployed() -> bool:  # stack.json is written once the actors and the app of this start run
             assert self.process is not None and self.process.poll() is None, "raygram up exited"
+            if not (self.state_dir / "stack.json").exists():
+                return False
             try:
                 return httpx.get(f"{self.base_url}/health", timeout=5).status_code == 200
             except httpx.HTTPError:
                 return False
 
-        wait_for(healthy, bool, "the stack to answer /health", timeout=240, interval=0.5)
+        wait_for(deployed, bool, "raygram up to deploy", timeout=240, interval=0.5)
 
     def stop(self) -> None:
-        """SIGTERM ``raygram up`` (it stops Serve, Ray, Redis and the graph), then SIGKILL whatever it left."""
+        """SIGTERM ``raygram up``: it stops the Redis and graph it started; Ray, its actors and Serve stay up."""
         if self.process is None or self.process.poll() is not None:
             return
         pids = process_tree(self.process.pid)
@@ -134,17 +150,16 @@ class Deployment:
         if self.process.poll() is None:
             self.process.wait(timeout=10)
 
-    def consumer_host_pid(self) -> int:
-        """The stream consumers' process (Ray titles an actor's process ``ray::StreamConsumers``)."""
-        assert self.process is not None
-        for pid in process_tree(self.process.pid):
+    def consumer_host_pids(self) -> list[int]:
+        """The stream consumers' processes (Ray titles an actor's process ``ray::StreamConsumers``)."""
+        found = []
+        for pid in self.ray.pids():
             try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::StreamConsumers"):
+                    found.append(pid)
             except OSError:
                 continue
-            if cmdline.startswith(b"ray::StreamConsumers"):
-                return pid
-        raise AssertionError("no ray::StreamConsumers process in the stack")
+        return found
 
     def redis(self) -> redis.Redis:
         return redis.Redis(port=self.redis_port, decode_responses=True)
@@ -157,7 +172,10 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     try:
         yield running
     finally:
-        running.stop()
+        try:
+            running.stop()
+        finally:
+            running.ray.stop()
 
 
 def pending_by_consumer(client: redis.Redis) -> dict[str, int]:
@@ -228,9 +246,9 @@ def test_shard_and_consumer_counts_change_across_restarts_losing_nothing(deploym
                 follow(http, reader, target)
                 world.follows.add((reader.id, target.id))
             home_all(http, reader)  # an active reader: posts are pushed to their inbox from now on
-        pid = deployment.consumer_host_pid()
+        (pid,) = deployment.consumer_host_pids()
         # Fan posts out until the consumers the next start retires hold taken, unacknowledged events, then freeze
-        # their process there; it dies with the stack.
+        # their process there, from outside.
         held: dict[str, int] = {}
         for rounds in range(1, 11):
             write(http, world, 12)
@@ -244,10 +262,10 @@ def test_shard_and_consumer_counts_change_across_restarts_losing_nothing(deploym
             pytest.fail(f"the consumers to retire never held an event at the freeze: {held}")
         write(http, world, 6)  # acknowledged while nothing consumes
     deployment.stop()
-    kill_pids([pid], signal.SIGKILL)
 
     for phase, counts in enumerate(PHASES[1:], start=1):
         deployment.start(counts)
+        assert pid not in deployment.consumer_host_pids(), "the frozen host of other counts was not replaced"
         client = deployment.redis()
         with httpx.Client(base_url=deployment.base_url, timeout=60) as http:
             check_everything(http, client, world, int(counts["FANOUT_WORKERS"]))
