@@ -19,8 +19,9 @@ consumers' process is frozen from outside (SIGSTOP) while posts are fanned
 out, until the consumers that the second start retires hold events they took
 and never acknowledged; posts, likes and follows made meanwhile were
 acknowledged. The frozen process is killed only when the second start replaces
-it. ``FANOUT_CLAIM_IDLE_MS`` is ten minutes, so only the adoption, not the
-re-claim of idle events, can deliver those. After each restart every
+it. ``FANOUT_CLAIM_IDLE_MS`` and ``SWEEP_GRACE_SECONDS`` are ten minutes, so
+only the adoption, not the re-claim of idle events nor the sweeper's re-emitting
+of undelivered posts, can deliver those. After each restart every
 acknowledged post, like and follow is there, every home feed becomes exactly
 the posts of the authors its reader follows, and the group holds only the
 configured consumers.
@@ -93,7 +94,10 @@ class Deployment:
             "HTTP_PORT": str(self.http_port),
             "RAY_NAMESPACE": f"raygram-reshard-{uuid.uuid4().hex[:8]}",
             "SERVE_REPLICAS": "1",
-            "FANOUT_CLAIM_IDLE_MS": "600000",  # only adoption may hand on a retired consumer's events
+            # Only adoption may hand on a retired consumer's events: not the re-claim of idle ones, nor the sweeper's
+            # re-emitting of posts whose fan-out is not done.
+            "FANOUT_CLAIM_IDLE_MS": "600000",
+            "SWEEP_GRACE_SECONDS": "600",
         }
         # Not the session stack's settings or Serve ports, which a stack of the session exported to this process;
         # Ray's token authentication with a token of this Ray's own.
