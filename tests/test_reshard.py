@@ -110,6 +110,9 @@ class Deployment:
         } | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex + uuid.uuid4().hex}
         node_env = {**self.env, **self.settings}
         node_env.pop("RAY_ADDRESS")
+        # Serve's fallback proxy on ports of this Ray's own: every Ray binds 8500 and 9500 otherwise.
+        node_env["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"] = str(free_port())
+        node_env["RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"] = str(free_port())
         self.ray: RayNode = start_node(
             "reshard", ["--head", f"--port={gcs_port}", "--include-dashboard=false"], node_env,
             state_dir.parent / "ray-head.log",
