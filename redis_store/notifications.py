@@ -22,7 +22,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from redis_store.durability import Durability
-from redis_store.timelines import PageBounds, member
+from redis_store.timelines import PageBounds, member, stream_channel
 
 
 def list_key(user_id: int) -> str:
@@ -35,7 +35,7 @@ def record_key(notification_id: int) -> str:
 
 def channel(user_id: int) -> str:
     """The pub/sub channel a user's streaming connections listen on, on every Serve replica."""
-    return f"stream:{user_id}"
+    return stream_channel(user_id)
 
 
 def marker_key(user_id: int) -> str:

@@ -11,7 +11,7 @@ import pytest
 import ray
 import redis
 
-from redis_store.timelines import celeb_ready_key, member, outbox_key, timeline_key
+from redis_store.timelines import active_key, celeb_ready_key, celebs_key, member, outbox_key, timeline_key
 from stack import Stack
 from tests.conftest import User, UserFactory
 from tests.waiting import wait_for
@@ -283,7 +283,7 @@ def test_inactive_or_flushed_timeline_is_rebuilt_on_read(
     assert redis_client.zscore(timeline_key(int(bob.id)), member(int(status["id"]))) is None
     assert status["id"] in home_ids(http, bob)  # rebuilt from the graph on read
     # Lose everything Redis knew about bob's feed: the read still answers in full.
-    redis_client.delete(timeline_key(int(bob.id)), f"active:{bob.id}", f"celebs:{bob.id}")
+    redis_client.delete(timeline_key(int(bob.id)), active_key(int(bob.id)), celebs_key(int(bob.id)))
     assert status["id"] in home_ids(http, bob)
 
 
@@ -305,8 +305,17 @@ def seed_followers(session: neo4j.Session, redis_client: redis.Redis, author_id:
             ids=ids,
         ).consume()
     )
-    redis_client.mset({f"active:{i}": 1 for i in ids})
+    mark_active(redis_client, ids)
     return ids
+
+
+def mark_active(redis_client: redis.Redis, ids: list[int]) -> None:
+    """The accounts count as readers whose inboxes are kept (fan-out writes them): one pipeline, whatever their
+    slots on a Redis Cluster."""
+    with redis_client.pipeline(transaction=False) as pipe:
+        for account_id in ids:
+            pipe.set(active_key(account_id), 1)
+        pipe.execute()
 
 
 def test_fanout_worker_killed_mid_batch_loses_nothing(
@@ -417,6 +426,6 @@ def test_late_fan_out_after_an_unfollow_does_not_bring_posts_back(
     assert ray.get(inbox.deliver.remote([(int(status["id"]), None)], [int(reader.id)], int(author.id))) == 0
     ray.get(inbox.follow_celebrity.remote(int(author.id), [int(reader.id)]))
     assert status["id"] not in home_ids(http, reader)
-    assert redis_client.sismember(f"celebs:{reader.id}", author.id) == 0
+    assert redis_client.sismember(celebs_key(int(reader.id)), author.id) == 0
     follow(http, reader, author)  # following again lifts the guard at once
     assert status["id"] in home_ids(http, reader)
