@@ -23,7 +23,7 @@ from config import Settings
 from ids import SnowflakeGenerator, min_id_at_ms
 from redis_store.client import redis_from
 from redis_store.followers import COMPLETE, FollowerLists, author_keys, followers_key
-from redis_store.timelines import member, timeline_key
+from redis_store.timelines import celeb_ready_key, member, timeline_key
 from stack import Stack
 from tests.conftest import User, UserFactory
 from tests.test_feed import eventually, follow, home, home_ids, mark_active, post, unfollow
@@ -124,7 +124,7 @@ def test_follow_and_unfollow_keep_the_list_equal_to_the_graph(
     # threshold, the demotion's pass over the followers rebuilds it.
     follow(http, one, author)
     follow(http, three, author)
-    eventually(lambda: redis_client.exists(f"celeb:ready:{aid}") == 1 and redis_client.exists(followers_key(aid)) == 0)
+    eventually(lambda: redis_client.exists(celeb_ready_key(aid)) == 1 and redis_client.exists(followers_key(aid)) == 0)
     unfollow(http, one, author)
     unfollow(http, three, author)
     eventually(lambda: is_complete(redis_client, aid))
