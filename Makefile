@@ -22,7 +22,8 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 # The feed, interaction and safety tests again, against a three-master Redis Cluster the fixtures build.
-CLUSTER_TESTS ?= tests/test_feed.py tests/test_interactions.py tests/test_follower_lists.py
+CLUSTER_TESTS ?= tests/test_feed.py tests/test_interactions.py tests/test_follower_lists.py \
+	tests/test_feed_properties.py tests/test_streaming_limits.py
 test-cluster: $(STAMP)
 	TEST_REDIS_CLUSTER=1 $(BIN)/pytest $(CLUSTER_TESTS)
 
