@@ -115,6 +115,7 @@ def online_key(user_id: int) -> str:
 
 
 Entry = tuple[int, int | None]  # (status id, id of the post it reblogs)
+Queue = Callable[[Pipeline], object]  # queues one command on a pipeline
 
 
 def user_keys(user_ids: list[int], author_id: int | None = None) -> list[str]:
@@ -392,25 +393,35 @@ class TimelineStore:
         groups = by_slot(self.redis, users, timeline_key)  # every key of a user is in the user's slot
         if len(groups) == 1:
             return [await script(keys=keys_of(groups[0]), args=args)]
-        return await self._pipelined(
-            lambda pipe: [queue_script(pipe, script, keys_of(group), args) for group in groups], script
-        )
 
-    async def _pipelined(self, queue: Callable[[Pipeline], object], *scripts: AsyncScript) -> list[Any]:
-        """The replies of the commands ``queue`` puts on a non-transactional pipeline. A server that lost
-        ``scripts`` (restarted) gets them loaded, then the whole pipeline runs again: what is queued on it
-        must be idempotent (every script here is)."""
-        try:
-            return await self._execute(queue)
-        except NoScriptError:
+        def call(group: list[int]) -> Queue:
+            return lambda pipe: queue_script(pipe, script, keys_of(group), args)
+
+        return await self._pipelined([call(group) for group in groups], script)
+
+    async def _pipelined(self, calls: list[Queue], *scripts: AsyncScript) -> list[Any]:
+        """The replies of ``calls``, each of which queues one command, sent in one non-transactional pipeline.
+
+        A server that lost ``scripts`` (it restarted) refuses the calls of them it was sent: the scripts are
+        loaded and those calls, and only those, sent again (the others ran: sending them twice would push
+        their stream events twice)."""
+        replies = await self._execute(calls)
+        lost = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if lost:
             for script in scripts:
                 await self.redis.script_load(script.script)
-            return await self._execute(queue)
+            for i, reply in zip(lost, await self._execute([calls[i] for i in lost]), strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
-    async def _execute(self, queue: Callable[[Pipeline], object]) -> list[Any]:
+    async def _execute(self, calls: list[Queue]) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:
-            queue(pipe)
-            return await pipe.execute()
+            for call in calls:
+                call(pipe)
+            return await pipe.execute(raise_on_error=False)
 
     # -- writes (called by the actors) -------------------------------------
 
@@ -508,16 +519,18 @@ class TimelineStore:
         slot, all in one pipeline."""
         lo, hi, limit, ascending = window
 
-        def queue(pipe: Pipeline) -> None:
-            for author in celebrities:
-                if ascending == "1":
-                    pipe.zrangebylex(outbox_key(author), lo, hi, 0, limit)
-                else:
-                    pipe.zrevrangebylex(outbox_key(author), hi, lo, 0, limit)
-            for tag in tags:
-                queue_script(pipe, self._pulled_page, [tag_pull_key(tag), tag_timeline_key(tag)], window)
+        def outbox_page(author: str) -> Queue:
+            if ascending == "1":
+                return lambda pipe: pipe.zrangebylex(outbox_key(author), lo, hi, 0, limit)
+            return lambda pipe: pipe.zrevrangebylex(outbox_key(author), hi, lo, 0, limit)
 
-        return [m for page in await self._pipelined(queue, self._pulled_page) for m in page]
+        def tag_page(tag: str) -> Queue:
+            return lambda pipe: queue_script(
+                pipe, self._pulled_page, [tag_pull_key(tag), tag_timeline_key(tag)], window
+            )
+
+        calls = [*(outbox_page(author) for author in celebrities), *(tag_page(tag) for tag in tags)]
+        return [m for page in await self._pipelined(calls, self._pulled_page) for m in page]
 
     async def oldest_entry(self, user_id: int) -> int | None:
         first = await self.redis.zrange(timeline_key(user_id), 0, 0)
