@@ -11,7 +11,19 @@ import pytest
 import ray
 import redis
 
-from redis_store.timelines import active_key, celeb_ready_key, celebs_key, member, outbox_key, timeline_key
+from redis_store.timelines import (
+    active_key,
+    celeb_ready_key,
+    celebs_key,
+    member,
+    online_key,
+    outbox_key,
+    reblogs_key,
+    stream_channel,
+    timeline_key,
+    unfollowed_key,
+    user_keys,
+)
 from stack import Stack
 from tests.conftest import User, UserFactory
 from tests.waiting import wait_for
@@ -63,6 +75,19 @@ def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "co
 
 def account(http: httpx.Client, user: User) -> dict:
     return http.get(f"/api/v1/accounts/{user.id}").json()
+
+
+def test_delivery_writes_the_keys_the_key_functions_name() -> None:
+    """Delivery builds its keys itself (it runs for every follower of every post): the key functions' names."""
+    users = [1, 42, 385765427934232576]
+    for author in (None, 7):
+        expected = [
+            key
+            for user in users
+            for key in (active_key(user), timeline_key(user), reblogs_key(user), stream_channel(user), online_key(user))
+            + ((unfollowed_key(user, author),) if author is not None else ())
+        ]
+        assert user_keys(users, author) == expected
 
 
 def test_follow_post_and_see_it_in_the_follower_feed(http: httpx.Client, make_user: UserFactory) -> None:
