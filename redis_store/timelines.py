@@ -49,12 +49,12 @@ On a Redis Cluster (``REDIS_CLUSTER_URLS``) the same code runs; what changes is 
 * A home read merges the user's inbox with the outboxes of the celebrities they follow and the
   timelines of the pulled tags they follow, which live in other slots. The user's part
   (activity, rebuild state, TTLs, the inbox page, the two merge sets) is one script in the
-  user's slot. On a single server that script also reads the outboxes and pulled tags, whose
-  keys it builds from the names it is handed (a single server allows this; it keeps a read at
-  one round trip, as before). On a cluster the script returns the two sets, and one pipeline
-  reads each outbox page and each pulled tag's page in its own slot (a tiny script per tag,
-  ``_PULLED_PAGE``, checks ``tagpull:{tag}`` and pages ``tagtl:{tag}`` together); the pages are
-  merged here. Two round trips then, one for a user who follows no celebrity and no tag. The
+  user's slot; it returns the two sets, and one pipeline reads each outbox page and each pulled
+  tag's page in its own slot (a tiny script per tag, ``_PULLED_PAGE``, checks ``tagpull:{tag}`` and
+  pages ``tagtl:{tag}`` together); the pages are merged here. The same on one server as on a
+  cluster: no script builds a key name of its own, since a key it did not declare could live in
+  another slot.
+  Two round trips then, one for a user who follows no celebrity and no tag. The
   outboxes are then read a moment after the inbox rather than at the same instant: a read that
   overlaps a demotion may miss the demoted author's latest posts once; the next read has them.
 """
@@ -75,7 +75,7 @@ from redis_store.client import redis_from
 from redis_store.slots import by_slot, is_cluster, mget, queue_script, tagged
 
 WIDTH = 19
-OUTBOX, TAG_PULL, TAG_TIMELINE = "outbox", "tagpull", "tagtl"  # prefixes of keys the single-server read builds
+OUTBOX, TAG_PULL, TAG_TIMELINE = "outbox", "tagpull", "tagtl"
 
 
 def member(status_id: int) -> str:
@@ -295,13 +295,10 @@ end
 """
 
 # KEYS: tl:{u}, celebs:{u}, active:{u}, tl:{u}:rb, tagfollows:{u}; ARGV = the page's window (_PAGE_FUNCTION),
-# active seconds, rebuild grace seconds, then, on a single server only, the prefixes of outbox, tag-pull and
-# tag-timeline keys.
+# active seconds, rebuild grace seconds.
 # Returns {whether the user's inbox is kept ("1"/"0"), then the inbox page; the followed celebrities to read;
-# the followed tags to read}, keeping the user's keys alive. Given the prefixes (a single server), the script
-# merges the same page of every followed celebrity's outbox and of every followed tag that is pulled (rule: a
-# tag with very many followers is pulled, like a celebrity) into the first list itself and returns no
-# celebrities or tags to read: one round trip. On a cluster those keys are in other slots: the caller reads them.
+# the followed tags to read}, keeping the user's keys alive. The outboxes and tag timelines are other owners'
+# keys (other slots on a cluster): the caller reads them (``_pulled_pages``), on one server as on a cluster.
 # A user whose inbox is not kept is marked "rebuilding" for a short grace: fan-out delivers to them
 # from now on (so nothing posted during the rebuild is missed), but only a finished rebuild
 # (``finish_rebuild``) makes the inbox count as kept. A rebuild that died half-way is redone by
@@ -319,18 +316,7 @@ end
 for i = 1, 5 do if i ~= 3 then redis.call('EXPIRE', KEYS[i], ttl) end end
 local out = {tostring(was_active)}
 for _, m in ipairs(page(KEYS[1])) do out[#out + 1] = m end
-local celebrities, tags = redis.call('SMEMBERS', KEYS[2]), redis.call('SMEMBERS', KEYS[5])
-if not ARGV[7] then return {out, celebrities, tags} end
-local function tagged(prefix, owner) return prefix .. ':{' .. owner .. '}' end
-for _, author in ipairs(celebrities) do
-  for _, m in ipairs(page(tagged(ARGV[7], author))) do out[#out + 1] = m end
-end
-for _, tag in ipairs(tags) do
-  if redis.call('EXISTS', tagged(ARGV[8], tag)) == 1 then
-    for _, m in ipairs(page(tagged(ARGV[9], tag))) do out[#out + 1] = m end
-  end
-end
-return {out, {}, {}}
+return {out, redis.call('SMEMBERS', KEYS[2]), redis.call('SMEMBERS', KEYS[5])}
 """
 )
 
@@ -494,8 +480,8 @@ class TimelineStore:
         """(whether the user's inbox is kept, the page): inbox plus followed celebrities' outboxes and pulled
         tags, merged, deduplicated, newest first. Reading keeps an active user active; see ``_READ_PAGE``.
 
-        One round trip on a single server; on a cluster, a second one reads the outboxes and pulled tags of
-        other slots, when the user follows any (see the module docstring)."""
+        One round trip, and a second one for the outboxes and pulled tags (other owners' keys, so other slots
+        on a cluster) when the user follows any (see the module docstring)."""
         keys = [
             timeline_key(user_id),
             celebs_key(user_id),
@@ -504,10 +490,7 @@ class TimelineStore:
             tag_follows_key(user_id),
         ]
         window = [bounds.lo, bounds.hi, limit, "1" if bounds.ascending else "0"]
-        merged_here = [] if is_cluster(self.redis) else [OUTBOX, TAG_PULL, TAG_TIMELINE]
-        head, celebrities, tags = await self._read_page(
-            keys=keys, args=[*window, self.active_seconds, REBUILD_GRACE, *merged_here]
-        )
+        head, celebrities, tags = await self._read_page(keys=keys, args=[*window, self.active_seconds, REBUILD_GRACE])
         members = head[1:]
         if celebrities or tags:
             members += await self._pulled_pages(celebrities, tags, window)
