@@ -23,6 +23,7 @@ test: $(STAMP)
 
 # The feed, interaction and safety tests again, against a three-master Redis Cluster the fixtures build.
 CLUSTER_TESTS ?= tests/test_feed.py tests/test_interactions.py tests/test_follower_lists.py \
+	tests/test_feed_properties.py tests/test_streaming_limits.py \
 	tests/test_stories.py tests/test_tag_timelines.py tests/test_hashtags.py tests/test_trends.py tests/test_search.py \
 	tests/test_suggestions.py
 test-cluster: $(STAMP)

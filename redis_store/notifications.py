@@ -22,6 +22,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from redis_store.durability import Durability
+from redis_store.slots import tagged
 from redis_store.timelines import PageBounds, member
 
 
@@ -34,8 +35,9 @@ def record_key(notification_id: int) -> str:
 
 
 def channel(user_id: int) -> str:
-    """The pub/sub channel a user's streaming connections listen on, on every Serve replica."""
-    return f"stream:{user_id}"
+    """The pub/sub channel a user's streaming connections listen on, on every Serve replica; in the user's slot,
+    like the keys of the scripts that publish on it."""
+    return tagged("stream", user_id)
 
 
 def marker_key(user_id: int) -> str:
