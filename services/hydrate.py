@@ -38,13 +38,16 @@ from graph.accounts import AccountGraph
 from graph.statuses import StatusGraph
 from redis_store.cache import RecordCache
 from redis_store.likes import PageView
+from redis_store.slots import QueuedMget
 from services.availability import GRAPH_DOWN, REDIS_DOWN, mark_degraded
 
 Row = dict[str, Any]
 # (viewer, status ids) -> the ones the viewer bookmarked
 BookmarkLoader = Callable[[int, list[int]], Awaitable[set[int]]]
-# (viewer, status ids, a command to send along) -> (the view, that command's reply or None if Redis is down)
-PageViewLoader = Callable[[int | None, list[int], Callable[[Pipeline], object]], Awaitable[tuple[PageView, Any]]]
+# (viewer, status ids, a read to send along) -> (the view, that read's values or None if Redis is down)
+PageViewLoader = Callable[
+    [int | None, list[int], Callable[[Pipeline], QueuedMget]], Awaitable[tuple[PageView, list[Any] | None]]
+]
 ATTACHMENTS = "attachments"  # field of a cached status record: its unsigned attachments, in the post's order
 
 
