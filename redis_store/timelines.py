@@ -64,7 +64,7 @@ def reblogs_key(user_id: int) -> str:
 
 
 def stream_channel(user_id: int) -> str:
-    return f"stream:{{{user_id}}}"  # in the user's slot (redis_store.slots), as redis_store.notifications.channel
+    return f"stream:{user_id}"
 
 
 def celebrity_channel(author_id: int) -> str:
