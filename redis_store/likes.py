@@ -445,8 +445,8 @@ class LikeStore:
 
         (decided, count), _ = await _run_pipeline(self.redis, [self._decide], decide, self.durability, [favs])
         changed = int(decided[0])
-        if changed < 0:
-            return list(decided)
+        if changed < 0:  # refused by the rate limit ({-3, hits, ttl}), or the favourites must be loaded or checked
+            return list(decided) if changed == -3 else [changed, 0]
         waiting = [tuple(decided[i : i + 3]) for i in range(1, len(decided), 3)]
         if waiting or changed:
             delta = 1 if args[5] == "like.created" else -1
