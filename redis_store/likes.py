@@ -333,14 +333,16 @@ def post_score(status_id: int) -> int:
 
 
 class LikeStore:
-    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+    def __init__(self, redis: aioredis.Redis, settings: Settings, in_steps: bool | None = None) -> None:
+        """``in_steps``: change likes in the cluster's three steps; a cluster must (the default there), one server
+        may (its tests of the steps' crash cases do)."""
         self.redis = redis
         self.stream_maxlen = settings.event_stream_max
         self.favourites_max = settings.favourites_load_limit
         self.count_ttl_ms = settings.like_count_ttl_seconds * 1000
         self.state_ttl_ms = settings.inactive_days * 86_400_000
         self.durability = Durability.configured(settings)
-        self.cluster = is_cluster(redis)
+        self.in_steps = is_cluster(redis) if in_steps is None else in_steps
         self._change = redis.register_script(_CHANGE)
         self._decide = redis.register_script(_DECIDE)
         self._publish = redis.register_script(_PUBLISH)
@@ -423,7 +425,7 @@ class LikeStore:
             rate.limit if rate else "",
         ]
         rate_key = [rate.key] if rate is not None else []
-        if self.cluster:
+        if self.in_steps:
             reply = await self._change_in_steps(user_id, status_id, persisted_count, rate_key, args)
         else:
             keys = [favs_key(user_id), count_key(status_id), STREAM, *rate_key]
@@ -447,16 +449,16 @@ class LikeStore:
         changed = int(decided[0])
         if changed < 0:  # refused by the rate limit ({-3, hits, ttl}), or the favourites must be loaded or checked
             return list(decided) if changed == -3 else [changed, 0]
-        waiting = [tuple(decided[i : i + 3]) for i in range(1, len(decided), 3)]
-        if waiting or changed:
-            delta = 1 if args[5] == "like.created" else -1
+        triples = (decided[i : i + 3] for i in range(1, len(decided), 3))
+        waiting = [(seq, kind, data, orjson.loads(data)) for seq, kind, data in triples]
+        if waiting:  # the change's own event (if it changed anything), a retry's, abandoned ones
 
             def publish(pipe: Pipeline) -> None:
-                for seq, kind, data in waiting:
-                    pair = orjson.loads(data)
+                for seq, kind, data, pair in waiting:
                     keys = [STREAM, published_key(pair["account_id"], pair["status_id"])]
                     queue_script(pipe, self._publish, keys, [seq, PUBLISHED_TTL_MS, self.stream_maxlen, kind, data])
                 if changed:
+                    delta = 1 if args[5] == "like.created" else -1
                     queue_script(pipe, self._count, [count_key(status_id)], [persisted_count, delta, self.count_ttl_ms])
 
             published, _ = await _run_pipeline(
@@ -464,8 +466,8 @@ class LikeStore:
             )
             if changed:
                 count = published[-1]
-            entries = [v for seq, kind, data in waiting for v in (_field(data), f"{seq} {kind} {data}")]
-            await self._published(keys=[outbox], args=entries)
+            done = [v for seq, kind, data, pair in waiting for v in (member(pair["status_id"]), f"{seq} {kind} {data}")]
+            await self._published(keys=[outbox], args=done)
         return [changed, int(count if count is not None else persisted_count)]
 
     async def remember_like(self, user_id: int, status_id: int, like_id: int) -> None:
@@ -518,11 +520,6 @@ class LikeStore:
         high = f"({like_score(max_id)}" if max_id is not None else "+inf"
         rows = await self.redis.zrevrangebyscore(key, high, f"({low}", start=0, num=limit, withscores=True)
         return [(int(m), int(score) << 12) for m, score in rows], None if floor is None else (floor + 1) << 12
-
-
-def _field(event_data: str) -> str:
-    """The outbox field of an event: its post's member."""
-    return member(orjson.loads(event_data)["status_id"])
 
 
 async def _run_pipeline(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -16,7 +17,8 @@ import redis
 import websockets
 
 from actors.registry import LIKE_PERSISTER, host_name
-from redis_store.likes import favs_key
+from redis_store.events import STREAM
+from redis_store.likes import ABANDONED_MS, LikeStore, favs_key, outbox_key, published_key
 from redis_store.server import start_redis_server
 from stack import Stack
 from tests.conftest import REDIS_CLUSTER, User, UserFactory
@@ -510,3 +512,57 @@ def test_a_partial_favourites_reload_never_counts_an_old_like_twice(
     undone = http.post(f"/api/v1/statuses/{old['id']}/unfavourite", headers=fan.headers).json()
     assert undone["favourites_count"] == 0
     eventually(lambda: graph_likes(graph_session, old["id"]) == (0, 0))
+
+
+async def test_a_like_a_crash_left_half_done_is_completed_by_its_retry(
+    http: httpx.Client, make_user: UserFactory, stack: Stack, graph_session: neo4j.Session
+) -> None:
+    """The cluster's three steps (``redis_store.likes``), on whichever Redis the session runs: a like recorded in
+    the user's slot whose event never reached the stream (a crash between the steps) is published by the client's
+    retry, another one left behind by the user's next change, and a late copy of an older change of a pair is not
+    appended after a newer one."""
+    from redis_store.client import redis_from
+
+    client = redis_from(stack.settings)
+    store = LikeStore(client, stack.settings, in_steps=True)
+    author, fan = make_user(), make_user()
+    posts = [post(http, author, f"half-done {i}")["id"] for i in range(3)]
+    like(http, fan, posts[0])  # loads the fan's favourites
+    eventually(lambda: graph_likes(graph_session, posts[0])[1] == 1, timeout=60)
+    fan_id = int(fan.id)
+
+    def event(status_id: str, like_id: int) -> dict:
+        return {
+            "account_id": fan_id,
+            "status_id": int(status_id),
+            "status_account_id": int(author.id),
+            "like_id": like_id,
+            "created_at": 1,
+        }
+
+    async def half_done(status_id: str, age_ms: int) -> None:
+        """What step 1 leaves when step 2 never happens: the like in ``favs:``, its event in the outbox."""
+        seq = int(time.time() * 1_000_000) - age_ms * 1000
+        like_id = int(status_id) + 1
+        await client.zadd(favs_key(fan_id), {f"{int(status_id):019d}": like_id >> 12})
+        data = orjson.dumps(event(status_id, like_id)).decode()
+        await client.hset(outbox_key(fan_id), f"{int(status_id):019d}", f"{seq} like.created {data}")
+
+    await half_done(posts[1], 0)
+    changed, _ = await store.change("like.created", fan_id, int(posts[1]), int(posts[1]) + 2, 0, event(posts[1], 2))
+    assert changed is False  # the like was made: the retry only publishes its event
+    await half_done(posts[2], 2 * ABANDONED_MS)  # a publisher that died long ago
+    await store.change("like.deleted", fan_id, int(posts[0]), int(posts[0]) + 3, 1, event(posts[0], 3))
+    for status_id, n in ((posts[0], 0), (posts[1], 1), (posts[2], 1)):
+        eventually(lambda s=status_id, n=n: graph_likes(graph_session, s)[1] == n, timeout=60)
+    assert await client.hlen(outbox_key(fan_id)) == 1  # only the sequence number is left
+
+    # A copy of the pair's like, older than its unlike (just published), arrives late: it is not appended.
+    ((last_id, _),) = await client.xrevrange(STREAM, count=1)
+    assert int(await client.get(published_key(fan_id, int(posts[0])))) > 0
+    await half_done(posts[0], 2 * ABANDONED_MS)
+    await client.zrem(favs_key(fan_id), f"{int(posts[0]):019d}")
+    await store.change("like.deleted", fan_id, int(posts[0]), int(posts[0]) + 4, 0, event(posts[0], 4))
+    appended = [orjson.loads(f["data"]) for _, f in await client.xrange(STREAM, min=f"({last_id}")]
+    assert [e for e in appended if (e.get("account_id"), e.get("status_id")) == (fan_id, int(posts[0]))] == []
+    await client.aclose()
