@@ -66,7 +66,8 @@ class DeadLetter:
     error: str
 
 
-# KEYS: dead-letter stream, main stream; ARGV: group, cap, then five per event: id, type, data, attempts, error.
+# KEYS: dead-letter stream, main stream (one slot: both under {events}); ARGV: group, cap, then five per event:
+# id, type, data, attempts, error.
 # Moving and acking in one step: a crash cannot leave an event both dead and pending, or neither.
 _DEAD_LETTER = """
 for i = 3, #ARGV, 5 do
@@ -77,7 +78,7 @@ end
 return 1
 """
 
-# KEYS: main stream, dead-letter stream; ARGV: group, main stream cap, how many. Returns how many moved.
+# KEYS: main stream, dead-letter stream (one slot); ARGV: group, main stream cap, how many. Returns how many moved.
 _REPLAY = """
 local moved = 0
 for _, entry in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', ARGV[3])) do

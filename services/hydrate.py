@@ -1,7 +1,8 @@
 """Turn status ids into full records for the API, in a fixed number of batches.
 
-Statuses and their authors come from the Redis cache (one MGET each) and
-fall back to the graph (one query each) for the misses, which are then
+Statuses and their authors come from the Redis cache (one MGET each, split
+per slot in one pipeline on a Redis Cluster) and fall back to the graph (one
+query each) for the misses, which are then
 cached. Reblogs bring their originals along in one more round. Like counts
 and the viewer's own likes and reblogs come from one more Redis call
 (``page_view``), which also carries the authors' MGET. Deleted posts are
