@@ -109,8 +109,14 @@ EVENTS_BACKLOG = Metric(
     "Events of each consumer group not yet handled: delivered but unacknowledged (pending) or not yet read (lag)",
     ("group", "state"),
 )
-REDIS_MEMORY = Metric("raygram_redis_memory_bytes", "gauge", "Redis used_memory (sampled)")
-REDIS_MAXMEMORY = Metric("raygram_redis_maxmemory_bytes", "gauge", "Redis maxmemory, 0 if unlimited (sampled)")
+REDIS_MEMORY = Metric(
+    "raygram_redis_memory_bytes", "gauge", "Redis used_memory, summed over a cluster's primaries (sampled)"
+)
+REDIS_MAXMEMORY = Metric(
+    "raygram_redis_maxmemory_bytes",
+    "gauge",
+    "Redis maxmemory, summed over a cluster's primaries; 0 if unlimited (sampled)",
+)
 
 METRICS: tuple[Metric, ...] = (
     FEED_LOAD,

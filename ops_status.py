@@ -3,7 +3,8 @@
 Everything is read from outside the stack, the way an operator's Prometheus
 would: the metrics agents' endpoints (``metrics.py``; their addresses are in
 the state folder's ``stack.json``, which ``Stack.write_endpoints`` writes
-once the stack is up), Redis' ``INFO`` and the event groups' backlog, the
+once the stack is up), Redis' ``INFO`` (of every primary of a Redis Cluster)
+and the event groups' backlog, the
 ``/health`` endpoint and the pid files of the processes ``raygram up``
 started. Two scrapes ``window`` seconds apart give the rates (likes per
 second…); latencies and ratios are over the stack's lifetime, since the
@@ -31,6 +32,7 @@ from rich.table import Table
 
 import metrics
 from launcher import ManagedProcess, ProcessIdentity
+from redis_store.nodes import memory_totals, primaries_info
 from stack import ENDPOINTS_FILE
 
 Labels = frozenset[tuple[str, str]]
@@ -169,32 +171,41 @@ def figures(before: Samples, after: Samples, seconds: float) -> list[tuple[str, 
     ]
 
 
-def redis_rows(redis_url: str) -> list[tuple[str, str, str]]:
-    """Redis' own answer now: memory, clients, the append-only file, and each event group's backlog."""
-    from redis_store.client import connect
+def redis_rows(redis_url: str, cluster_urls: str = "") -> list[tuple[str, str, str]]:
+    """Redis' own answer now: memory, clients, the append-only file, and each event group's backlog. On a Redis
+    Cluster (``cluster_urls``) memory is summed over the primaries, then each primary has a row of its own."""
+    from redis_store.client import connect, connect_cluster
     from redis_store.events import EventStream
 
-    async def read() -> tuple[dict[str, Any], dict[str, Any]]:
-        redis = connect(redis_url, fail_fast=True)
+    async def read() -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+        redis = connect_cluster(cluster_urls, fail_fast=True) if cluster_urls else connect(redis_url, fail_fast=True)
         try:
-            info = await redis.info()
-            return info, await EventStream(redis).backlog()
+            return await primaries_info(redis), await EventStream(redis).backlog()
         finally:
             await redis.aclose()
 
     try:
-        info, backlog = asyncio.run(read())
+        infos, backlog = asyncio.run(read())
     except Exception as exc:
         return [("Redis", "[red]down[/red]", str(exc))]
-    limit = int(info.get("maxmemory", 0))
-    rows = [
-        (
-            "Redis",
-            f"{info['used_memory_human']} used" + (f" of {limit / 2**20:.0f} MiB" if limit else ""),
+
+    def node_detail(info: dict[str, Any]) -> str:
+        return (
             f"{info['connected_clients']} clients, AOF {'on' if info.get('aof_enabled') else 'off'}, "
-            f"peak {info['used_memory_peak_human']}",
+            f"peak {info['used_memory_peak_human']}"
         )
-    ]
+
+    used, limit = memory_totals(infos)
+    of = f" of {limit / 2**20:.0f} MiB" if limit else ""
+    if cluster_urls:
+        rows = [("Redis Cluster", f"{used / 2**20:.1f} MiB used{of}", f"summed over {len(infos)} primaries")]
+        for address, info in sorted(infos.items()):
+            node_limit = int(info.get("maxmemory", 0))
+            node_of = f" of {node_limit / 2**20:.0f} MiB" if node_limit else ""
+            rows.append((f"  primary {address}", f"{info['used_memory_human']} used{node_of}", node_detail(info)))
+    else:
+        (info,) = infos.values()
+        rows = [("Redis", f"{info['used_memory_human']} used{of}", node_detail(info))]
     for group, b in sorted(backlog.items()):
         lag = "?" if b.lag < 0 else str(b.lag)
         rows.append((f"events: {group}", f"{b.pending} pending, {lag} unread", f"{b.dead} dead letters"))
@@ -254,8 +265,8 @@ def status(
         rows.append(("Serve replicas (reporting)", str(replicas), ""))
     except OSError as exc:
         rows = [("metrics", "[red]unreachable[/red]", f"{', '.join(urls)}: {exc}")]
-    if endpoints.get("redis_url"):
-        rows += redis_rows(endpoints["redis_url"])
+    if endpoints.get("redis_url") or endpoints.get("redis_cluster_urls"):
+        rows += redis_rows(endpoints.get("redis_url", ""), endpoints.get("redis_cluster_urls", ""))
     rows += process_rows(state_dir, endpoints.get("base_url"))
     for row in rows:
         table.add_row(*row)

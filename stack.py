@@ -221,7 +221,13 @@ class Stack:
         side by side (concurrent test runs) do not share them; the folder is
         short-named under the system temp dir because Ray adds the 56-character
         node id to it and HAProxy refuses socket paths over 97 characters. So are
-        the ports the replicas serve on (``ingress_ports``). Serve gives a starting
+        the ports the replicas serve on (``ingress_ports``), and the port of Serve's
+        fallback proxy: HAProxy sends requests to it while an application has no
+        replica to take them, which is the case while a new version is built (a
+        ``serve apply`` that changes settings) and the old replicas still run. Serve
+        binds it to 8500 in every Ray, so with a second stack on the machine those
+        requests reached the other stack's proxy, whose graph knows none of this
+        stack's tokens: 401s during the roll-over. Serve gives a starting
         proxy 5 s to answer its first ready check and fails the start after three
         misses; on a loaded machine (two cores shared by several test runs) a worker
         process alone takes longer to start, so the stack gives it 30 s.
@@ -242,6 +248,8 @@ class Stack:
             "RAY_SERVE_HAPROXY_SOCKET_PATH": str(haproxy / "admin.sock"),
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(haproxy),
             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(haproxy / "server-state"),
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
+            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
             "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
         }
@@ -341,6 +349,7 @@ class Stack:
         endpoints = {
             "base_url": self.settings.base_url,
             "redis_url": self.settings.redis_url,
+            "redis_cluster_urls": self.settings.redis_cluster_urls,
             "ray_address": ray.get_runtime_context().gcs_address,
             "ray_namespace": self.settings.ray_namespace,
             "metrics_urls": self.metrics_urls(),

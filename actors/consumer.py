@@ -26,6 +26,15 @@ then its unlike) are held back with it and share its fate, so that they are
 never applied out of order. Failures of the infrastructure (Redis, the graph
 or an actor away) are not the event's fault: they never count towards
 dead-lettering, the loop backs off instead.
+
+Consumers can be retired: a group's consumers are named by index
+(``fanout-0``…), and a restart with fewer of them (``FANOUT_WORKERS``
+lowered) leaves the old names in the group, holding whatever they had taken
+and not acked. The consumer given ``retired`` (fan-out consumer 0) adopts
+those entries whenever it starts: it claims them (``adopt_retired``), then
+finishes them first with its own pending ones, and removes the old names
+from the group, so that no event waits ``claim_idle_ms`` for a consumer that
+will never come back and no name is left behind.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from redis_store.events import Event, EventStream
 log = logging.getLogger("raygram.consumer")
 BatchHandler = Callable[[list[Event]], Awaitable[None]]
 OrderKey = Callable[[Event], Hashable | None]
+Retired = Callable[[str], bool]  # whether a consumer name of the group is no longer in use
 
 # An outage, not a bad event: Redis, the graph or an actor is away for a while (Ray re-raises an actor's
 # exception as an instance of its class too, so a Redis error inside an inbox shard is one of these).
@@ -61,6 +71,15 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 PENDING_CHUNK = 1000  # own pending events read at once when starting over
 BACKOFF_FIRST, BACKOFF_CAP = 0.1, 10.0
 
+# KEYS: the stream; ARGV: group, consumer. XGROUP DELCONSUMER drops the consumer's pending entries with it, so it
+# runs only if none are left, in one step: the consumer, were it still running somewhere, cannot take one between
+# the check and the deletion. Returns 1 if deleted.
+_DELETE_IF_IDLE = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
 
 class HandlerFailed(Exception):
     """Some events of a batch failed on their own; they stay pending for another try."""
@@ -76,10 +95,11 @@ class _Consumer:
         claim_idle_ms: int,
         batch_size: int,
         order_key: OrderKey | None,
+        retired: Retired | None,
     ) -> None:
         settings = get_settings()
         self.events, self.group, self.consumer = events, group, consumer
-        self.handle_batch, self.order_key = handle_batch, order_key
+        self.handle_batch, self.order_key, self.retired = handle_batch, order_key, retired
         self.claim_idle_ms, self.batch_size = claim_idle_ms, batch_size
         self.max_attempts = settings.event_max_attempts
         self.retry_seconds = settings.event_retry_seconds
@@ -118,6 +138,8 @@ class _Consumer:
     async def step(self) -> None:
         if not self.started:
             await self.events.ensure_group(self.group)
+            if self.retired is not None:
+                await adopt_retired(self.events, self.group, self.consumer, self.retired)
             self.backlog = await self.events.read_own_pending(self.group, self.consumer, PENDING_CHUNK)
             self.started = True
         if self.backlog:
@@ -205,6 +227,38 @@ async def consume_forever(
     claim_idle_ms: int,
     batch_size: int = 20,
     order_key: OrderKey | None = None,
+    retired: Retired | None = None,
 ) -> None:
-    """Consume the group's events with ``handle_batch`` until cancelled; see the module docstring."""
-    await _Consumer(events, group, consumer, handle_batch, claim_idle_ms, batch_size, order_key).run()
+    """Consume the group's events with ``handle_batch`` until cancelled; see the module docstring. ``retired``: this
+    consumer adopts the pending entries of the group's consumers it says are retired, and removes them."""
+    await _Consumer(events, group, consumer, handle_batch, claim_idle_ms, batch_size, order_key, retired).run()
+
+
+async def adopt_retired(events: EventStream, group: str, adopter: str, retired: Retired) -> int:
+    """Claim for ``adopter`` every entry pending with a retired consumer of ``group``, then delete that consumer;
+    the number of entries claimed.
+
+    Claimed with ``JUSTID``, which leaves their delivery counts as they were (dead-lettering counts on), and read
+    back by the adopter with its own pending entries. A retired consumer that took more meanwhile (one still
+    running on a Ray that was not restarted) is not deleted until those are claimed too.
+    """
+    try:
+        consumers = await events.redis.xinfo_consumers(events.stream, group)
+    except redis.exceptions.ResponseError as exc:
+        if "NOGROUP" in str(exc) or "no such key" in str(exc).lower():
+            return 0
+        raise
+    adopted = 0
+    for name in (c["name"] for c in consumers if c["name"] != adopter and retired(c["name"])):
+        claimed = 0
+        while True:
+            pending = await events.redis.xpending_range(events.stream, group, "-", "+", PENDING_CHUNK, name)
+            if pending:
+                ids = [row["message_id"] for row in pending]
+                await events.redis.xclaim(events.stream, group, adopter, 0, ids, justid=True)
+                claimed += len(ids)
+            if await events.redis.eval(_DELETE_IF_IDLE, 1, events.stream, group, name):
+                break
+        log.warning("%s: retired the consumer %s, adopting its %d pending events", adopter, name, claimed)
+        adopted += claimed
+    return adopted

@@ -10,7 +10,9 @@ part twice is harmless.
 
 The worker running consumer 0 also runs the sweeper: posts whose fan-out was
 never acknowledged (the API crashed between the graph write and the stream
-append) are re-emitted.
+append) are re-emitted. Consumer 0 also adopts the pending events of
+consumers a restart with fewer ``FANOUT_WORKERS`` retired
+(``actors.consumer.adopt_retired``), so lowering the count loses nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 import time
 
 from actors.consumer import consume_forever
-from actors.registry import ActorDirectory, fanout_name
+from actors.registry import ActorDirectory, fanout_name, retired_fanout
 from config import get_settings
 from graph.driver import GraphClient
 from graph.follows import FollowGraph
@@ -70,8 +72,14 @@ class FanoutWorker:
         await asyncio.gather(*(self._consume(fanout_name(i)) for i in self.consumers), *sweeper)
 
     async def _consume(self, consumer: str) -> None:
+        """One consumer's loop; consumer 0 also adopts what consumers of an earlier, larger ``FANOUT_WORKERS`` left."""
         await consume_forever(
-            self.events, GROUP, consumer, self.handle_batch, claim_idle_ms=self.settings.fanout_claim_idle_ms
+            self.events,
+            GROUP,
+            consumer,
+            self.handle_batch,
+            claim_idle_ms=self.settings.fanout_claim_idle_ms,
+            retired=retired_fanout(self.settings) if consumer == fanout_name(0) else None,
         )
 
     async def handle_batch(self, batch: list[Event]) -> None:

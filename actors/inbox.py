@@ -16,6 +16,7 @@ import time
 
 import ray
 
+from actors.registry import layout_of
 from config import get_settings
 from redis_store.durability import Durability
 from redis_store.stories import StoryEntry, StoryStore
@@ -32,6 +33,10 @@ class InboxShards:
 
     async def ping(self) -> list[int]:
         return self.shards
+
+    async def layout(self) -> dict[str, int]:
+        """The counts this process was started with (``actors.registry.replace_stale_hosts``)."""
+        return layout_of(get_settings())
 
     async def deliver(self, entries: list[Entry], user_ids: list[int], author_id: int | None = None) -> int:
         """Add posts to the inboxes of the active users among ``user_ids``; returns inboxes written."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ray
 
+from actors.registry import layout_of
 from config import get_settings
 from redis_store.timelines import TimelineStore
 
@@ -22,6 +23,10 @@ class CelebrityOutboxes:
 
     async def ping(self) -> list[int]:
         return self.shards
+
+    async def layout(self) -> dict[str, int]:
+        """The counts this process was started with (``actors.registry.replace_stale_hosts``)."""
+        return layout_of(get_settings())
 
     async def append(self, author_id: int, status_ids: list[int], announce: bool = False) -> None:
         await self.store.append_outbox(author_id, status_ids, announce)

@@ -27,23 +27,49 @@ the hosts over the nodes, and a host whose node is lost restarts on a
 surviving one (with ``INBOX_HOSTS`` etc. at least the node count, every node
 holds some). ``host_name`` says which actor hosts a given shard
 or consumer: that is the process to kill to crash it.
+
+The counts may change from one start to the next (docs/operations.md,
+"Changing shard counts"): shards hold nothing of their own, fan-out consumer
+0 adopts what retired consumers left pending, and on a Ray that outlived the
+previous start the hosts it left with other counts are replaced
+(``replace_stale_hosts``).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import ray
 from ray.actor import ActorHandle
 
 from config import Settings
 
+log = logging.getLogger("raygram.registry")
 NOTIFIER = "notify-0"  # the notifier's consumer name in the ``notify`` group
 LIKE_PERSISTER = "likes-0"  # the like persister's consumer name in the ``likes`` group
 SEARCH_INDEXER = "search-0"  # the search indexer's consumer name in the ``search`` group
 DISCOVERY = "discovery-0"  # the discovery indexer's consumer name in the ``discovery`` group (and the trends timer)
+
+
+ASK_SECONDS = 15.0  # how long a host actor found at start has to say which counts it was started with
+HOST_PREFIXES = ("inbox-shards-", "celebrity-outboxes-", "stream-consumers-")  # the host actors' names, up to the index
+
+
+def layout_of(settings: Settings) -> dict[str, int]:
+    """The counts that decide which hosts exist and what each holds (``hosting``): a host actor started with other
+    counts is stale (``create_actors`` replaces it)."""
+    return {
+        "inbox_shards": settings.inbox_shards,
+        "outbox_shards": settings.outbox_shards,
+        "fanout_workers": settings.fanout_workers,
+        "inbox_hosts": settings.inbox_hosts,
+        "outbox_hosts": settings.outbox_hosts,
+        "consumer_hosts": settings.consumer_hosts,
+    }
 
 
 def shard_of(key: int, shards: int) -> int:
@@ -69,6 +95,13 @@ def outbox_name(shard: int) -> str:
 def fanout_name(index: int) -> str:
     """A fan-out consumer: its name in the ``fanout`` group."""
     return f"fanout-{index}"
+
+
+def retired_fanout(settings: Settings) -> Callable[[str], bool]:
+    """Whether a consumer name of the ``fanout`` group is none of the ``FANOUT_WORKERS`` now configured: one left by
+    a start with more (``actors.consumer.adopt_retired`` hands its pending events on)."""
+    current = {fanout_name(i) for i in range(settings.fanout_workers)}
+    return lambda name: name not in current
 
 
 def inbox_host_name(host: int) -> str:
@@ -143,7 +176,12 @@ class ActorDirectory:
 
 
 def create_actors(settings: Settings) -> list[ActorHandle]:
-    """Create every host actor that does not exist yet; their handles (ping them to wait until they are up)."""
+    """Create every host actor that does not exist yet; their handles (ping them to wait until they are up).
+
+    Host actors are detached: on a Ray that outlives a stack's start (``RAY_ADDRESS``), the next start finds
+    those of the previous one. The ones started with the counts of this start are kept; the others (other shard,
+    consumer or host counts, or a host index this start does not have) are killed first (``replace_stale_hosts``).
+    """
     from actors.inbox import InboxShards
     from actors.outbox import CelebrityOutboxes
     from actors.stream import StreamConsumers
@@ -154,16 +192,60 @@ def create_actors(settings: Settings) -> list[ActorHandle]:
         "get_if_exists": True,
         "scheduling_strategy": settings.ray_scheduling,  # also where Ray restarts one whose node died
     }
+    inboxes = _spread(settings.inbox_shards, settings.inbox_hosts)
+    outboxes = _spread(settings.outbox_shards, settings.outbox_hosts)
+    consumers = _spread(settings.fanout_workers, settings.consumer_hosts)
+    replace_stale_hosts(
+        settings,
+        {inbox_host_name(h) for h in range(len(inboxes))}
+        | {outbox_host_name(h) for h in range(len(outboxes))}
+        | {consumer_host_name(h) for h in range(len(consumers))},
+    )
     handles = [
-        InboxShards.options(name=inbox_host_name(host), **common).remote(shards)
-        for host, shards in enumerate(_spread(settings.inbox_shards, settings.inbox_hosts))
+        InboxShards.options(name=inbox_host_name(host), **common).remote(shards) for host, shards in enumerate(inboxes)
     ]
     handles += [
         CelebrityOutboxes.options(name=outbox_host_name(host), **common).remote(shards)
-        for host, shards in enumerate(_spread(settings.outbox_shards, settings.outbox_hosts))
+        for host, shards in enumerate(outboxes)
     ]
     handles += [
-        StreamConsumers.options(name=consumer_host_name(host), **common).remote(consumers, host == 0)
-        for host, consumers in enumerate(_spread(settings.fanout_workers, settings.consumer_hosts))
+        StreamConsumers.options(name=consumer_host_name(host), **common).remote(fanout, host == 0)
+        for host, fanout in enumerate(consumers)
     ]
     return handles
+
+
+def replace_stale_hosts(settings: Settings, wanted: set[str], timeout: float = 60.0) -> list[str]:
+    """Kill the host actors in the namespace that are not ``wanted`` or were started with other counts
+    (``layout_of``), and wait until their names are free; the names killed.
+
+    Nothing is lost with them: timelines, outboxes and trays are in Redis by user, and what a killed fan-out
+    consumer took stays pending for its successor, or is adopted by consumer 0 if its name is retired
+    (``actors.consumer.adopt_retired``).
+    """
+    namespace, layout = settings.ray_namespace, layout_of(settings)
+    stale = []
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        name = entry["name"]
+        if entry["namespace"] != namespace or not name.startswith(HOST_PREFIXES):
+            continue
+        handle = ray.get_actor(name, namespace=namespace)
+        if name in wanted:
+            try:
+                if ray.get(handle.layout.remote(), timeout=ASK_SECONDS) == layout:
+                    continue
+            except Exception:  # not answering (hung, or restarting), or a version without layout(): replaced
+                log.warning("the host actor %s did not say its counts; replacing it", name)
+        ray.kill(handle, no_restart=True)
+        stale.append(name)
+    deadline = time.monotonic() + timeout
+    for name in stale:
+        while True:
+            try:
+                ray.get_actor(name, namespace=namespace)
+            except ValueError:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the stale host actor {name} was still registered {timeout:.0f}s after its kill")
+            time.sleep(0.1)
+    return stale

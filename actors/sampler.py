@@ -6,7 +6,8 @@ host 0 (``actors.stream``), which runs all the time anyway and already holds
 a Redis connection's worth of state; a process of its own would cost 60-100 MB
 (``bench/footprint.py``) for one command every ``METRICS_SAMPLE_SECONDS``.
 While Redis is down the gauges keep their last value and the sampler tries
-again next period (the health endpoint reports the outage).
+again next period (the health endpoint reports the outage). On a Redis Cluster
+the memory gauges are the sums over the primaries (``redis_store.nodes``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import metrics
 from config import get_settings
 from redis_store.client import redis_from
 from redis_store.events import EventStream
+from redis_store.nodes import memory_totals, primaries_info
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +48,9 @@ class StoreSampler:
             await asyncio.sleep(self.period)
 
     async def sample(self) -> None:
-        memory = await self.redis.info("memory")
-        metrics.set_gauge(metrics.REDIS_MEMORY, float(memory["used_memory"]))
-        metrics.set_gauge(metrics.REDIS_MAXMEMORY, float(memory.get("maxmemory", 0)))
+        used, limit = memory_totals(await primaries_info(self.redis, "memory"))
+        metrics.set_gauge(metrics.REDIS_MEMORY, float(used))
+        metrics.set_gauge(metrics.REDIS_MAXMEMORY, float(limit))
         for group, backlog in (await self.events.backlog()).items():
             metrics.set_gauge(metrics.DEAD_LETTERS, backlog.dead, group=group)
             metrics.set_gauge(metrics.EVENTS_BACKLOG, backlog.pending, group=group, state="pending")

@@ -34,7 +34,7 @@ from actors.fanout import FanoutWorker
 from actors.notifier import Notifier
 from actors.persister import LikePersister
 from actors.post_index import StatusQuery
-from actors.registry import DISCOVERY, LIKE_PERSISTER, NOTIFIER, SEARCH_INDEXER, fanout_name
+from actors.registry import DISCOVERY, LIKE_PERSISTER, NOTIFIER, SEARCH_INDEXER, fanout_name, layout_of
 from actors.sampler import StoreSampler
 from actors.search import SearchIndexer
 from actors.story_expiry import StoryExpirer
@@ -65,6 +65,10 @@ class StreamConsumers:
 
     async def ping(self) -> list[str]:
         return self.names
+
+    async def layout(self) -> dict[str, int]:
+        """The counts this process was started with (``actors.registry.replace_stale_hosts``)."""
+        return layout_of(self.fanout.settings)
 
     async def fan_out(self, status_id: int, author_id: int) -> None:
         """Fan one post out now, outside the stream (``bench/feed_bench.py`` times it)."""

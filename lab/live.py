@@ -60,6 +60,7 @@ from lab.graphs import EdgeList
 from lab.model import Outcome, sample
 from lab.strategies import Strategy
 from lab.trace import HOME, POST, USER, Trace
+from redis_store import slots
 from redis_store.client import redis_from
 from redis_store.timelines import (
     TimelineStore,
@@ -157,7 +158,20 @@ class LiveRun:
             keys = []
             for u in users[start : start + CHUNK]:
                 keys += (timeline_key(u), reblogs_key(u), outbox_key(u), celebs_key(u), celeb_ready_key(u))
-            await self.redis.unlink(*keys)
+            await self._unlink(keys)
+
+    async def _unlink(self, keys: list[str]) -> None:
+        """UNLINK keys of many users: one command on a single server, one per slot on a Redis Cluster (sent in one
+        pipeline), which refuses a command whose keys span slots."""
+        groups = slots.by_slot(self.redis, keys, lambda key: key)
+        if len(groups) <= 1:
+            for group in groups:
+                await self.redis.unlink(*group)
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for group in groups:
+                pipe.unlink(*group)
+            await pipe.execute()
 
     async def apply(self, strategy: Strategy, graph: GraphClient) -> np.ndarray:
         """Write the celebrity state promotion leaves at the strategy's threshold; returns who is pulled."""

@@ -1,17 +1,19 @@
-"""Replicas and settings change through the Serve config on a running stack; replicas under load, no request fails.
+"""Replicas and settings change through the Serve config on a running stack, under load; no request fails.
 
 The stack runs its Serve application from the declarative config that
 ``deploy/serve.yaml`` spells out (``serve_app.serve_config``). The tests
 apply edited copies of it to the running session stack, the way an
-operator's ``serve deploy`` or ``raygram serve apply`` does. Replicas change
-while an open-loop load (requests sent at a fixed rate, whatever the
-answers' speed) reads home feeds: three replicas, then one, then back to where
-it was; every request is counted, none may fail, and requests must have been
-answered while each change was under way. A setting changed through
-``raygram serve apply`` rolls the replicas over to it (without load: under
-load the replicas being replaced answered some requests 401, an open bug,
-docs/operations.md). The stack ends as it started, so the tests after these
-see the usual replicas and settings.
+operator's ``serve deploy`` or ``raygram serve apply`` does, while an
+open-loop load (requests sent at a fixed rate, whatever the answers' speed)
+reads home feeds: replicas go to three, then one, then back to where they
+were; a setting changed through ``raygram serve apply`` rolls the replicas
+over to it, and the stack's own config rolls them back. Every request is
+counted, none may fail, and requests must have been answered while each
+change was under way. (A roll-over once answered some requests 401: while the
+new version was built, HAProxy sent them to Serve's fallback proxy, on a port
+every stack on the machine shared; ``Stack.serve_env`` gives each its own.)
+The stack ends as it started, so the tests after these see the usual
+replicas and settings.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Load:
     base_url: str
     headers: dict[str, str]
     answered: list[tuple[float, int | str]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # status, headers and body of the first few failed
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
@@ -68,6 +71,8 @@ class Load:
         try:
             response = await client.get("/api/v1/timelines/home", headers=self.headers)
             outcome: int | str = response.status_code
+            if outcome != 200 and len(self.failures) < 10:
+                self.failures.append(f"{outcome} {dict(response.headers)} {response.text[:200]}")
         except httpx.HTTPError as exc:
             outcome = type(exc).__name__
         self.answered.append((time.monotonic(), outcome))
@@ -161,15 +166,35 @@ def test_replicas_up_and_down_under_load_fail_no_request(stack: Stack, make_user
     assert replicas_running() == (original, original)
 
 
-def test_a_setting_changed_by_raygram_serve_apply_rolls_the_replicas(
-    stack: Stack, http: httpx.Client, tmp_path: Path
+def test_a_setting_changed_by_raygram_serve_apply_under_load_fails_no_request(
+    stack: Stack, http: httpx.Client, make_user: UserFactory, tmp_path: Path
 ) -> None:
     config = serve_app.serve_config(stack.settings)
     original, _ = replicas_running()
     title = instance_title(http)
-    cli_apply(with_replicas(config, original, {"INSTANCE_TITLE": "raygram, reconfigured"}), tmp_path, stack.state_dir)
-    eventually(lambda: instance_title(http) == "raygram, reconfigured", timeout=90, what="the new title")
-    eventually(lambda: replicas_running() == (original, original), timeout=90, what="the replicas rolled over")
-    serve_app.apply_config(config)  # back to the stack's own config
-    eventually(lambda: instance_title(http) == title, timeout=90, what="the title back")
-    eventually(lambda: replicas_running() == (original, original), timeout=90, what="the replicas rolled back")
+    reader = make_user()
+    load = Load(stack.settings.base_url, reader.headers)
+    thread = threading.Thread(target=load.run)
+    thread.start()
+    changes = []
+    try:
+        eventually(lambda: len(load.answered) >= RATE, what="the load to be answered")
+        started = time.monotonic()
+        cli_apply(
+            with_replicas(config, original, {"INSTANCE_TITLE": "raygram, reconfigured"}), tmp_path, stack.state_dir
+        )
+        eventually(lambda: instance_title(http) == "raygram, reconfigured", timeout=90, what="the new title")
+        eventually(lambda: replicas_running() == (original, original), timeout=90, what="the replicas rolled over")
+        changes.append(("the new setting", started, time.monotonic()))
+        started = time.monotonic()
+        serve_app.apply_config(config)  # back to the stack's own config
+        eventually(lambda: instance_title(http) == title, timeout=90, what="the title back")
+        eventually(lambda: replicas_running() == (original, original), timeout=90, what="the replicas rolled back")
+        changes.append(("the stack's own config", started, time.monotonic()))
+    finally:
+        load.stop.set()
+        thread.join()
+    failed = [outcome for _, outcome in load.answered if outcome != 200]
+    assert not failed, f"{len(failed)} of {len(load.answered)} requests failed: {load.failures[:3]}"
+    for change, start, end in changes:
+        assert load.between(start, end) > 0, f"no request answered while rolling over to {change}"

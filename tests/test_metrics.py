@@ -151,7 +151,11 @@ def test_sampled_gauges_match_redis(metrics_urls: list[str], redis_client: redis
 
     eventually(lambda: sampled() is not None, timeout=60, what="the sampled gauges")
     memory = scrape(metrics_urls).gauge(metrics.REDIS_MEMORY.exported)
-    used = int(redis_client.info("memory")["used_memory"])
+    if isinstance(redis_client, redis.RedisCluster):  # the sum over the primaries, not one node's share
+        nodes = redis_client.info("memory", target_nodes=redis.RedisCluster.PRIMARIES)
+        used = sum(int(info["used_memory"]) for info in nodes.values())
+    else:
+        used = int(redis_client.info("memory")["used_memory"])
     assert memory is not None and 0.5 * used < memory < 2 * used
 
 
@@ -202,6 +206,11 @@ def test_status_shows_the_seed_figures_after_a_load(
     assert re.search(r"cache hit ratio\s*│\s*timeline \d+\.\d %, posts \d+\.\d %", out), out
     assert re.search(r"notification delivery\s*│\s*\d+\.\d/s", out), out
     assert "API health" in out and "ok" in out
+    if stack.settings.redis_cluster_urls:  # the sum, then each primary
+        assert re.search(r"Redis Cluster\s*│\s*\d+\.\d MiB used\s*│\s*summed over 3 primaries", out), out
+        assert len(re.findall(r"primary 127\.0\.0\.1:\d+\s*│\s*\S+ used", out)) == 3, out
+    else:
+        assert re.search(r"Redis\s*│\s*\S+ used\s*│\s*\d+ clients, AOF on", out), out
 
 
 def test_status_without_a_stack(tmp_path: Path) -> None:
