@@ -22,9 +22,10 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 # The feed, interaction and safety tests again, against a three-master Redis Cluster the fixtures build.
-CLUSTER_TESTS ?= tests/test_feed.py tests/test_interactions.py tests/test_follower_lists.py tests/test_bookmarks.py \
-	tests/test_direct.py tests/test_safety.py tests/test_hydration_cache.py tests/test_follow_requests.py \
-	tests/test_event_recovery.py tests/test_bounded_state.py
+CLUSTER_TESTS ?= tests/test_feed.py tests/test_interactions.py tests/test_follower_lists.py \
+	tests/test_feed_properties.py tests/test_streaming_limits.py tests/test_bookmarks.py tests/test_direct.py \
+	tests/test_safety.py tests/test_hydration_cache.py tests/test_follow_requests.py tests/test_event_recovery.py \
+	tests/test_bounded_state.py
 test-cluster: $(STAMP)
 	TEST_REDIS_CLUSTER=1 $(BIN)/pytest $(CLUSTER_TESTS)
 

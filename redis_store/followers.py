@@ -218,7 +218,10 @@ class FollowerLists:
         await self.redis.unlink(*author_keys(author_id)[:3])
 
     async def drop_many(self, author_ids: list[int]) -> None:
-        """``drop`` for many authors in one round trip (``raygram import``: fan-out rebuilds them from the graph)."""
+        """``drop`` for many authors in one round trip (``raygram import``: fan-out rebuilds them from the graph).
+
+        Each ``UNLINK`` names one author's keys, all in the author's slot: a cluster pipeline sends it to that
+        slot's node."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for author_id in author_ids:
                 pipe.unlink(*author_keys(author_id)[:3])

@@ -14,14 +14,22 @@ state; the Redis side (unsubscribing channels nobody wants any more, giving
 the stream's lease back) is queued to the hub's own task.
 
 Keys (all bounded: entries carry an expiry and are refreshed every heartbeat
-by the process that holds the stream, so a dead replica's entries lapse):
-  ``streaming:online``          sorted set, user id -> lease expiry (ms); fan-out
-                                publishes ``update``/``delete`` only for users in it
+by the process that holds the stream, so a dead replica's entries lapse), each
+in its owner's Redis Cluster slot (``redis_store.slots``):
+  ``streaming:online:{user}``   present while the user has an open stream (a lease,
+                                renewed every heartbeat); fan-out publishes
+                                ``update``/``delete`` only to users who have it. A key
+                                per user rather than one set of everyone online: the
+                                delivery script checks it in the user's slot, atomically
+                                with the inbox write (``redis_store.timelines``)
   ``streams:account:{id}``      sorted set, stream id -> lease expiry (ms): the
   ``streams:address:{addr}``    open streams of an account / a client address,
                                 counted against the caps
 Channels: ``stream:{user}`` (the user's events), ``stream:celebrity:{author}``
-(a celebrity's posts, announced once for all followers).
+(a celebrity's posts, announced once for all followers). The scripts that
+publish to them pass them in ``KEYS``, so they carry their owner's hash tag.
+On a Redis Cluster a ``PUBLISH`` reaches subscribers on every node, so the
+hub's one pub/sub connection, to whichever node, hears every channel.
 """
 
 from __future__ import annotations
@@ -37,8 +45,8 @@ from dataclasses import dataclass, field
 import orjson
 import redis.asyncio as aioredis
 
-from redis_store.notifications import channel
-from redis_store.timelines import ONLINE, celebrity_channel, celebs_key
+from redis_store.slots import is_cluster, tagged
+from redis_store.timelines import celebrity_channel, celebs_key, online_key, stream_channel
 
 log = logging.getLogger("raygram.live")
 
@@ -54,11 +62,11 @@ return 1
 
 
 def account_streams_key(account_id: int) -> str:
-    return f"streams:account:{account_id}"
+    return tagged("streams:account", account_id)
 
 
 def address_streams_key(address: str) -> str:
-    return f"streams:address:{address}"
+    return tagged("streams:address", address)
 
 
 class StreamLimitReached(Exception):
@@ -114,6 +122,8 @@ class LiveHub:
         return len(self._open)
 
     async def start(self) -> None:
+        if is_cluster(self.redis):  # the cluster's pub/sub picks its node from the slot map: load it first
+            await self.redis.initialize()  # type: ignore[attr-defined]
         # A channel of our own keeps the connection subscribed, so the reader can always block on it.
         await self._pubsub.subscribe(f"live:process:{uuid.uuid4().hex}")
         loop = asyncio.get_running_loop()
@@ -130,7 +140,7 @@ class LiveHub:
     async def open(self, user_id: int, address: str) -> Listener:
         """Register a stream for ``user_id``; raises ``StreamLimitReached`` past a cap."""
         celebrities = await self.redis.smembers(celebs_key(user_id))
-        channels = (channel(user_id), *(celebrity_channel(int(a)) for a in celebrities))
+        channels = (stream_channel(user_id), *(celebrity_channel(int(a)) for a in celebrities))
         account_key, address_key = account_streams_key(user_id), address_streams_key(address)
         listener = Listener(user_id, channels, (account_key, address_key))
         now = int(time.time() * 1000)
@@ -149,7 +159,7 @@ class LiveHub:
                 if new:
                     await self._pubsub.subscribe(*new)
                     self._subscribed.update(new)
-            await self.redis.zadd(ONLINE, {str(user_id): expiry}, gt=True)
+            await self.redis.set(online_key(user_id), 1, px=self.lease_ms)
         except BaseException:
             self.release(listener)
             raise
@@ -223,12 +233,16 @@ class LiveHub:
             await pipe.execute()
 
     async def _renew(self, listeners: Iterable[Listener]) -> None:
-        now = int(time.time() * 1000)
-        expiry = now + self.lease_ms
+        """Extend the leases of open streams, and the presence of their users (a lapsed presence needs no clean-up:
+        it expires). Single-key commands only, so that a cluster pipeline sends each node its own."""
+        listeners = list(listeners)
+        if not listeners:
+            return
+        expiry = int(time.time() * 1000) + self.lease_ms
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zremrangebyscore(ONLINE, "-inf", now)
+            for user_id in {listener.user_id for listener in listeners}:
+                pipe.set(online_key(user_id), 1, px=self.lease_ms)
             for listener in listeners:
-                pipe.zadd(ONLINE, {str(listener.user_id): expiry}, gt=True)
                 for key in listener.lease_keys:
                     pipe.zadd(key, {listener.id: expiry}, xx=True)
                     pipe.pexpireat(key, expiry)

@@ -6,41 +6,76 @@ fit a double's 53-bit mantissa, so score ranges would be off by a few ids;
 lexicographic ranges over fixed-width decimal strings are exact, and paging
 cursors (``max_id``, ``since_id``, ``min_id``) map straight onto them.
 
-Keys (each capped or expiring; a user's keys expire ``inactive_days`` after their last read):
-  ``tl:{user}``       the user's home inbox: capped at ``timeline_max``; expires with ``active:``
-  ``tl:{user}:rb``    hash, original → the reblog of it in the inbox (reblog dedupe), plus
+Keys (each capped or expiring; a user's keys expire ``inactive_days`` after their last read). ``{u}`` is
+the user's id, ``{a}`` an author's, ``{tag}`` a hashtag's, each in braces: a Redis Cluster hash tag
+(``redis_store.slots``), so that every key a script touches is in one slot.
+  ``tl:{u}``          the user's home inbox: capped at ``timeline_max``; expires with ``active:``
+  ``tl:{u}:rb``       hash, original → the reblog of it in the inbox (reblog dedupe), plus
                       ``r<reblog>`` → original, so that an entry leaving the inbox (trimmed or
                       removed) takes its tracking along: at most two fields per inbox entry;
                       expires with the inbox
-  ``outbox:{author}`` a celebrity's recent posts: capped at ``outbox_max``; deleted on demotion
-  ``celebs:{user}``   the celebrity authors the user follows (read-time merge): at most the
+  ``outbox:{a}``      a celebrity's recent posts: capped at ``outbox_max``; deleted on demotion
+  ``celebs:{u}``      the celebrity authors the user follows (read-time merge): at most the
                       celebrities there are; replaced on rebuild, expires with the inbox
-  ``active:{user}``   present while the user was active in the last ``inactive_days`` (its TTL);
+  ``active:{u}``      present while the user was active in the last ``inactive_days`` (its TTL);
                       fan-out skips users without it and their next read rebuilds
-  ``celeb:ready:{author}`` the author's followers all have them in ``celebs:``; posts go to the
+  ``celeb:ready:{a}`` the author's followers all have them in ``celebs:``; posts go to the
                       outbox only while it exists: one per celebrity, deleted on demotion
-  ``unfollowed:{author}:{user}`` a recent unfollow, for ``UNFOLLOW_GUARD_SECONDS``: late fan-out
-                      writes for the pair are dropped
-  ``tagfollows:{user}`` set, the hashtags the user follows (read-time merge of pulled tags): at most
+  ``unfollowed:{u}:a`` the user recently unfollowed author ``a``, for ``UNFOLLOW_GUARD_SECONDS``:
+                      late fan-out writes for the pair are dropped
+  ``tagfollows:{u}``  set, the hashtags the user follows (read-time merge of pulled tags): at most
                       the tags they follow; refilled on rebuild, expires with the inbox
   ``tagfollowers:{tag}`` how many accounts follow the tag: one per followed tag
   ``tagpull:{tag}``   the tag has so many followers that its posts are pulled at read time from its
                       tag timeline (``tagtl:{tag}``, kept by ``redis_store.discovery``) rather than
                       pushed: one per such tag, deleted when its followers fall back under the line
-  ``streaming:online`` presence of open streams (``redis_store.live``); ``stream:{user}`` and
-                      ``stream:celebrity:{author}`` are pub/sub channels, which store nothing
+  ``streaming:online:{u}`` present while the user has an open stream (a lease ``redis_store.live``
+                      renews); ``stream:{u}`` and ``stream:celebrity:{a}`` are pub/sub channels,
+                      which store nothing
+
+On a Redis Cluster (``REDIS_CLUSTER_URLS``) the same code runs; what changes is how work is cut:
+
+* Delivery, removal and a celebrity follow write many users' keys. Each user's part is atomic
+  and stays so: one script over all of the user's keys (their inbox, dedupe hash, ``active:``
+  flag, unfollow guard, presence and channel), all in the user's slot. A batch of users is one
+  script call on a single server, as it always was, and one script per slot on a cluster
+  (``slots.by_slot``), sent in one pipeline (redis-py's cluster pipeline sends each node its
+  scripts in one batch). Nothing is lost between the slots: each user's write is complete or
+  not done, and every script here is idempotent, so the fan-out's retry of an unacknowledged
+  batch (``actors.fanout``) redoes only what is missing.
+* Presence, which delivery consults to publish only to users with an open stream, is a key per
+  user in the user's slot (``streaming:online:{u}``, an expiring lease) instead of one global
+  sorted set, so the check stays inside the user's script.
+* A home read merges the user's inbox with the outboxes of the celebrities they follow and the
+  timelines of the pulled tags they follow, which live in other slots. The user's part
+  (activity, rebuild state, TTLs, the inbox page, the two merge sets) is one script in the
+  user's slot; it returns the two sets, and one pipeline reads each outbox page and each pulled
+  tag's page in its own slot (a tiny script per tag, ``_PULLED_PAGE``, checks ``tagpull:{tag}`` and
+  pages ``tagtl:{tag}`` together); the pages are merged here. The same on one server as on a
+  cluster: no script builds a key name of its own, since a key it did not declare could live in
+  another slot.
+  Two round trips then, one for a user who follows no celebrity and no tag. The
+  outboxes are then read a moment after the inbox rather than at the same instant: a read that
+  overlaps a demotion may miss the demoted author's latest posts once; the next read has them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from config import Settings
 from redis_store.client import redis_from
+from redis_store.slots import by_slot, is_cluster, mget, queue_script, tagged
 
 WIDTH = 19
+OUTBOX, TAG_PULL, TAG_TIMELINE = "outbox", "tagpull", "tagtl"
 
 
 def member(status_id: int) -> str:
@@ -48,38 +83,55 @@ def member(status_id: int) -> str:
 
 
 def timeline_key(user_id: int) -> str:
-    return f"tl:{user_id}"
+    return tagged("tl", user_id)
 
 
-def outbox_key(author_id: int) -> str:
-    return f"outbox:{author_id}"
+def outbox_key(author_id: int | str) -> str:
+    return tagged(OUTBOX, author_id)
 
 
 def celebs_key(user_id: int) -> str:
-    return f"celebs:{user_id}"
+    return tagged("celebs", user_id)
 
 
 def reblogs_key(user_id: int) -> str:
-    return f"tl:{user_id}:rb"
+    return tagged("tl", user_id, "rb")
 
 
 def stream_channel(user_id: int) -> str:
-    return f"stream:{user_id}"
+    """The user's pub/sub channel (their streams listen on it): in the user's slot, as the scripts that publish
+    to it pass it in ``KEYS``."""
+    return tagged("stream", user_id)
 
 
 def celebrity_channel(author_id: int) -> str:
     """Where a celebrity's new posts are announced once; their followers' streams subscribe to it."""
-    return f"stream:celebrity:{author_id}"
+    return tagged("stream:celebrity", author_id)
 
 
-ONLINE = "streaming:online"  # sorted set: user id -> expiry of their newest open stream (redis_store.live)
+def online_key(user_id: int) -> str:
+    """Present while the user has an open stream: a lease its holder renews (``redis_store.live``)."""
+    return tagged("streaming:online", user_id)
+
+
 Entry = tuple[int, int | None]  # (status id, id of the post it reblogs)
+Queue = Callable[[Pipeline], object]  # queues one command on a pipeline
 
 
-def user_keys(user_ids: list[int]) -> list[str]:
-    keys = [ONLINE]
+def user_keys(user_ids: list[int], author_id: int | None = None) -> list[str]:
+    """Every key a delivery or removal touches, user after user (one slot per user): ``active:``, inbox,
+    dedupe hash, channel, presence and, for a delivery of ``author_id``'s posts, the unfollow guard.
+
+    The names of the key functions below, each built from the user's tag once (``tagged(prefix, user)`` is
+    ``prefix:{user}``): this runs for every follower of every post, and calling the functions costs five
+    times as much (``tests/test_feed.py`` checks that both name the same keys)."""
+    keys: list[str] = []
+    guard = f":{author_id}" if author_id is not None else ""
     for user_id in user_ids:
-        keys += (active_key(user_id), timeline_key(user_id), reblogs_key(user_id), stream_channel(user_id))
+        t = f"{{{user_id}}}"
+        keys += (f"active:{t}", f"tl:{t}", f"tl:{t}:rb", f"stream:{t}", f"streaming:online:{t}")
+        if guard:
+            keys.append(f"unfollowed:{t}{guard}")
     return keys
 
 
@@ -90,53 +142,51 @@ def entry_args(entries: list[Entry]) -> list[str]:
     return args
 
 
-TAG_TIMELINE_PREFIX = "tagtl:"  # + tag: a tag's timeline (``redis_store.discovery`` keeps it)
-TAG_PULL_PREFIX = "tagpull:"  # + tag: the tag is pulled at read time
-
-
 def tag_timeline_key(tag: str, only_media: bool = False) -> str:
-    return f"{TAG_TIMELINE_PREFIX}{tag}:media" if only_media else f"{TAG_TIMELINE_PREFIX}{tag}"
+    """A tag's timeline (``redis_store.discovery`` keeps it), in the tag's slot, as is ``tagpull:{tag}``."""
+    return tagged(TAG_TIMELINE, tag, "media") if only_media else tagged(TAG_TIMELINE, tag)
 
 
 def tag_follows_key(user_id: int) -> str:
-    return f"tagfollows:{user_id}"
+    return tagged("tagfollows", user_id)
 
 
 def tag_pull_key(tag: str) -> str:
-    return f"{TAG_PULL_PREFIX}{tag}"
+    return tagged(TAG_PULL, tag)
 
 
 def tag_followers_key(tag: str) -> str:
     """String, how many accounts follow the tag (mirrored from the graph at each follow and unfollow)."""
-    return f"tagfollowers:{tag}"
+    return tagged("tagfollowers", tag)
 
 
 def active_key(user_id: int) -> str:
-    return f"active:{user_id}"
+    return tagged("active", user_id)
 
 
 def celeb_ready_key(author_id: int) -> str:
-    return f"celeb:ready:{author_id}"
+    return tagged("celeb:ready", author_id)
 
 
 def unfollowed_key(user_id: int, author_id: int) -> str:
-    return f"unfollowed:{author_id}:{user_id}"
+    """In the follower's slot: the scripts that write the follower's keys check it."""
+    return tagged("unfollowed", user_id, author_id)
 
 
 REBUILD_GRACE = 60  # seconds a cold user counts as "rebuilding" (fan-out delivers to them) without a finished rebuild
 UNFOLLOW_GUARD_SECONDS = 600  # longer than any fan-out or promotion runs
 
-# KEYS: celebs:{u} per user; ARGV[1] = author, ARGV[2..] = the users' ids, in the same order.
+# KEYS: per user (celebs:{u}, unfollowed:{u}:author); ARGV[1] = author.
 _FOLLOW_CELEBRITY = """
-for i, key in ipairs(KEYS) do
-  if redis.call('EXISTS', 'unfollowed:' .. ARGV[1] .. ':' .. ARGV[i + 1]) == 0 then redis.call('SADD', key, ARGV[1]) end
+for i = 1, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i + 1]) == 0 then redis.call('SADD', KEYS[i], ARGV[1]) end
 end
 return 1
 """
 
 
-# KEYS[1] = streaming:online; then per user (active:{u}, tl:{u}, tl:{u}:rb, stream:{u}).
-# ARGV[1] = cap, ARGV[2] = author id or '', then pairs (member, reblogged member or '').
+# KEYS: per user (active:{u}, tl:{u}, tl:{u}:rb, stream:{u}, streaming:online:{u}) and, when an author is given,
+# unfollowed:{u}:author. ARGV[1] = cap, ARGV[2] = author id or '', then pairs (member, reblogged member or '').
 # Adds the entries to every active user's inbox, trims it, and pushes an "update"
 # to users with an open streaming connection. A reblog is skipped when its
 # original, or another reblog of it, is already in the inbox (Mastodon's rule).
@@ -146,6 +196,7 @@ return 1
 # two fields per inbox entry and expires with the inbox.
 _DELIVER = """
 local cap, author = tonumber(ARGV[1]), ARGV[2]
+local stride = author == '' and 5 or 6
 local written = 0
 local function forget(rb, m)
   local orig = redis.call('HGET', rb, 'r' .. m)
@@ -154,10 +205,9 @@ local function forget(rb, m)
     if redis.call('HGET', rb, orig) == m then redis.call('HDEL', rb, orig) end
   end
 end
-for i = 2, #KEYS, 4 do
-  local tl, rb, chan = KEYS[i + 1], KEYS[i + 2], KEYS[i + 3]
-  local uid = string.sub(chan, 8)
-  local unfollowed = author ~= '' and redis.call('EXISTS', 'unfollowed:' .. author .. ':' .. uid) == 1
+for i = 1, #KEYS, stride do
+  local tl, rb, chan, online = KEYS[i + 1], KEYS[i + 2], KEYS[i + 3], KEYS[i + 4]
+  local unfollowed = author ~= '' and redis.call('EXISTS', KEYS[i + 5]) == 1
   if redis.call('EXISTS', KEYS[i]) == 1 and not unfollowed then
     local added = {}
     for j = 3, #ARGV, 2 do
@@ -181,7 +231,7 @@ for i = 2, #KEYS, 4 do
       local trimmed = redis.call('ZPOPMIN', tl, size - cap)
       for k = 1, #trimmed, 2 do forget(rb, trimmed[k]) end
     end
-    if #added > 0 and redis.call('ZSCORE', KEYS[1], uid) then
+    if #added > 0 and redis.call('EXISTS', online) == 1 then
       for _, m in ipairs(added) do
         redis.call('PUBLISH', chan, '{"event":"update","status_id":"' .. string.gsub(m, '^0+', '') .. '"}')
       end
@@ -192,12 +242,12 @@ end
 return written
 """
 
-# KEYS as for _DELIVER; ARGV = pairs (member, reblogged member or ''). Removes entries, forgets
+# KEYS as for _DELIVER without an author; ARGV = pairs (member, reblogged member or ''). Removes entries, forgets
 # reblog tracking that pointed at them, pushes a "delete" to connected users that had them.
 _REMOVE = """
-for i = 2, #KEYS, 4 do
+for i = 1, #KEYS, 5 do
   local tl, rb, chan = KEYS[i + 1], KEYS[i + 2], KEYS[i + 3]
-  local online = redis.call('ZSCORE', KEYS[1], string.sub(chan, 8))
+  local online = redis.call('EXISTS', KEYS[i + 4]) == 1
   for j = 1, #ARGV, 2 do
     local m, orig = ARGV[j], ARGV[j + 1]
     local removed = redis.call('ZREM', tl, m)
@@ -213,17 +263,50 @@ end
 return 1
 """
 
-# KEYS: tl:{u}, celebs:{u}, active:{u}, tl:{u}:rb, tagfollows:{u}; ARGV = lo, hi, limit, ascending ("1"/"0"),
-# active seconds, rebuild grace seconds, the tag-pull prefix, the tag-timeline prefix.
-# One round trip per feed read: returns whether the user's inbox is kept (``active:`` is "1"), keeping
-# their keys alive, then the inbox page, the same page of every followed celebrity's outbox and the same
-# page of every followed tag that is pulled (rule: a tag with very many followers is pulled, like a celebrity).
+# KEYS: outbox:{a}, stream:celebrity:{a}; ARGV = cap, announce ("1"/"0"), then members.
+# Adds posts to a celebrity's outbox, trims it, and announces them to the followers' open streams.
+_APPEND_OUTBOX = """
+for i = 3, #ARGV do redis.call('ZADD', KEYS[1], 0, ARGV[i]) end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[1]) - 1)
+if ARGV[2] == '1' then
+  for i = 3, #ARGV do
+    redis.call('PUBLISH', KEYS[2], '{"event":"update","status_id":"' .. string.gsub(ARGV[i], '^0+', '') .. '"}')
+  end
+end
+return 1
+"""
+
+# KEYS: outbox:{a}, stream:celebrity:{a}; ARGV = members. Removes posts and announces their deletion.
+_REMOVE_FROM_OUTBOX = """
+for _, m in ipairs(ARGV) do
+  redis.call('ZREM', KEYS[1], m)
+  redis.call('PUBLISH', KEYS[2], '{"event":"delete","status_id":"' .. string.gsub(m, '^0+', '') .. '"}')
+end
+return 1
+"""
+
+# ARGV[1..4] = lo, hi, limit, ascending ("1"/"0"): the window of a page, shared by the two read scripts.
+_PAGE_FUNCTION = """
+local lo, hi, limit, asc = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
+local function page(key)
+  if asc then return redis.call('ZRANGEBYLEX', key, lo, hi, 'LIMIT', 0, limit) end
+  return redis.call('ZREVRANGEBYLEX', key, hi, lo, 'LIMIT', 0, limit)
+end
+"""
+
+# KEYS: tl:{u}, celebs:{u}, active:{u}, tl:{u}:rb, tagfollows:{u}; ARGV = the page's window (_PAGE_FUNCTION),
+# active seconds, rebuild grace seconds.
+# Returns {whether the user's inbox is kept ("1"/"0"), then the inbox page; the followed celebrities to read;
+# the followed tags to read}, keeping the user's keys alive. The outboxes and tag timelines are other owners'
+# keys (other slots on a cluster): the caller reads them (``_pulled_pages``), on one server as on a cluster.
 # A user whose inbox is not kept is marked "rebuilding" for a short grace: fan-out delivers to them
 # from now on (so nothing posted during the rebuild is missed), but only a finished rebuild
 # (``finish_rebuild``) makes the inbox count as kept. A rebuild that died half-way is redone by
 # the next read, never taken for a complete inbox.
-_READ_PAGE = """
-local lo, hi, limit, asc, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1', ARGV[5]
+_READ_PAGE = (
+    _PAGE_FUNCTION
+    + """
+local ttl = ARGV[5]
 local was_active = redis.call('GET', KEYS[3]) == '1' and 1 or 0
 if was_active == 1 then
   redis.call('SET', KEYS[3], 1, 'EX', ttl)
@@ -231,22 +314,14 @@ else
   redis.call('SET', KEYS[3], 'rebuilding', 'EX', ARGV[6])
 end
 for i = 1, 5 do if i ~= 3 then redis.call('EXPIRE', KEYS[i], ttl) end end
-local function page(key)
-  if asc then return redis.call('ZRANGEBYLEX', key, lo, hi, 'LIMIT', 0, limit) end
-  return redis.call('ZREVRANGEBYLEX', key, hi, lo, 'LIMIT', 0, limit)
-end
 local out = {tostring(was_active)}
 for _, m in ipairs(page(KEYS[1])) do out[#out + 1] = m end
-for _, author in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  for _, m in ipairs(page('outbox:' .. author)) do out[#out + 1] = m end
-end
-for _, tag in ipairs(redis.call('SMEMBERS', KEYS[5])) do
-  if redis.call('EXISTS', ARGV[7] .. tag) == 1 then
-    for _, m in ipairs(page(ARGV[8] .. tag)) do out[#out + 1] = m end
-  end
-end
-return out
+return {out, redis.call('SMEMBERS', KEYS[2]), redis.call('SMEMBERS', KEYS[5])}
 """
+)
+
+# KEYS: tagpull:{tag}, tagtl:{tag}; ARGV = the page's window. The page of the tag's timeline if the tag is pulled.
+_PULLED_PAGE = _PAGE_FUNCTION + "if redis.call('EXISTS', KEYS[1]) == 0 then return {} end return page(KEYS[2])"
 
 
 @dataclass(frozen=True)
@@ -289,42 +364,81 @@ class TimelineStore:
         self._deliver = redis.register_script(_DELIVER)
         self._follow_celebrity = redis.register_script(_FOLLOW_CELEBRITY)
         self._remove = redis.register_script(_REMOVE)
+        self._append_outbox = redis.register_script(_APPEND_OUTBOX)
+        self._remove_from_outbox = redis.register_script(_REMOVE_FROM_OUTBOX)
         self._read_page = redis.register_script(_READ_PAGE)
+        self._pulled_page = redis.register_script(_PULLED_PAGE)
+
+    # -- running scripts over many users ---------------------------------------
+
+    async def _per_slot(
+        self, script: AsyncScript, users: list[int], keys_of: Callable[[list[int]], list[str]], args: Sequence[Any]
+    ) -> list[Any]:
+        """Run ``script`` over the users' keys: once for all of them on a single server (one round trip), once
+        per slot on a cluster, every call in one pipeline. Returns the calls' replies."""
+        groups = by_slot(self.redis, users, timeline_key)  # every key of a user is in the user's slot
+        if len(groups) == 1:
+            return [await script(keys=keys_of(groups[0]), args=args)]
+
+        def call(group: list[int]) -> Queue:
+            return lambda pipe: queue_script(pipe, script, keys_of(group), args)
+
+        return await self._pipelined([call(group) for group in groups], script)
+
+    async def _pipelined(self, calls: list[Queue], *scripts: AsyncScript) -> list[Any]:
+        """The replies of ``calls``, each of which queues one command, sent in one non-transactional pipeline.
+
+        A server that lost ``scripts`` (it restarted) refuses the calls of them it was sent: the scripts are
+        loaded and those calls, and only those, sent again (the others ran: sending them twice would push
+        their stream events twice)."""
+        replies = await self._execute(calls)
+        lost = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if lost:
+            for script in scripts:
+                await self.redis.script_load(script.script)
+            for i, reply in zip(lost, await self._execute([calls[i] for i in lost]), strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    async def _execute(self, calls: list[Queue]) -> list[Any]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for call in calls:
+                call(pipe)
+            return await pipe.execute(raise_on_error=False)
 
     # -- writes (called by the actors) -------------------------------------
 
     async def deliver(self, entries: list[Entry], user_ids: list[int], author_id: int | None = None) -> int:
-        """Add posts (all by ``author_id``, when given) to the inboxes of the active users among ``user_ids``.
+        """Add posts (all by ``author_id``, when given) to the inboxes of the active users among ``user_ids``;
+        returns how many inboxes were written.
 
-        One round trip. Users who just unfollowed ``author_id`` are skipped.
+        One round trip (on a cluster, one script per slot in it). Users who just unfollowed ``author_id`` are
+        skipped.
         """
         if not entries or not user_ids:
             return 0
         args = [self.timeline_max, "" if author_id is None else author_id, *entry_args(entries)]
-        return int(await self._deliver(keys=user_keys(user_ids), args=args))
+        replies = await self._per_slot(self._deliver, user_ids, lambda users: user_keys(users, author_id), args)
+        return sum(int(written) for written in replies)
 
     async def remove(self, entries: list[Entry], user_ids: list[int]) -> None:
         if entries and user_ids:
-            await self._remove(keys=user_keys(user_ids), args=entry_args(entries))
+            await self._per_slot(self._remove, user_ids, user_keys, entry_args(entries))
 
     async def append_outbox(self, author_id: int, status_ids: list[int], announce: bool = False) -> None:
         """Add posts to a celebrity's outbox; ``announce`` pushes them to followers' open streams."""
-        key = outbox_key(author_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(key, {member(s): 0 for s in status_ids})
-            pipe.zremrangebyrank(key, 0, -self.outbox_max - 1)
-            if announce:
-                for status_id in status_ids:
-                    pipe.publish(celebrity_channel(author_id), f'{{"event":"update","status_id":"{status_id}"}}')
-            await pipe.execute()
+        if status_ids:
+            args = [self.outbox_max, "1" if announce else "0", *(member(s) for s in status_ids)]
+            await self._append_outbox(keys=[outbox_key(author_id), celebrity_channel(author_id)], args=args)
 
     async def remove_from_outbox(self, author_id: int, status_ids: list[int]) -> None:
         if status_ids:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.zrem(outbox_key(author_id), *(member(s) for s in status_ids))
-                for status_id in status_ids:
-                    pipe.publish(celebrity_channel(author_id), f'{{"event":"delete","status_id":"{status_id}"}}')
-                await pipe.execute()
+            await self._remove_from_outbox(
+                keys=[outbox_key(author_id), celebrity_channel(author_id)], args=[member(s) for s in status_ids]
+            )
 
     async def clear_outbox(self, author_id: int) -> None:
         await self.redis.delete(outbox_key(author_id))
@@ -332,7 +446,11 @@ class TimelineStore:
     async def follow_celebrity(self, user_ids: list[int], author_id: int) -> None:
         """Add the celebrity to the users' read-time merge, except for users who just unfollowed them."""
         if user_ids:
-            await self._follow_celebrity(keys=[celebs_key(u) for u in user_ids], args=[author_id, *user_ids])
+
+            def keys_of(users: list[int]) -> list[str]:
+                return [key for u in users for key in (celebs_key(u), unfollowed_key(u, author_id))]
+
+            await self._per_slot(self._follow_celebrity, user_ids, keys_of, [author_id])
 
     async def mark_unfollowed(self, user_id: int, author_id: int) -> None:
         """For a while, no fan-out or promotion that started before the unfollow may write for this pair."""
@@ -349,7 +467,7 @@ class TimelineStore:
 
     async def finish_rebuild(self, user_id: int, celebrity_ids: list[int]) -> None:
         """The last step of a rebuild (its entries are delivered): the celebrity set, then the inbox counts as kept."""
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(transaction=True) as pipe:  # both keys in the user's slot
             pipe.delete(celebs_key(user_id))
             if celebrity_ids:
                 pipe.sadd(celebs_key(user_id), *celebrity_ids)
@@ -359,15 +477,43 @@ class TimelineStore:
     # -- reads and activity -------------------------------------------------
 
     async def read_page(self, user_id: int, bounds: PageBounds, limit: int) -> tuple[bool, list[int]]:
-        """(whether the user's inbox is kept, the page): inbox plus followed celebrities' outboxes, merged,
-        deduplicated, newest first. Reading keeps an active user active; see ``_READ_PAGE``."""
-        keys = [timeline_key(user_id), celebs_key(user_id), active_key(user_id), reblogs_key(user_id)]
-        args = [bounds.lo, bounds.hi, limit, "1" if bounds.ascending else "0", self.active_seconds, REBUILD_GRACE]
-        raw = await self._read_page(
-            keys=[*keys, tag_follows_key(user_id)], args=[*args, TAG_PULL_PREFIX, TAG_TIMELINE_PREFIX]
-        )
-        ids = sorted({int(m) for m in raw[1:]}, reverse=not bounds.ascending)[:limit]
-        return raw[0] == "1", sorted(ids, reverse=True)
+        """(whether the user's inbox is kept, the page): inbox plus followed celebrities' outboxes and pulled
+        tags, merged, deduplicated, newest first. Reading keeps an active user active; see ``_READ_PAGE``.
+
+        One round trip, and a second one for the outboxes and pulled tags (other owners' keys, so other slots
+        on a cluster) when the user follows any (see the module docstring)."""
+        keys = [
+            timeline_key(user_id),
+            celebs_key(user_id),
+            active_key(user_id),
+            reblogs_key(user_id),
+            tag_follows_key(user_id),
+        ]
+        window = [bounds.lo, bounds.hi, limit, "1" if bounds.ascending else "0"]
+        head, celebrities, tags = await self._read_page(keys=keys, args=[*window, self.active_seconds, REBUILD_GRACE])
+        members = head[1:]
+        if celebrities or tags:
+            members += await self._pulled_pages(celebrities, tags, window)
+        ids = sorted({int(m) for m in members}, reverse=not bounds.ascending)[:limit]
+        return head[0] == "1", sorted(ids, reverse=True)
+
+    async def _pulled_pages(self, celebrities: list[str], tags: list[str], window: list[Any]) -> list[str]:
+        """The page's window of each celebrity's outbox and of each pulled tag's timeline, each read in its own
+        slot, all in one pipeline."""
+        lo, hi, limit, ascending = window
+
+        def outbox_page(author: str) -> Queue:
+            if ascending == "1":
+                return lambda pipe: pipe.zrangebylex(outbox_key(author), lo, hi, 0, limit)
+            return lambda pipe: pipe.zrevrangebylex(outbox_key(author), hi, lo, 0, limit)
+
+        def tag_page(tag: str) -> Queue:
+            return lambda pipe: queue_script(
+                pipe, self._pulled_page, [tag_pull_key(tag), tag_timeline_key(tag)], window
+            )
+
+        calls = [*(outbox_page(author) for author in celebrities), *(tag_page(tag) for tag in tags)]
+        return [m for page in await self._pipelined(calls, self._pulled_page) for m in page]
 
     async def oldest_entry(self, user_id: int) -> int | None:
         first = await self.redis.zrange(timeline_key(user_id), 0, 0)
@@ -406,15 +552,11 @@ class TimelineStore:
 
     async def tags_pulled(self, tags: list[str]) -> list[bool]:
         """For each tag, whether its posts are pulled at read time (one round trip)."""
-        if not tags:
-            return []
-        return [bool(n) for n in await self.redis.mget([tag_pull_key(t) for t in tags])]
+        return [bool(n) for n in await mget(self.redis, [tag_pull_key(t) for t in tags])]
 
     async def pushed_tags(self, tags: list[str]) -> list[str]:
         """The tags whose posts are pushed to someone: followed, and not pulled (one round trip)."""
-        if not tags:
-            return []
-        found = await self.redis.mget([*(tag_followers_key(t) for t in tags), *(tag_pull_key(t) for t in tags)])
+        found = await mget(self.redis, [*(tag_followers_key(t) for t in tags), *(tag_pull_key(t) for t in tags)])
         counts, pulled = found[: len(tags)], found[len(tags) :]
         return [t for t, n, p in zip(tags, counts, pulled, strict=True) if int(n or 0) > 0 and not p]
 
@@ -433,8 +575,18 @@ class TimelineStore:
         return [(int(m), None) for page in pages for m in page]
 
     async def inbox_entries_in(self, user_id: int, key: str) -> list[int]:
-        """The posts of the user's inbox that are also in the sorted set ``key`` (bounded by the inbox)."""
-        return [int(m) for m in await self.redis.zinter([timeline_key(user_id), key])]
+        """The posts of the user's inbox that are also in the sorted set ``key`` (bounded by the inbox).
+
+        One ``ZINTER`` on a single server; on a cluster ``key`` is in another slot: the inbox, then which of
+        its entries ``key`` holds."""
+        if not is_cluster(self.redis):
+            return [int(m) for m in await self.redis.zinter([timeline_key(user_id), key])]
+        inbox = await self.redis.zrange(timeline_key(user_id), 0, -1)
+        if not inbox:
+            return []
+        return [
+            int(m) for m, score in zip(inbox, await self.redis.zmscore(key, inbox), strict=True) if score is not None
+        ]
 
     async def forget_active(self, user_id: int) -> None:
         await self.redis.delete(active_key(user_id))

@@ -80,7 +80,9 @@ Dedupe and filters
 
 Rules that must run inside one Redis call to stay atomic (the reblog
 dedupe, skipping inactive users, the unfollow guard, the rebuild state) are
-carried out by the scripts of ``redis_store.timelines``.
+carried out by the scripts of ``redis_store.timelines``, atomically for each
+user: all of a user's keys are in the user's Redis Cluster slot. A batch of
+users stays one call on a single server (one per slot on a cluster).
 """
 
 from __future__ import annotations

@@ -121,6 +121,14 @@ class RayNode:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
+def fallback_proxy_ports() -> dict[str, str]:
+    """Ports of a node's own for Serve's fallback proxy (every Ray binds 8500 otherwise; see ``Stack.serve_env``)."""
+    return {
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
+    }
+
+
 def start_node(name: str, args: list[str], env: dict[str, str], log: Path) -> RayNode:
     temp_dir = Path(tempfile.mkdtemp(prefix=f"rg-{name}-"))  # short: Ray's socket paths live under it
     metrics_port = free_port()
@@ -202,7 +210,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     # local Ray on 127.0.0.1, which would keep the worker node from joining): this cluster is a stack of its own.
     session_only = ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
     base_env = {k: v for k, v in os.environ.items() if k not in session_only and not k.startswith("RAY_SERVE_")} | auth
-    node_env = {**base_env, **settings}
+    node_env = {**base_env, **settings, **fallback_proxy_ports()}
     node_env.pop("RAY_ADDRESS")
     started: list[RayNode] = []
     raygram: subprocess.Popen | None = None
@@ -213,7 +221,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         started.append(head)
         wait_for(lambda: (head.temp_dir / "ray_current_cluster").exists(), bool, "the head node is up", 90)
         # Serve runs a proxy on every node, bound to HTTP_PORT: on one machine the worker's needs a port of its own.
-        worker_env = {**node_env, "RAY_SERVE_WORKER_PROXY_HTTP_PORT": str(free_port())}
+        # Likewise Serve's fallback proxy (8500 in every Ray by default: requests would reach other stacks').
+        worker_env = {**node_env, "RAY_SERVE_WORKER_PROXY_HTTP_PORT": str(free_port()), **fallback_proxy_ports()}
         worker = start_node("worker", [f"--address={address}"], worker_env, state_dir / "ray-worker.log")
         started.append(worker)
         with (state_dir / "probe.log").open("ab") as err:

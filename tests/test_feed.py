@@ -11,7 +11,19 @@ import pytest
 import ray
 import redis
 
-from redis_store.timelines import celeb_ready_key, member, outbox_key, timeline_key
+from redis_store.timelines import (
+    active_key,
+    celeb_ready_key,
+    celebs_key,
+    member,
+    online_key,
+    outbox_key,
+    reblogs_key,
+    stream_channel,
+    timeline_key,
+    unfollowed_key,
+    user_keys,
+)
 from stack import Stack
 from tests.conftest import User, UserFactory
 from tests.waiting import wait_for
@@ -63,6 +75,19 @@ def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "co
 
 def account(http: httpx.Client, user: User) -> dict:
     return http.get(f"/api/v1/accounts/{user.id}").json()
+
+
+def test_delivery_writes_the_keys_the_key_functions_name() -> None:
+    """Delivery builds its keys itself (it runs for every follower of every post): the key functions' names."""
+    users = [1, 42, 385765427934232576]
+    for author in (None, 7):
+        expected = [
+            key
+            for user in users
+            for key in (active_key(user), timeline_key(user), reblogs_key(user), stream_channel(user), online_key(user))
+            + ((unfollowed_key(user, author),) if author is not None else ())
+        ]
+        assert user_keys(users, author) == expected
 
 
 def test_follow_post_and_see_it_in_the_follower_feed(http: httpx.Client, make_user: UserFactory) -> None:
@@ -283,7 +308,7 @@ def test_inactive_or_flushed_timeline_is_rebuilt_on_read(
     assert redis_client.zscore(timeline_key(int(bob.id)), member(int(status["id"]))) is None
     assert status["id"] in home_ids(http, bob)  # rebuilt from the graph on read
     # Lose everything Redis knew about bob's feed: the read still answers in full.
-    redis_client.delete(timeline_key(int(bob.id)), f"active:{bob.id}", f"celebs:{bob.id}")
+    redis_client.delete(timeline_key(int(bob.id)), active_key(int(bob.id)), celebs_key(int(bob.id)))
     assert status["id"] in home_ids(http, bob)
 
 
@@ -305,8 +330,17 @@ def seed_followers(session: neo4j.Session, redis_client: redis.Redis, author_id:
             ids=ids,
         ).consume()
     )
-    redis_client.mset({f"active:{i}": 1 for i in ids})
+    mark_active(redis_client, ids)
     return ids
+
+
+def mark_active(redis_client: redis.Redis, ids: list[int]) -> None:
+    """The accounts count as readers whose inboxes are kept (fan-out writes them): one pipeline, whatever their
+    slots on a Redis Cluster."""
+    with redis_client.pipeline(transaction=False) as pipe:
+        for account_id in ids:
+            pipe.set(active_key(account_id), 1)
+        pipe.execute()
 
 
 def test_fanout_worker_killed_mid_batch_loses_nothing(
@@ -417,6 +451,6 @@ def test_late_fan_out_after_an_unfollow_does_not_bring_posts_back(
     assert ray.get(inbox.deliver.remote([(int(status["id"]), None)], [int(reader.id)], int(author.id))) == 0
     ray.get(inbox.follow_celebrity.remote(int(author.id), [int(reader.id)]))
     assert status["id"] not in home_ids(http, reader)
-    assert redis_client.sismember(f"celebs:{reader.id}", author.id) == 0
+    assert redis_client.sismember(celebs_key(int(reader.id)), author.id) == 0
     follow(http, reader, author)  # following again lifts the guard at once
     assert status["id"] in home_ids(http, reader)

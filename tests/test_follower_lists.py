@@ -21,12 +21,12 @@ import redis
 
 from config import Settings
 from ids import SnowflakeGenerator, min_id_at_ms
-from redis_store.client import connect
+from redis_store.client import redis_from
 from redis_store.followers import COMPLETE, FollowerLists, author_keys, followers_key
-from redis_store.timelines import member
+from redis_store.timelines import celeb_ready_key, member, timeline_key
 from stack import Stack
 from tests.conftest import User, UserFactory
-from tests.test_feed import eventually, follow, home, home_ids, post, unfollow
+from tests.test_feed import eventually, follow, home, home_ids, mark_active, post, unfollow
 
 T = TypeVar("T")
 seed_ids = SnowflakeGenerator(1022)  # ids for accounts written straight into the graph
@@ -70,7 +70,7 @@ def seed_followers(session: neo4j.Session, redis_client: redis.Redis, author: in
             "MATCH (a:Account {id: $id}) SET a.followers_count = a.followers_count + $n", id=author, n=len(ids)
         ).consume()
     )
-    redis_client.mset({f"active:{i}": 1 for i in ids})
+    mark_active(redis_client, ids)
 
 
 def mark_celebrity_in_graph_only(session: neo4j.Session, author: int) -> None:
@@ -87,7 +87,7 @@ def with_lists(stack: Stack, work: Callable[[FollowerLists], Awaitable[T]]) -> T
     """Run ``work`` against the store API on its own connection: the test acting as a fan-out worker would."""
 
     async def run() -> T:
-        client = connect(stack.settings.redis_url)
+        client = redis_from(stack.settings)
         try:
             return await work(FollowerLists(client, Settings().follower_list_days))
         finally:
@@ -124,7 +124,7 @@ def test_follow_and_unfollow_keep_the_list_equal_to_the_graph(
     # threshold, the demotion's pass over the followers rebuilds it.
     follow(http, one, author)
     follow(http, three, author)
-    eventually(lambda: redis_client.exists(f"celeb:ready:{aid}") == 1 and redis_client.exists(followers_key(aid)) == 0)
+    eventually(lambda: redis_client.exists(celeb_ready_key(aid)) == 1 and redis_client.exists(followers_key(aid)) == 0)
     unfollow(http, one, author)
     unfollow(http, three, author)
     eventually(lambda: is_complete(redis_client, aid))
@@ -168,7 +168,7 @@ def test_a_lost_list_is_rebuilt_and_the_next_fan_out_still_reaches_everyone(
     def everyone_has_it() -> bool:
         with redis_client.pipeline(transaction=False) as pipe:
             for follower in seeded:
-                pipe.zscore(f"tl:{follower}", sid)
+                pipe.zscore(timeline_key(follower), sid)
             return all(score is not None for score in pipe.execute())
 
     eventually(everyone_has_it)

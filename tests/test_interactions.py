@@ -421,11 +421,13 @@ def test_mastodon_py_interactions_notifications_and_stream(base_url: str) -> Non
 def test_live_push_of_a_celebrity_post(
     http: httpx.Client, make_user: UserFactory, base_url: str, redis_client: redis.Redis
 ) -> None:
+    from redis_store.timelines import celeb_ready_key
+
     star, listener = make_user(), make_user()
     home(http, listener)
     for fan in (listener, make_user(), make_user()):  # the threshold in tests is 3 followers
         follow(http, fan, star)
-    eventually(lambda: redis_client.exists(f"celeb:ready:{star.id}") == 1)
+    eventually(lambda: redis_client.exists(celeb_ready_key(int(star.id))) == 1)
     stream = SseListener(base_url, listener, "/api/v1/streaming/user")
     try:
         status = post(http, star, "from the top")
