@@ -7,7 +7,10 @@ event of each (account, post) pair matters — it is the state Redis holds —
 and the graph write is idempotent, so a crash before the ack only means the
 batch is applied again. The events of one pair must be applied in order: the
 consumer loop keeps that order when it retries events one by one or sends
-one to the dead-letter stream (``like_pair``).
+one to the dead-letter stream (``like_pair``). The stream holds a pair's
+events in the order the changes were made on a Redis Cluster too, where a
+like reaches the stream in a step of its own: a late or repeated copy of an
+older change is not appended after a newer one (``redis_store.likes``).
 """
 
 from __future__ import annotations

@@ -6,12 +6,15 @@
   ``bmv:{user}``  counter, bumped by every change: a load writes the set only if it did not move while it read
                   the graph, so a load racing a change cannot cache the state from before it.
 
-The graph (``graph.bookmarks``) is the system of record.
+The graph (``graph.bookmarks``) is the system of record. Both keys carry the user's hash tag
+(``redis_store.slots``: ``bm:{42}``), so ``_STORE`` runs in one slot of a Redis Cluster.
 """
 
 from __future__ import annotations
 
 import redis.asyncio as aioredis
+
+from redis_store.slots import tagged
 
 TTL_SECONDS = 86_400
 MAX_ENTRIES = 5_000
@@ -19,11 +22,11 @@ LOADED, PARTIAL = "loaded", "partial"
 
 
 def bookmarks_key(user_id: int) -> str:
-    return f"bm:{user_id}"
+    return tagged("bm", user_id)
 
 
 def version_key(user_id: int) -> str:
-    return f"bmv:{user_id}"
+    return tagged("bmv", user_id)
 
 
 # KEYS: bm:{u}, bmv:{u}; ARGV: version read before loading, ttl, marker, then the status ids.

@@ -11,6 +11,9 @@ A conversation is added to or moved up by the ``Notifier`` from the durable
 ``status.created`` event (``add``), before the event is acked; a replayed event
 (a status not newer than the conversation's last) changes nothing. The user's
 own changes (read, delete) are answered once on disk (``WAITAOF``).
+
+Both keys and the user's streaming channel carry the user's hash tag
+(``redis_store.slots``): ``{user}`` above is the id inside braces, ``convs:{42}``.
 """
 
 from __future__ import annotations
@@ -22,17 +25,18 @@ import redis.asyncio as aioredis
 
 from redis_store.durability import Durability
 from redis_store.notifications import channel
+from redis_store.slots import tagged
 from redis_store.timelines import member
 
 CAP = 500  # conversations per user; the least recently active are dropped past it
 
 
 def list_key(user_id: int) -> str:
-    return f"convs:{user_id}"
+    return tagged("convs", user_id)
 
 
 def records_key(user_id: int) -> str:
-    return f"conv:{user_id}"
+    return tagged("conv", user_id)
 
 
 def participants_field(participants: list[int]) -> str:

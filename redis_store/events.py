@@ -9,8 +9,12 @@ event is published right after the graph write it reports (a follow, a post)
 and is the only trace of the notification it will make, so a Redis crash must
 not take it back once the client has its answer.
 
+The stream is ``{events}``; every key that a script touches with it carries
+the same hash tag, so that on a Redis Cluster they share its slot: the
+dead-letter streams and the likes' publication marks (``redis_store.likes``).
+
 An event whose handler keeps failing is moved, with the last error, to
-``events:dead:{group}`` (capped) and acked, so that it stops blocking its
+``{events}:dead:<group>`` (capped) and acked, so that it stops blocking its
 group (``actors.consumer``). ``replay`` puts dead letters back on the main
 stream marked with their group, so that only that group handles them again:
 the other groups did their part the first time.
@@ -27,7 +31,7 @@ from redis.exceptions import ResponseError
 
 from redis_store.durability import Durability
 
-STREAM = "events"
+STREAM = "{events}"  # a key that is its own hash tag: the stream's slot, shared by its companions below
 
 
 def dead_letter_key(group: str) -> str:
@@ -62,7 +66,8 @@ class DeadLetter:
     error: str
 
 
-# KEYS: dead-letter stream, main stream; ARGV: group, cap, then five per event: id, type, data, attempts, error.
+# KEYS: dead-letter stream, main stream (one slot: both under {events}); ARGV: group, cap, then five per event:
+# id, type, data, attempts, error.
 # Moving and acking in one step: a crash cannot leave an event both dead and pending, or neither.
 _DEAD_LETTER = """
 for i = 3, #ARGV, 5 do
@@ -73,7 +78,7 @@ end
 return 1
 """
 
-# KEYS: main stream, dead-letter stream; ARGV: group, main stream cap, how many. Returns how many moved.
+# KEYS: main stream, dead-letter stream (one slot); ARGV: group, main stream cap, how many. Returns how many moved.
 _REPLAY = """
 local moved = 0
 for _, entry in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', ARGV[3])) do

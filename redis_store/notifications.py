@@ -1,10 +1,13 @@
 """Notifications in Redis: a capped list per user, records by id, live push by pub/sub.
 
 ``notifs:{user}`` is a sorted set of zero-padded notification ids (ranged
-lexicographically, like timelines); ``notif:{id}`` holds the record as JSON.
-Adding one is a single Lua call that also collapses duplicates (the same
-actor doing the same thing to the same post notifies once), trims the list
-to its cap and publishes on the user's streaming channel.
+lexicographically, like timelines); ``notifs:{user}:records`` is a hash, id →
+the record as JSON. Adding one is a single Lua call that also collapses
+duplicates (``notif:seen:{user}:...``: the same actor doing the same thing to
+the same post notifies once), trims the list and its records to the cap and
+publishes on the user's streaming channel (``stream:{user}``). Every key of a
+user carries the user's hash tag (``redis_store.slots``), so the call runs in
+one slot of a Redis Cluster; ``markers:{user}`` holds the user's markers.
 
 What a user does here is answered only once it is on disk (``WAITAOF``,
 ``redis_store.durability``): markers, dismissals and clears live only in
@@ -27,11 +30,19 @@ from redis_store.timelines import PageBounds, member
 
 
 def list_key(user_id: int) -> str:
-    return f"notifs:{user_id}"
+    return tagged("notifs", user_id)
 
 
-def record_key(notification_id: int) -> str:
-    return f"notif:{notification_id}"
+def records_key(user_id: int) -> str:
+    """Hash: the user's notification records by id (the list's members without their zero padding)."""
+    return tagged("notifs", user_id, "records")
+
+
+def dedupe_key(record: dict[str, Any]) -> str:
+    """Set while the same notification (recipient, type, actor, post) must not be made again."""
+    return tagged(
+        "notif:seen", record["recipient_id"], record["type"], record["account_id"], record.get("status_id") or ""
+    )
 
 
 def channel(user_id: int) -> str:
@@ -41,23 +52,23 @@ def channel(user_id: int) -> str:
 
 
 def marker_key(user_id: int) -> str:
-    return f"markers:{user_id}"
+    return tagged("markers", user_id)
 
 
-# KEYS: notifs:{u}, notif:{id}, dedupe key, channel; ARGV: member, record json, cap, dedupe ttl, push json
+# KEYS: notifs:{u}, notifs:{u}:records, dedupe key, channel; ARGV: member, id, record json, cap, dedupe ttl, push json
 _ADD = """
-if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'EX', ARGV[4]) == false then return 0 end
-redis.call('SET', KEYS[2], ARGV[2])
+if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'EX', ARGV[5]) == false then return 0 end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('ZADD', KEYS[1], 0, ARGV[1])
 local size = redis.call('ZCARD', KEYS[1])
-local cap = tonumber(ARGV[3])
+local cap = tonumber(ARGV[4])
 if size > cap then
   for _, old in ipairs(redis.call('ZRANGE', KEYS[1], 0, size - cap - 1)) do
-    redis.call('DEL', 'notif:' .. string.gsub(old, '^0+', ''))
+    redis.call('HDEL', KEYS[2], (string.gsub(old, '^0+', '')))
   end
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, size - cap - 1)
 end
-redis.call('PUBLISH', KEYS[4], ARGV[5])
+redis.call('PUBLISH', KEYS[4], ARGV[6])
 return 1
 """
 
@@ -79,11 +90,10 @@ class NotificationStore:
     async def add(self, record: dict[str, Any]) -> bool:
         """Store and push a notification; False if it duplicates one already made."""
         recipient = record["recipient_id"]
-        dedupe = f"notif:seen:{recipient}:{record['type']}:{record['account_id']}:{record.get('status_id') or ''}"
         push = orjson.dumps({"event": "notification", "id": record["id"]})
         added = await self._add(
-            keys=[list_key(recipient), record_key(record["id"]), dedupe, channel(recipient)],
-            args=[member(record["id"]), orjson.dumps(record), self.cap, self.dedupe_seconds, push],
+            keys=[list_key(recipient), records_key(recipient), dedupe_key(record), channel(recipient)],
+            args=[member(record["id"]), record["id"], orjson.dumps(record), self.cap, self.dedupe_seconds, push],
         )
         return bool(added)
 
@@ -95,10 +105,10 @@ class NotificationStore:
             raw = await self.redis.zrevrangebylex(key, bounds.hi, bounds.lo, start=0, num=count)
         return [int(m) for m in raw]
 
-    async def records(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+    async def records(self, user_id: int, ids: list[int]) -> dict[int, dict[str, Any]]:
         if not ids:
             return {}
-        values = await self.redis.mget([record_key(i) for i in ids])
+        values = await self.redis.hmget(records_key(user_id), [str(i) for i in ids])
         return {i: orjson.loads(v) for i, v in zip(ids, values, strict=True) if v is not None}
 
     async def dismiss(self, user_id: int, notification_id: int) -> bool:
@@ -106,17 +116,15 @@ class NotificationStore:
         # sees it without its record skips it.
         async with self.durability.pipeline(self.redis) as pipe:
             pipe.zrem(list_key(user_id), member(notification_id))
-            pipe.delete(record_key(notification_id))
-            removed, _ = await self.durability.execute(pipe, [list_key(user_id), record_key(notification_id)])
+            pipe.hdel(records_key(user_id), str(notification_id))
+            removed, _ = await self.durability.execute(pipe, [list_key(user_id)])
         return bool(removed)
 
     async def clear(self, user_id: int) -> None:
-        ids = await self.redis.zrange(list_key(user_id), 0, -1)
         async with self.durability.pipeline(self.redis) as pipe:
-            pipe.delete(list_key(user_id))
-            if ids:
-                pipe.delete(*(record_key(int(i)) for i in ids))
-            await self.durability.execute(pipe, [list_key(user_id), *(record_key(int(i)) for i in ids)])
+            pipe.delete(list_key(user_id))  # the list first, as in ``dismiss``
+            pipe.delete(records_key(user_id))
+            await self.durability.execute(pipe, [list_key(user_id)])
 
     async def count_after(self, user_id: int, after_id: int | None) -> int:
         low = f"({member(after_id)}" if after_id else "-"

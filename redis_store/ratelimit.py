@@ -1,7 +1,9 @@
 """Fixed-window rate limits, atomic in Redis (one Lua call per check).
 
-Keys: ``rl:{bucket}:{subject}``, a counter that expires with its window (set on the first hit, and
-repaired by the same call if a counter ever lacks a TTL).
+Keys: ``rl:<bucket>:{subject}``, a counter that expires with its window (set on the first hit, and
+repaired by the same call if a counter ever lacks a TTL). The subject is the key's hash tag
+(``redis_store.slots``): an account's counters share its slot, so a script of the account's own keys
+can count a hit with them on a Redis Cluster (``rl:favourite:{42}`` with ``favs:{42}``).
 
 The counting step is also a Lua function (``RATE_HIT_LUA``) that other scripts include, so that an
 action whose own work is one Lua call (a like: ``redis_store.likes``) checks its limit in the same
@@ -13,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+
+from redis_store.slots import tagged
 
 # rate_hit(counter key, window ms): count one hit; returns the count so far in the window and the ms until it ends.
 RATE_HIT_LUA = """
@@ -39,7 +43,7 @@ class RateLimit:
 
     @classmethod
     def of(cls, bucket: str, subject: str, limit: int, window_seconds: int) -> RateLimit:
-        return cls(f"rl:{bucket}:{subject}", limit, window_seconds * 1000)
+        return cls(tagged(f"rl:{bucket}", subject), limit, window_seconds * 1000)
 
     def decision(self, count: int, ttl_ms: int) -> RateDecision:
         """What a hit that brought the counter to ``count``, ``ttl_ms`` before the window ends, decides."""

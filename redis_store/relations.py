@@ -12,6 +12,10 @@
 
 The graph is the system of record; the hash is dropped on every change of either side of a pair (a block is
 both one account's ``b`` and the other's ``B``) and loaded again on the next read.
+
+Both keys carry the viewer's hash tag (``redis_store.slots``: ``rel:{42}``), so ``_STORE`` runs in one slot of a
+Redis Cluster; ``invalidate`` of both sides of a pair sends single-key commands only, which a cluster pipeline
+routes to each key's node.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from graph.relations import Relations
+from redis_store.slots import tagged
 
 TTL_SECONDS = 86_400
 MAX_ENTRIES = 10_000
@@ -28,11 +33,11 @@ LOADED = "loaded"
 
 
 def relations_key(viewer: int) -> str:
-    return f"rel:{viewer}"
+    return tagged("rel", viewer)
 
 
 def version_key(viewer: int) -> str:
-    return f"relv:{viewer}"
+    return tagged("relv", viewer)
 
 
 # KEYS: rel:{viewer}, relv:{viewer}; ARGV: the version read before loading, ttl, loaded marker, then field/value pairs.

@@ -1,7 +1,8 @@
 """Turn status ids into full records for the API, in a fixed number of batches.
 
-Statuses and their authors come from the Redis cache (one MGET each) and
-fall back to the graph (one query each) for the misses, which are then
+Statuses and their authors come from the Redis cache (one MGET each, split
+per slot in one pipeline on a Redis Cluster) and fall back to the graph (one
+query each) for the misses, which are then
 cached. Reblogs bring their originals along in one more round. Like counts
 and the viewer's own likes and reblogs come from one more Redis call
 (``page_view``), which also carries the authors' MGET. Deleted posts are
@@ -38,13 +39,16 @@ from graph.accounts import AccountGraph
 from graph.statuses import StatusGraph
 from redis_store.cache import RecordCache
 from redis_store.likes import PageView
+from redis_store.slots import QueuedMget
 from services.availability import GRAPH_DOWN, REDIS_DOWN, mark_degraded
 
 Row = dict[str, Any]
 # (viewer, status ids) -> the ones the viewer bookmarked
 BookmarkLoader = Callable[[int, list[int]], Awaitable[set[int]]]
-# (viewer, status ids, a command to send along) -> (the view, that command's reply or None if Redis is down)
-PageViewLoader = Callable[[int | None, list[int], Callable[[Pipeline], object]], Awaitable[tuple[PageView, Any]]]
+# (viewer, status ids, a read to send along) -> (the view, that read's values or None if Redis is down)
+PageViewLoader = Callable[
+    [int | None, list[int], Callable[[Pipeline], QueuedMget]], Awaitable[tuple[PageView, list[Any] | None]]
+]
 ATTACHMENTS = "attachments"  # field of a cached status record: its unsigned attachments, in the post's order
 
 

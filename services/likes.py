@@ -1,7 +1,8 @@
 """Likes (Mastodon favourites) and the viewer's own like/reblog state.
 
-A like is answered from Redis in one atomic step and persisted to the graph
-by the ``LikePersister`` actor; see ``redis_store.likes``. The viewer's
+A like is answered from Redis (one atomic step on one server, three ordered
+steps on a Redis Cluster) and persisted to the graph by the ``LikePersister``
+actor; see ``redis_store.likes``. The viewer's
 likes and reblogs are per-user Redis indexes, loaded from the graph once
 after a cold start, so a page's view is one Redis round trip, which also
 carries hydration's read of the page's authors.
@@ -24,6 +25,7 @@ from graph.statuses import StatusGraph
 from ids import SnowflakeGenerator
 from redis_store.likes import LikeStore, PageView
 from redis_store.ratelimit import OverLimit
+from redis_store.slots import QueuedMget
 from services.abuse import AbuseGuard
 from services.availability import REDIS_DOWN, mark_degraded
 from services.hydrate import HydratedStatus, Hydrator
@@ -120,11 +122,11 @@ class LikeService:
             )
 
     async def page_view(
-        self, user_id: int | None, status_ids: list[int], alongside: Callable[[Pipeline], object] | None = None
-    ) -> tuple[PageView, Any]:
+        self, user_id: int | None, status_ids: list[int], alongside: Callable[[Pipeline], QueuedMget] | None = None
+    ) -> tuple[PageView, list[Any] | None]:
         """Like counts of a page, and the viewer's likes and reblogs among it: one Redis round trip, which also
-        carries the command ``alongside`` queues (hydration reads the page's authors with it). Returns the view
-        and that command's reply (None when Redis is down); a cold start or old posts take more calls.
+        carries the read ``alongside`` queues (hydration reads the page's authors with it). Returns the view
+        and that read's values (None when Redis is down); a cold start or old posts take more calls.
 
         With Redis down, the graph answers: counts are then the persisted ones (``favourites_count``
         of each record, which hydration falls back to), and the viewer's state comes from the edges.

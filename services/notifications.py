@@ -63,7 +63,7 @@ class NotificationService:
             if not ids:
                 break
             scanned += len(ids)
-            records = await self.store.records(ids)
+            records = await self.store.records(user_id, ids)
             silenced = await self._silenced(user_id, [r["account_id"] for r in records.values()])
             for notification_id in ids:
                 record = records.get(notification_id)
@@ -112,7 +112,7 @@ class NotificationService:
         return await self.hydrate(records, user_id)
 
     async def get(self, user_id: int, notification_id: int) -> HydratedNotification:
-        record = (await self.store.records([notification_id])).get(notification_id)
+        record = (await self.store.records(user_id, [notification_id])).get(notification_id)
         if record is None or record["recipient_id"] != user_id:
             raise NotFound("Record not found")
         if await self._silenced(user_id, [record["account_id"]]):

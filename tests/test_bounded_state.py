@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from api.context import AppContext
 from ids import IdsUnavailable
 from launcher import ManagedProcess, free_port
-from redis_store.client import connect
+from redis_store.client import connect, redis_from
 from redis_store.durability import Durability
 from redis_store.likes import count_key, favs_key
 from redis_store.server import start_redis_server
@@ -193,7 +193,7 @@ def synthetic_user() -> int:
 async def test_reblog_dedupe_tracking_stays_within_the_inbox(stack: Stack) -> None:
     """3 × ``timeline_max`` reblogs of different posts into one inbox: the dedupe hash follows the inbox's cap,
     and dedupe still works for what the inbox holds."""
-    client = connect(stack.settings.redis_url)
+    client = redis_from(stack.settings)
     store = TimelineStore.from_settings(stack.settings, client)
     cap, user = stack.settings.timeline_max, synthetic_user()
     await client.set(active_key(user), 1, ex=3600)
@@ -256,7 +256,7 @@ def like_count(http: httpx.Client, user: User, status_id: str) -> tuple[int, boo
 async def test_like_counters_and_liked_sets_expire_and_come_back_from_the_graph(
     stack: Stack, http: httpx.Client, make_user: UserFactory, graph_session: neo4j.Session
 ) -> None:
-    client = connect(stack.settings.redis_url)
+    client = redis_from(stack.settings)
     author, fan, other = make_user(), make_user(), make_user()
     status = post(http, author, "count me")
     assert like(http, fan, status["id"])["favourites_count"] == 1

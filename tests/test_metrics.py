@@ -24,6 +24,7 @@ import redis
 
 import metrics
 from ops_status import Samples, scrape
+from redis_store.events import STREAM, dead_letter_key
 from stack import ENDPOINTS_FILE, Stack
 from tests.conftest import User, UserFactory
 from tests.test_feed import eventually
@@ -136,14 +137,14 @@ def test_counters_move_by_what_the_traffic_did(
 
 def test_sampled_gauges_match_redis(metrics_urls: list[str], redis_client: redis.Redis) -> None:
     """Redis memory and each group's dead letters, as the sampler on the consumers' host last saw them."""
-    groups = [g["name"] for g in redis_client.xinfo_groups("events")]
+    groups = [g["name"] for g in redis_client.xinfo_groups(STREAM)]
     assert {"fanout", "likes", "notify"} <= set(groups)
 
     def sampled() -> Samples | None:
         samples = scrape(metrics_urls)
         dead = metrics.DEAD_LETTERS.exported
         if samples.gauge(metrics.REDIS_MEMORY.exported) is None or any(
-            samples.gauge(dead, group=g) != redis_client.xlen(f"events:dead:{g}") for g in groups
+            samples.gauge(dead, group=g) != redis_client.xlen(dead_letter_key(g)) for g in groups
         ):
             return None
         return samples

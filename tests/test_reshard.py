@@ -45,6 +45,7 @@ import redis
 
 from config import Settings
 from launcher import free_port
+from redis_store.events import STREAM
 from tests.conftest import TEST_ENV
 from tests.test_cluster import Account, RayNode, app_token, kill_pids, process_tree, sign_up, start_node
 from tests.test_feed import follow, post
@@ -186,7 +187,7 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
 
 
 def pending_by_consumer(client: redis.Redis) -> dict[str, int]:
-    return {c["name"]: int(c["pending"]) for c in client.xinfo_consumers("events", GROUP)}
+    return {c["name"]: int(c["pending"]) for c in client.xinfo_consumers(STREAM, GROUP)}
 
 
 def home_all(http: httpx.Client, reader: Account) -> set[str]:
