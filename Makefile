@@ -26,7 +26,7 @@ CLUSTER_TESTS ?= tests/test_feed.py tests/test_interactions.py tests/test_follow
 	tests/test_feed_properties.py tests/test_streaming_limits.py tests/test_bookmarks.py tests/test_direct.py \
 	tests/test_safety.py tests/test_hydration_cache.py tests/test_follow_requests.py tests/test_event_recovery.py \
 	tests/test_bounded_state.py tests/test_stories.py tests/test_tag_timelines.py tests/test_hashtags.py \
-	tests/test_trends.py tests/test_search.py tests/test_suggestions.py
+	tests/test_trends.py tests/test_search.py tests/test_suggestions.py tests/test_metrics.py
 test-cluster: $(STAMP)
 	TEST_REDIS_CLUSTER=1 $(BIN)/pytest $(CLUSTER_TESTS)
 
