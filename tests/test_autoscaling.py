@@ -19,11 +19,13 @@ replicas and settings.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +81,26 @@ class Load:
 
     def between(self, start: float, end: float) -> int:
         return sum(1 for at, _ in self.answered if start <= at <= end)
+
+    def assert_served_through(self, changes: list[tuple[str, float, float]]) -> None:
+        """No request failed, and requests were answered while each change (name, start, end) went on."""
+        failed = [outcome for _, outcome in self.answered if outcome != 200]
+        assert not failed, f"{len(failed)} of {len(self.answered)} requests failed: {self.failures[:3]}"
+        for change, start, end in changes:
+            assert self.between(start, end) > 0, f"no request answered while going to {change}"
+
+
+@contextlib.contextmanager
+def running(load: Load) -> Iterator[Load]:
+    """The load, running in its thread from its first answers until the block ends."""
+    thread = threading.Thread(target=load.run)
+    thread.start()
+    try:
+        eventually(lambda: len(load.answered) >= RATE, what="the load to be answered")
+        yield load
+    finally:
+        load.stop.set()
+        thread.join()
 
 
 def replicas_running() -> tuple[int, int]:
@@ -144,25 +166,14 @@ def instance_title(http: httpx.Client) -> str:
 def test_replicas_up_and_down_under_load_fail_no_request(stack: Stack, make_user: UserFactory) -> None:
     config = serve_app.serve_config(stack.settings)
     original, _ = replicas_running()
-    reader = make_user()
-    load = Load(stack.settings.base_url, reader.headers)
-    thread = threading.Thread(target=load.run)
-    thread.start()
     changes = []
-    try:
-        eventually(lambda: len(load.answered) >= RATE, what="the load to be answered")
+    with running(Load(stack.settings.base_url, make_user().headers)) as load:
         for count in (3, 1, original):
             started = time.monotonic()
             serve_app.apply_config(with_replicas(config, count))
             eventually(lambda n=count: replicas_running() == (n, n), timeout=90, what=f"{count} replicas")
-            changes.append((count, started, time.monotonic()))
-    finally:
-        load.stop.set()
-        thread.join()
-    failed = [outcome for _, outcome in load.answered if outcome != 200]
-    assert not failed, f"{len(failed)} of {len(load.answered)} requests failed: {sorted(set(map(str, failed)))}"
-    for count, start, end in changes:
-        assert load.between(start, end) > 0, f"no request answered while going to {count} replicas"
+            changes.append((f"{count} replicas", started, time.monotonic()))
+    load.assert_served_through(changes)
     assert replicas_running() == (original, original)
 
 
@@ -172,13 +183,8 @@ def test_a_setting_changed_by_raygram_serve_apply_under_load_fails_no_request(
     config = serve_app.serve_config(stack.settings)
     original, _ = replicas_running()
     title = instance_title(http)
-    reader = make_user()
-    load = Load(stack.settings.base_url, reader.headers)
-    thread = threading.Thread(target=load.run)
-    thread.start()
     changes = []
-    try:
-        eventually(lambda: len(load.answered) >= RATE, what="the load to be answered")
+    with running(Load(stack.settings.base_url, make_user().headers)) as load:
         started = time.monotonic()
         cli_apply(
             with_replicas(config, original, {"INSTANCE_TITLE": "raygram, reconfigured"}), tmp_path, stack.state_dir
@@ -191,10 +197,4 @@ def test_a_setting_changed_by_raygram_serve_apply_under_load_fails_no_request(
         eventually(lambda: instance_title(http) == title, timeout=90, what="the title back")
         eventually(lambda: replicas_running() == (original, original), timeout=90, what="the replicas rolled back")
         changes.append(("the stack's own config", started, time.monotonic()))
-    finally:
-        load.stop.set()
-        thread.join()
-    failed = [outcome for _, outcome in load.answered if outcome != 200]
-    assert not failed, f"{len(failed)} of {len(load.answered)} requests failed: {load.failures[:3]}"
-    for change, start, end in changes:
-        assert load.between(start, end) > 0, f"no request answered while rolling over to {change}"
+    load.assert_served_through(changes)
