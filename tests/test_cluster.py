@@ -230,13 +230,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 [sys.executable, "-c", PROBE, address], env=base_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=err, text=True, start_new_session=True,
             )  # fmt: skip
+        running = Cluster(head, worker, address, f"http://127.0.0.1:{http_port}", probe, state_dir)
+        # Both nodes first: actors created while the worker is still joining would all land on the head.
+        wait_for(lambda: len(running.node_ids()) == 2, bool, "both nodes joined", 90)
         with (state_dir / "raygram.log").open("ab") as out:
             raygram = subprocess.Popen(
                 [str(BIN / "raygram"), "up"], env={**base_env, **settings}, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
-        running = Cluster(head, worker, address, f"http://127.0.0.1:{http_port}", probe, state_dir)
-        wait_for(lambda: len(running.node_ids()) == 2, bool, "both nodes joined", 90)
         _wait_http(f"{running.base_url}/health", 180)
         yield running
     finally:
