@@ -27,11 +27,6 @@ from redis.crc import key_slot
 T = TypeVar("T")
 
 
-def tag(owner: int | str) -> str:
-    """The hash tag of an owner's keys: ``{42}``."""
-    return "{" + str(owner) + "}"
-
-
 def tagged(prefix: str, owner: int | str, *rest: int | str) -> str:
     """``prefix:{owner}`` and then ``:rest`` for each of the rest: a key in the owner's slot."""
     key = f"{prefix}:{{{owner}}}"
